@@ -1,0 +1,293 @@
+"""One model call, framework-neutral: resolve -> policy -> build -> call -> parse -> record.
+
+Both framework adapters hand an :class:`Invoker` their messages (OpenAI chat
+format), per-call overrides and attribution layers, and get back parsed
+completions or stream chunks. Everything OpenRouter-specific happens here or
+below (``wire/``, ``transport``), never in an adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, NamedTuple
+
+from openrouter_attribution.attribution import Attribution, resolve
+from openrouter_attribution.errors import MissingUserError
+from openrouter_attribution.transport import (
+    ConnectionSettings,
+    apost_json,
+    apost_stream,
+    post_json,
+    post_stream,
+)
+from openrouter_attribution.wire.request import build_attribution_fields, build_body
+from openrouter_attribution.wire.response import Completion, Usage, parse_chunk, parse_completion
+
+__all__ = ["Invoker", "Prepared", "StreamMeta"]
+
+logger = logging.getLogger("openrouter_attribution")
+
+_PACKAGE_PREFIXES = ("openrouter_attribution", "langchain", "langgraph", "llama_index", "workflows", "asyncio",
+                     "concurrent", "threading", "contextvars", "pydantic", "tenacity")  # fmt: skip
+
+
+class Prepared(NamedTuple):
+    """A request ready to send."""
+
+    body: dict[str, Any]
+    """The JSON body for ``POST /chat/completions``."""
+    attribution: Attribution
+    """The attribution that goes out (after the identity policy)."""
+
+
+class StreamMeta:
+    """What a stream has told so far about its generation (filled while it is consumed)."""
+
+    __slots__ = ("finish_reason", "id", "model", "provider", "usage")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+
+class Invoker:
+    """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
+
+    __slots__ = ("connection", "default", "extra_body", "framework", "ledger", "params", "policy",
+                 "require_user", "_warned_sites")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        connection: ConnectionSettings,
+        params: dict[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        default: Attribution,
+        policy: Any,
+        require_user: bool | str,
+        ledger: Any,
+        framework: str,
+    ) -> None:
+        self.connection = connection
+        self.params = params
+        self.extra_body = extra_body
+        self.default = default
+        self.policy = policy
+        self.require_user = require_user
+        self.ledger = ledger
+        self.framework = framework
+        self._warned_sites: set[tuple[str, int]] = set()
+
+    # -- attribution ---------------------------------------------------------------------------------
+
+    def attribute(
+        self,
+        *,
+        explicit: Attribution | None = None,
+        invocation: Attribution | None = None,
+        ambient: Attribution | None = None,
+        fallback: Attribution | None = None,
+        searched: tuple[str, ...] = (),
+    ) -> Attribution:
+        """Resolve the attribution of one call and apply the identity policy to its user.
+
+        Args:
+            explicit, invocation, ambient, fallback: The framework's layers (see
+                :mod:`openrouter_attribution.attribution` for the order).
+            searched: Human-readable names of every place the adapter looked for a
+                user, for the :class:`MissingUserError` message.
+
+        Raises:
+            MissingUserError: no user resolved while ``require_user=True``.
+            UserIdError: the user id is invalid or rejected by the policy.
+        """
+        resolved = resolve(
+            explicit=explicit, invocation=invocation, ambient=ambient, default=self.default, fallback=fallback
+        ).attribution
+        user = resolved.user
+        if user is None:
+            if self.require_user:
+                self._missing_user(searched)
+            return resolved
+        from openrouter_attribution.identity import validate_user_id
+
+        sent = self.policy.apply(user) if self.policy is not None else validate_user_id(user)
+        if sent is user:
+            return resolved
+        return Attribution(sent, resolved.session_id, resolved.trace, resolved.metadata)
+
+    def _missing_user(self, searched: tuple[str, ...]) -> None:
+        places = [*searched, "user_context()", "the model's `user` field"]
+        message = (
+            "No end-user id was found for this call, and the model requires one (require_user). Looked in: "
+            + "; ".join(places)
+            + ". Pass user=... to the call, set it in the run config, or wrap the call in user_context(...)."
+        )
+        if self.require_user != "warn":
+            raise MissingUserError(message, searched=tuple(places))
+        site = _call_site()
+        if site not in self._warned_sites:
+            self._warned_sites.add(site)
+            logger.warning("%s (call site %s:%d; warned once per call site)", message, *site)
+
+    # -- building ------------------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        messages: list[dict[str, Any]],
+        attribution: Attribution,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        stream: bool = False,
+    ) -> Prepared:
+        """Build the request body; validates the attribution fields against OpenRouter's limits."""
+        body = build_body(
+            messages=messages,
+            params=self.params,
+            overrides=overrides,
+            attribution_fields=build_attribution_fields(attribution),
+            stream=stream,
+            extra_body=self.extra_body,
+        )
+        return Prepared(body, attribution)
+
+    # -- calling -------------------------------------------------------------------------------------
+
+    def complete(self, prepared: Prepared) -> Completion:
+        """Send a non-streamed request and parse the answer."""
+        started = time.perf_counter()
+        try:
+            completion = parse_completion(post_json(self.connection, prepared.body))
+        except BaseException as err:
+            self._record(prepared, started, None, error=err)
+            raise
+        self._record(prepared, started, None, completion=completion)
+        return completion
+
+    async def acomplete(self, prepared: Prepared) -> Completion:
+        """Async :meth:`complete`."""
+        started = time.perf_counter()
+        try:
+            completion = parse_completion(await apost_json(self.connection, prepared.body))
+        except BaseException as err:
+            self._record(prepared, started, None, error=err)
+            raise
+        self._record(prepared, started, None, completion=completion)
+        return completion
+
+    def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Send a streamed request; yields ``(delta, finish_reason)`` per chunk and fills ``meta``.
+
+        A mid-stream error event raises the matching typed error; it never ends the stream quietly.
+        """
+        started = time.perf_counter()
+        first: float | None = None
+        error: BaseException | None = None
+        try:
+            for chunk in post_stream(self.connection, prepared.body):
+                delta, finish_reason, usage = parse_chunk(chunk)
+                if first is None:
+                    first = time.perf_counter()
+                    _fill_meta(meta, chunk)
+                if usage is not None:
+                    meta.usage = usage
+                if finish_reason is not None:
+                    meta.finish_reason = finish_reason
+                yield delta, finish_reason
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            self._record_stream(prepared, started, first, meta, error)
+
+    async def astream(
+        self, prepared: Prepared, meta: StreamMeta
+    ) -> AsyncIterator[tuple[dict[str, Any], str | None]]:
+        """Async :meth:`stream`."""
+        started = time.perf_counter()
+        first: float | None = None
+        error: BaseException | None = None
+        try:
+            async for chunk in apost_stream(self.connection, prepared.body):
+                delta, finish_reason, usage = parse_chunk(chunk)
+                if first is None:
+                    first = time.perf_counter()
+                    _fill_meta(meta, chunk)
+                if usage is not None:
+                    meta.usage = usage
+                if finish_reason is not None:
+                    meta.finish_reason = finish_reason
+                yield delta, finish_reason
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            self._record_stream(prepared, started, first, meta, error)
+
+    # -- usage records -------------------------------------------------------------------------------
+
+    def _record_stream(
+        self,
+        prepared: Prepared,
+        started: float,
+        first: float | None,
+        meta: StreamMeta,
+        error: BaseException | None,
+    ) -> None:
+        if self.ledger is None:
+            return
+        if error is None and meta.usage is None:
+            error = _Abandoned()
+        self._record(prepared, started, first, meta=meta, error=error)
+
+    def _record(
+        self,
+        prepared: Prepared,
+        started: float,
+        first: float | None,
+        *,
+        completion: Completion | None = None,
+        meta: StreamMeta | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self.ledger is None:
+            return
+        from openrouter_attribution.usage.calls import record_call
+
+        record_call(
+            self.ledger,
+            body=prepared.body,
+            attribution=prepared.attribution,
+            started=started,
+            first=first,
+            source=completion or meta,
+            error=error,
+            framework=self.framework,
+        )
+
+
+class _Abandoned(Exception):
+    """Marks a stream its consumer stopped reading before the final usage chunk."""
+
+
+def _fill_meta(meta: StreamMeta, chunk: Mapping[str, Any]) -> None:
+    meta.id = chunk.get("id")
+    meta.model = chunk.get("model")
+    meta.provider = chunk.get("provider")
+
+
+def _call_site() -> tuple[str, int]:
+    """File and line of the first caller frame outside this library and the frameworks."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(_PACKAGE_PREFIXES):
+            return frame.f_code.co_filename, frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return "<unknown>", 0

@@ -1,0 +1,184 @@
+"""The one exception tree of openrouter-attribution.
+
+Every error the library raises derives from :class:`OpenRouterError`. Errors
+that describe bad input also derive from :class:`ValueError`, so code written
+against plain Python conventions keeps working. Messages say what to change
+and never contain the API key, the hashing key or a raw end-user id.
+
+The framework adapters raise subclasses of these that also derive from the
+framework's own exception classes where one exists (for example LangChain's
+``OutputParserException``), so callers can catch either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "InsufficientCreditsError",
+    "InvalidResponseError",
+    "MissingUserError",
+    "ModerationError",
+    "OpenRouterError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "UserIdError",
+    "AttributionError",
+]
+
+
+class OpenRouterError(Exception):
+    """Base class of every error raised by openrouter-attribution."""
+
+
+class ConfigurationError(OpenRouterError, ValueError):
+    """A model or client was configured with values that cannot work.
+
+    Raised at construction time, never deferred to the first call.
+    """
+
+
+class AttributionError(OpenRouterError, ValueError):
+    """An attribution field (``session_id``, ``trace``, ``metadata``) is invalid.
+
+    Raised before any network I/O, for example for ``metadata`` with more than
+    16 pairs or a value over 512 characters (OpenRouter's limits).
+    """
+
+
+class UserIdError(AttributionError):
+    """An end-user id is invalid or carries personal data the policy rejects.
+
+    The message names the rule that failed, never the raw id.
+    """
+
+    def __init__(self, message: str, *, rule: str = "invalid") -> None:
+        super().__init__(message)
+        self.rule = rule
+        """Short name of the failed rule, e.g. ``"empty"``, ``"too_long"``, ``"email"``."""
+
+
+class MissingUserError(UserIdError):
+    """No end-user could be resolved for a call while a user is required.
+
+    Raised before any network I/O when ``require_user=True``.
+    """
+
+    def __init__(self, message: str, *, searched: tuple[str, ...] = ()) -> None:
+        super().__init__(message, rule="missing")
+        self.searched = searched
+        """The places the library looked for a user, in resolution order."""
+
+
+class APIError(OpenRouterError):
+    """OpenRouter (or the network in front of it) answered with an error.
+
+    Attributes mirror OpenRouter's error body
+    ``{"error": {"code": int, "message": str, "metadata": {...}}}``.
+    """
+
+    status_code: int | None
+    """HTTP status of the response, ``None`` for errors that arrived inside a 200 stream."""
+    code: int | str | None
+    """OpenRouter's ``error.code`` (usually equal to the HTTP status)."""
+    message: str
+    """OpenRouter's ``error.message``."""
+    metadata: Mapping[str, Any]
+    """OpenRouter's ``error.metadata`` (for moderation: ``reasons``, ``flagged_input``, ...)."""
+    retry_after: float | None
+    """Seconds to wait before retrying, from the ``Retry-After`` header, when present."""
+    generation_id: str | None
+    """Generation id of the failed request, when OpenRouter sent one."""
+    in_stream: bool
+    """True when the error arrived as an event in the middle of a streamed answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: int | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        retry_after: float | None = None,
+        generation_id: str | None = None,
+        in_stream: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.metadata = dict(metadata or {})
+        self.retry_after = retry_after
+        self.generation_id = generation_id
+        self.in_stream = in_stream
+
+    def __str__(self) -> str:
+        where = " (mid-stream)" if self.in_stream else ""
+        status = self.status_code if self.status_code is not None else self.code
+        return f"OpenRouter error {status}{where}: {self.message}" if status is not None else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_api_error, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild_api_error(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class BadRequestError(APIError, ValueError):
+    """400: OpenRouter rejected the request body (invalid field, unknown model, ...)."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, invalid or disabled."""
+
+
+class InsufficientCreditsError(APIError):
+    """402: the account or key has no credits left. Not retried."""
+
+
+class ModerationError(APIError):
+    """403: the input was flagged by moderation or a guardrail.
+
+    ``metadata`` carries ``reasons``, ``flagged_input`` and ``provider_name``.
+    """
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the input was flagged, as OpenRouter reported it."""
+        return list(self.metadata.get("reasons") or [])
+
+
+class RequestTimeoutError(APIError):
+    """408: OpenRouter timed the request out."""
+
+
+class RateLimitError(APIError):
+    """429: rate limited; ``retry_after`` says how long to wait when known."""
+
+
+class ProviderUnavailableError(APIError):
+    """502 / 503: the model is down or no provider meets the routing requirements."""
+
+
+class InvalidResponseError(APIError):
+    """The response could not be understood (malformed JSON or SSE chunk, unknown shape)."""
+
+
+class APIConnectionError(APIError):
+    """The connection to OpenRouter failed or was dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The client-side timeout expired before OpenRouter answered."""

@@ -1,0 +1,319 @@
+"""``ChatOpenRouter``: a LangChain chat model that attributes every call to its end-user."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import ensure_config, var_child_runnable_config
+from langchain_core.tools import BaseTool
+from pydantic import ConfigDict, model_validator
+
+from openrouter_attribution.attribution import Attribution
+from openrouter_attribution.client import Invoker, Prepared, StreamMeta
+from openrouter_attribution.langchain.messages import from_completion, from_delta, last_chunk, to_openai_messages
+from openrouter_attribution.langchain.structured import bind_tool_schemas, structured_output_runnable
+from openrouter_attribution.options import OpenRouterOptions
+from openrouter_attribution.wire.request import check_request_fields
+
+__all__ = ["ChatOpenRouter"]
+
+# The run config of the invocation being served; set by the public entry points below
+# because LangChain does not hand `configurable` down to `_generate` / `_stream`.
+_RUN_CONFIG: contextvars.ContextVar[RunnableConfig | None] = contextvars.ContextVar(
+    "openrouter_attribution_run_config", default=None
+)
+_ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
+
+
+class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
+    """OpenRouter chat model for LangChain, attributing every call to the end-user it serves.
+
+    The end-user of each call is resolved per invocation, first match wins:
+    ``user=`` passed to the call (or ``.bind(user=...)``) >
+    ``config["configurable"]["user_id"]`` > ``config["metadata"]["user_id"]``
+    (or ``["langfuse_user_id"]``) > :func:`~openrouter_attribution.user_context` >
+    the model's own ``user`` field. ``session_id`` resolves the same way, with
+    LangGraph's ``configurable["thread_id"]`` as the last resort. The key names
+    are settable with ``user_id_key`` and ``session_id_key``.
+
+    Example:
+        >>> from openrouter_attribution.langchain import ChatOpenRouter
+        >>> from openrouter_attribution.testing import FakeOpenRouter
+        >>> with FakeOpenRouter() as server:
+        ...     llm = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=server.base_url,
+        ...                          api_key=server.api_key)
+        ...     answer = llm.invoke("Hello", config={"configurable": {"user_id": "app_42"}})
+        ...     server.chat_requests[-1].body["user"]
+        'app_42'
+    """
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    user_id_key: str = "user_id"
+    """Key looked up in ``config["configurable"]`` and ``config["metadata"]`` for the end-user."""
+    session_id_key: str = "session_id"
+    """Key looked up in ``config["configurable"]`` and ``config["metadata"]`` for the session."""
+
+    @model_validator(mode="after")
+    def _build(self) -> ChatOpenRouter:
+        self._invoker = self._build_invoker("langchain")
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return "openrouter"
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["openrouter_attribution", "langchain", "chat_model"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        return {"api_key": "OPENROUTER_API_KEY"}
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "base_url": self.base_url, **self._options_identifying()}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="openrouter", ls_model_name=kwargs.get("model") or self.model, ls_model_type="chat"
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or ([self.stop] if isinstance(self.stop, str) else self.stop)
+        return params
+
+    # -- public entry points: remember the run config of the invocation ---------------------------
+
+    def invoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:  # fmt: skip
+        config = ensure_config(config)
+        token = _RUN_CONFIG.set(config)
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            _RUN_CONFIG.reset(token)
+
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:  # fmt: skip
+        config = ensure_config(config)
+        token = _RUN_CONFIG.set(config)
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            _RUN_CONFIG.reset(token)
+
+    def stream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:  # fmt: skip
+        config = ensure_config(config)
+        inner = super().stream(input, config, stop=stop, **kwargs)
+        while True:
+            token = _RUN_CONFIG.set(config)
+            try:
+                chunk = next(inner)
+            except StopIteration:
+                return
+            finally:
+                _RUN_CONFIG.reset(token)
+            yield chunk
+
+    async def astream(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:  # fmt: skip
+        config = ensure_config(config)
+        inner = super().astream(input, config, stop=stop, **kwargs)
+        while True:
+            token = _RUN_CONFIG.set(config)
+            try:
+                chunk = await anext(inner)
+            except StopAsyncIteration:
+                return
+            finally:
+                _RUN_CONFIG.reset(token)
+            yield chunk
+
+    # -- attribution -------------------------------------------------------------------------------
+
+    def _searched(self) -> tuple[str, ...]:
+        key = self.user_id_key
+        return (
+            "the call's user= argument (or .bind(user=...))",
+            f"config['configurable']['{key}']",
+            f"config['metadata']['{key}']",
+            "config['metadata']['langfuse_user_id']",
+        )
+
+    def _config_layers(self) -> tuple[Attribution | None, Attribution | None]:
+        config = _RUN_CONFIG.get() or var_child_runnable_config.get()
+        if not config:
+            return None, None
+        configurable = config.get("configurable") or {}
+        metadata = config.get("metadata") or {}
+        ukey, skey = self.user_id_key, self.session_id_key
+        user = configurable.get(ukey)
+        if user is None:
+            user = metadata.get(ukey)
+            if user is None:
+                user = metadata.get("langfuse_user_id")
+        session = configurable.get(skey)
+        if session is None:
+            session = metadata.get(skey)
+            if session is None:
+                session = metadata.get("langfuse_session_id")
+        invocation = Attribution(user=user, session_id=session) if user is not None or session is not None else None
+        thread = configurable.get("thread_id")
+        fallback = Attribution(session_id=str(thread)) if thread is not None else None
+        return invocation, fallback
+
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], *, stream: bool
+    ) -> Prepared:
+        invoker: Invoker = self._invoker
+        explicit = None
+        if any(name in kwargs for name in _ATTRIBUTION_KWARGS):
+            explicit = Attribution(
+                user=kwargs.pop("user", None),
+                session_id=kwargs.pop("session_id", None),
+                trace=kwargs.pop("trace", None),
+                metadata=kwargs.pop("openrouter_metadata", None),
+            )
+        kwargs.pop("ls_structured_output_format", None)
+        kwargs.pop("stream", None)
+        if stop is not None:
+            kwargs["stop"] = stop
+        if kwargs:
+            check_request_fields(kwargs, where="call or bind() keyword")
+        invocation, fallback = self._config_layers()
+        attribution = invoker.attribute(
+            explicit=explicit, invocation=invocation, fallback=fallback, searched=self._searched()
+        )
+        return invoker.prepare(to_openai_messages(messages), attribution, overrides=kwargs, stream=stream)
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prepared = self._prepare(messages, stop, kwargs, stream=False)
+        completion = self._invoker.complete(prepared)
+        return ChatResult(generations=[ChatGeneration(message=from_completion(completion, prepared.attribution))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prepared = self._prepare(messages, stop, kwargs, stream=False)
+        completion = await self._invoker.acomplete(prepared)
+        return ChatResult(generations=[ChatGeneration(message=from_completion(completion, prepared.attribution))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        prepared = self._prepare(messages, stop, kwargs, stream=True)
+        meta = StreamMeta()
+        for delta, _finish in self._invoker.stream(prepared, meta):
+            chunk = ChatGenerationChunk(message=from_delta(delta))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(message=last_chunk(meta, prepared.attribution))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        prepared = self._prepare(messages, stop, kwargs, stream=True)
+        meta = StreamMeta()
+        async for delta, _finish in self._invoker.astream(prepared, meta):
+            chunk = ChatGenerationChunk(message=from_delta(delta))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(message=last_chunk(meta, prepared.attribution))
+
+    # -- tools and structured output -----------------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[Mapping[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, functions, pydantic models or OpenAI tool dicts).
+
+        Args:
+            tools: The tools the model may call.
+            tool_choice: ``"auto"``, ``"none"``, ``"any"`` / ``"required"`` (must call one),
+                a tool name (must call that one), ``True`` (must call the only tool), or an
+                OpenAI ``tool_choice`` dict.
+            parallel_tool_calls: Allow several tool calls in one answer.
+            strict: Ask for strict JSON-schema adherence of the arguments.
+            **kwargs: Further request parameters to bind.
+        """
+        return self.bind(**bind_tool_schemas(tools, tool_choice, parallel_tool_calls, strict), **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: Mapping[str, Any] | type | None = None,
+        *,
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Return answers parsed into ``schema`` (a pydantic class, TypedDict or JSON schema).
+
+        Args:
+            schema: The output schema (may be ``None`` only with ``method="json_mode"``).
+            method: ``"function_calling"`` (a forced tool call; the widest model support),
+                ``"json_schema"`` (OpenRouter structured outputs, ``response_format``) or
+                ``"json_mode"`` (``response_format: json_object``; describe the format in the prompt).
+            include_raw: Return ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
+                instead of raising on a parsing error.
+            strict: Strict schema adherence for ``function_calling`` / ``json_schema``.
+        """
+        if kwargs:
+            raise TypeError(f"Unexpected arguments: {', '.join(sorted(kwargs))}")
+        return structured_output_runnable(self, schema, method=method, include_raw=include_raw, strict=strict)

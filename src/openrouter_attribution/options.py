@@ -1,0 +1,178 @@
+"""Configuration shared by the LangChain and LlamaIndex models.
+
+:class:`OpenRouterOptions` is a pydantic mixin: both framework models inherit
+its fields, so they accept exactly the same OpenRouter options, key handling,
+headers, timeouts and retries, and build their requests through the same
+:class:`~openrouter_attribution.client.Invoker`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr
+
+from openrouter_attribution.attribution import Attribution
+from openrouter_attribution.errors import ConfigurationError
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "OpenRouterOptions"]
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_MODEL = "openrouter/auto"
+
+# Model fields sent as they are (when set) in every request body.
+_BODY_FIELDS = (
+    "model", "models", "temperature", "top_p", "top_k", "min_p", "top_a", "frequency_penalty",
+    "presence_penalty", "repetition_penalty", "seed", "max_tokens", "stop", "logit_bias", "logprobs",
+    "top_logprobs", "provider", "route", "reasoning", "plugins", "transforms",
+)  # fmt: skip
+
+
+def _key_from_env() -> SecretStr | None:
+    value = os.environ.get("OPENROUTER_API_KEY")
+    return SecretStr(value) if value else None
+
+
+def _base_url_from_env() -> str:
+    return os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+
+
+class OpenRouterOptions(BaseModel):
+    """Fields common to :class:`~openrouter_attribution.langchain.ChatOpenRouter` and
+    :class:`~openrouter_attribution.llama_index.OpenRouter`.
+
+    A field left at ``None`` is not sent: the library adds no hidden defaults.
+    """
+
+    model: str = DEFAULT_MODEL
+    """OpenRouter model id, e.g. ``"openai/gpt-4o-mini"``; ``openrouter/auto`` lets OpenRouter choose."""
+    api_key: SecretStr | None = Field(default_factory=_key_from_env, repr=False)
+    """OpenRouter API key; defaults to the ``OPENROUTER_API_KEY`` environment variable."""
+    base_url: str = Field(default_factory=_base_url_from_env)
+    """API base URL; defaults to ``OPENROUTER_BASE_URL`` or ``https://openrouter.ai/api/v1``."""
+    timeout: float | None = None
+    """Seconds before a request times out (``None``: the ``openai`` SDK's default)."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries of the ``openai`` SDK for 408, 429 and 5xx answers, honouring ``Retry-After``."""
+    default_headers: dict[str, str] | None = None
+    """Extra HTTP headers sent with every request."""
+    app_url: str | None = None
+    """Your app's URL, sent as ``HTTP-Referer`` for OpenRouter's app attribution."""
+    app_title: str | None = None
+    """Your app's name, sent as ``X-Title``."""
+    app_categories: list[str] | None = None
+    """App categories, sent as ``X-OpenRouter-Categories``."""
+
+    temperature: float | None = None
+    """Sampling temperature."""
+    top_p: float | None = None
+    """Nucleus sampling."""
+    top_k: int | None = None
+    """Top-k sampling."""
+    min_p: float | None = None
+    """Minimum probability relative to the most likely token."""
+    top_a: float | None = None
+    """Top-a sampling."""
+    frequency_penalty: float | None = None
+    """Frequency penalty."""
+    presence_penalty: float | None = None
+    """Presence penalty."""
+    repetition_penalty: float | None = None
+    """Repetition penalty."""
+    seed: int | None = None
+    """Seed for deterministic sampling, where the provider supports it."""
+    max_tokens: int | None = None
+    """Upper bound on generated tokens (not sent when ``None``: no silent cap)."""
+    stop: list[str] | str | None = None
+    """Stop sequences."""
+    logit_bias: dict[str, float] | None = None
+    """Token biases."""
+    logprobs: bool | None = None
+    """Return log probabilities."""
+    top_logprobs: int | None = None
+    """Number of top log probabilities per token."""
+
+    models: list[str] | None = None
+    """Fallback models, tried in order when the primary one fails."""
+    provider: dict[str, Any] | None = None
+    """Provider routing preferences (``order``, ``only``, ``ignore``, ``allow_fallbacks``, ``sort``, ...)."""
+    route: Literal["fallback"] | None = None
+    """Routing strategy."""
+    reasoning: dict[str, Any] | None = None
+    """Reasoning settings (``effort``, ``max_tokens``, ``exclude``, ``enabled``)."""
+    plugins: list[dict[str, Any]] | None = None
+    """OpenRouter plugins (web search, file parser, ...)."""
+    transforms: list[str] | None = None
+    """Prompt transforms, e.g. ``["middle-out"]``."""
+    extra_body: dict[str, Any] | None = None
+    """Fields sent as they are, for OpenRouter options this library does not know yet."""
+
+    user: str | None = None
+    """Default end-user for calls that resolve none (lowest priority)."""
+    session_id: str | None = None
+    """Default session id for calls that resolve none."""
+    trace: dict[str, Any] | None = None
+    """Default OpenRouter ``trace`` object."""
+    openrouter_metadata: dict[str, str] | None = None
+    """Default OpenRouter ``metadata`` pairs (named so to avoid the frameworks' own ``metadata``)."""
+    user_policy: Any = None
+    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id."""
+    require_user: bool | Literal["warn"] = False
+    """``True``: a call that resolves no user raises ``MissingUserError`` before sending;
+    ``"warn"``: log a warning once per call site instead."""
+    ledger: Any = None
+    """A :class:`~openrouter_attribution.UsageLedger` that records usage and cost of every call."""
+
+    _invoker: Any = PrivateAttr(default=None)
+
+    def _build_invoker(self, framework: str) -> Any:
+        """Build the :class:`~openrouter_attribution.client.Invoker` for these settings."""
+        from openrouter_attribution.client import Invoker
+        from openrouter_attribution.transport import ConnectionSettings
+
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigurationError(
+                "No OpenRouter API key: pass api_key=... or set the OPENROUTER_API_KEY environment variable."
+            )
+        if self.user_policy is not None and not hasattr(self.user_policy, "apply"):
+            raise ConfigurationError("user_policy must be a UserIdPolicy.")
+        if self.ledger is not None and not hasattr(self.ledger, "record"):
+            raise ConfigurationError("ledger must be a UsageLedger (an object with a record() method).")
+        headers = dict(self.default_headers or {})
+        if self.app_url:
+            headers["HTTP-Referer"] = self.app_url
+        if self.app_title:
+            headers["X-Title"] = self.app_title
+        if self.app_categories:
+            headers["X-OpenRouter-Categories"] = ",".join(self.app_categories)
+        connection = ConnectionSettings(
+            api_key=self.api_key.get_secret_value(),
+            base_url=self.base_url.rstrip("/"),
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            headers=tuple(sorted(headers.items())),
+        )
+        params = {name: value for name in _BODY_FIELDS if (value := getattr(self, name)) is not None}
+        default = Attribution(
+            user=self.user,
+            session_id=self.session_id,
+            trace=self.trace,
+            metadata=self.openrouter_metadata,
+        )
+        require_user = self.require_user or bool(getattr(self.user_policy, "require_user", False))
+        return Invoker(
+            connection=connection,
+            params=params,
+            extra_body=self.extra_body,
+            default=default,
+            policy=self.user_policy,
+            require_user=require_user,
+            ledger=self.ledger,
+            framework=framework,
+        )
+
+    def _options_identifying(self) -> Mapping[str, Any]:
+        """Non-secret parameters that identify this model (for tracing and caching)."""
+        return {name: value for name in _BODY_FIELDS if (value := getattr(self, name)) is not None}

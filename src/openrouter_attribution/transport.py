@@ -1,0 +1,194 @@
+"""The one place where ``openai`` SDK clients are built, shared and called.
+
+Clients are expensive to build (TLS set-up), so models with equal connection
+settings share them: one sync client per settings, one async client per
+settings *and event loop* (an async client must not outlive or cross its loop,
+so ``asyncio.run`` can be called many times in one process). The SDK does the
+HTTP, the retries (honouring ``Retry-After``) and the SSE decoding; responses
+are requested as plain JSON (``cast_to=object``) so no pydantic model is built
+for them, and streams are drained after ``[DONE]`` so their connection goes
+back to the pool instead of being closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from openrouter_attribution.errors import InvalidResponseError, OpenRouterError
+from openrouter_attribution.wire.errors import from_sdk_error
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["ConnectionSettings", "async_client", "post_json", "apost_json", "post_stream", "apost_stream"]
+
+_PATH = "/chat/completions"
+_DRAIN_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Everything that identifies an HTTP client; equal settings share one client."""
+
+    api_key: str = field(repr=False)
+    base_url: str
+    timeout: float | None
+    max_retries: int
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_sync_clients: dict[ConnectionSettings, openai.OpenAI] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ConnectionSettings, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
+
+
+def _client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "api_key": settings.api_key,
+        "base_url": settings.base_url,
+        "max_retries": settings.max_retries,
+        "default_headers": dict(settings.headers),
+    }
+    if settings.timeout is not None:
+        kwargs["timeout"] = settings.timeout
+    return kwargs
+
+
+def sync_client(settings: ConnectionSettings) -> openai.OpenAI:
+    """The shared sync client for these settings (built on first use)."""
+    client = _sync_clients.get(settings)
+    if client is None:
+        import openai
+
+        with _lock:
+            client = _sync_clients.get(settings)
+            if client is None:
+                client = openai.OpenAI(**_client_kwargs(settings))
+                _sync_clients[settings] = client
+    return client
+
+
+def async_client(settings: ConnectionSettings) -> openai.AsyncOpenAI:
+    """The shared async client for these settings on the running event loop."""
+    loop = asyncio.get_running_loop()
+    per_loop = _async_clients.get(loop)
+    if per_loop is None:
+        with _lock:
+            per_loop = _async_clients.setdefault(loop, {})
+    client = per_loop.get(settings)
+    if client is None:
+        import openai
+
+        client = openai.AsyncOpenAI(**_client_kwargs(settings))
+        per_loop[settings] = client
+    return client
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Re-raise ``openai`` SDK and JSON errors as :mod:`openrouter_attribution.errors` classes."""
+    try:
+        yield
+    except OpenRouterError:
+        raise
+    except json.JSONDecodeError as err:
+        raise InvalidResponseError("OpenRouter sent data that is not valid JSON.") from err
+    except Exception as err:
+        mapped = from_sdk_error(err)
+        if mapped is None:
+            raise
+        raise mapped from err
+
+
+def post_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
+    """POST a non-streamed chat completion; returns the decoded JSON body."""
+    with translated_errors():
+        return sync_client(settings).post(_PATH, cast_to=object, body=body)
+
+
+async def apost_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
+    """Async :func:`post_json`."""
+    with translated_errors():
+        return await async_client(settings).post(_PATH, cast_to=object, body=body)
+
+
+_stream_classes: tuple[type, type] | None = None
+
+
+def _streams() -> tuple[type, type]:
+    """SDK stream classes that yield each event's JSON and drain the body after ``[DONE]``."""
+    global _stream_classes
+    if _stream_classes is not None:
+        return _stream_classes
+    import openai
+
+    class DrainingStream(openai.Stream[object]):
+        def __stream__(self) -> Iterator[Any]:
+            response = self.response
+            try:
+                for sse in self._iter_events():
+                    if sse.data.startswith("[DONE]"):
+                        # Read the rest of the chunked body so the connection can be reused.
+                        for _ in response.iter_raw():
+                            pass
+                        break
+                    yield json.loads(sse.data)
+            finally:
+                response.close()
+
+    class AsyncDrainingStream(openai.AsyncStream[object]):
+        async def __stream__(self) -> AsyncIterator[Any]:
+            response = self.response
+            try:
+                async for sse in self._iter_events():
+                    if sse.data.startswith("[DONE]"):
+                        await _drain(response)
+                        break
+                    yield json.loads(sse.data)
+            finally:
+                await response.aclose()
+
+    _stream_classes = (DrainingStream, AsyncDrainingStream)
+    return _stream_classes
+
+
+async def _drain(response: Any) -> None:
+    """Read what is left of a finished stream (bounded in time) so its connection can be reused."""
+    import anyio
+
+    with contextlib.suppress(Exception), anyio.move_on_after(_DRAIN_SECONDS):
+        async for _ in response.aiter_raw():
+            pass
+
+
+def post_stream(settings: ConnectionSettings, body: dict[str, Any]) -> Iterator[Any]:
+    """POST a streamed chat completion; yields each event's decoded JSON."""
+    with translated_errors():
+        client = sync_client(settings)
+        stream: Any = client.post(_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[0])
+        try:
+            yield from stream
+        finally:
+            stream.close()
+
+
+async def apost_stream(settings: ConnectionSettings, body: dict[str, Any]) -> AsyncIterator[Any]:
+    """Async :func:`post_stream`."""
+    with translated_errors():
+        stream: Any = await async_client(settings).post(
+            _PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[1]
+        )
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            await stream.close()

@@ -1,0 +1,126 @@
+"""Map OpenRouter error bodies and ``openai`` SDK exceptions to :mod:`openrouter_attribution.errors`.
+
+This is the one place where errors are classified: by HTTP status and by
+OpenRouter's ``error.code``, never by matching message text
+(https://openrouter.ai/docs/api-reference/errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from openrouter_attribution import errors
+
+__all__ = ["error_class_for", "from_sdk_error", "parse_error_object"]
+
+_BY_STATUS: dict[int, type[errors.APIError]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    402: errors.InsufficientCreditsError,
+    403: errors.ModerationError,
+    408: errors.RequestTimeoutError,
+    429: errors.RateLimitError,
+    502: errors.ProviderUnavailableError,
+    503: errors.ProviderUnavailableError,
+}
+
+
+def error_class_for(status: int | None) -> type[errors.APIError]:
+    """The exception class for an HTTP status or OpenRouter error code."""
+    if status is None:
+        return errors.APIError
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    if 500 <= status < 600:
+        return errors.ProviderUnavailableError
+    if status == 422:
+        return errors.BadRequestError
+    return errors.APIError
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def parse_error_object(
+    error: Any,
+    *,
+    status_code: int | None = None,
+    retry_after: float | None = None,
+    generation_id: str | None = None,
+    in_stream: bool = False,
+) -> errors.APIError:
+    """Build the typed error for an OpenRouter ``error`` object.
+
+    Args:
+        error: The ``error`` object of an OpenRouter body (``{"code", "message", "metadata"}``),
+            or a whole body that holds one under ``"error"``.
+        status_code: HTTP status of the response; ``None`` for errors inside a 200 stream.
+        retry_after: Seconds from the ``Retry-After`` header, when present.
+        generation_id: The generation id, when known.
+        in_stream: True when the error arrived in the middle of a streamed answer.
+    """
+    if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
+        error = error["error"]
+    if not isinstance(error, Mapping):
+        error = {"message": str(error) if error else "OpenRouter returned an error without details"}
+    code = error.get("code")
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = "OpenRouter returned an error without a message"
+    metadata = error.get("metadata")
+    cls = error_class_for(status_code if status_code is not None else _as_int(code))
+    return cls(
+        message,
+        status_code=status_code,
+        code=code,
+        metadata=metadata if isinstance(metadata, Mapping) else None,
+        retry_after=retry_after,
+        generation_id=generation_id,
+        in_stream=in_stream,
+    )
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def from_sdk_error(err: BaseException) -> errors.OpenRouterError | None:
+    """Translate an ``openai`` SDK exception; ``None`` when it is not one of the SDK's."""
+    import openai
+
+    if isinstance(err, openai.APITimeoutError):
+        return errors.APITimeoutError("The request to OpenRouter timed out on the client side.")
+    if isinstance(err, openai.APIConnectionError):
+        return errors.APIConnectionError(f"Could not reach OpenRouter: {err.message}")
+    if isinstance(err, openai.APIStatusError):
+        headers = err.response.headers
+        body = err.body
+        if not isinstance(body, Mapping):
+            body = {"code": err.status_code, "message": err.message}
+        return parse_error_object(
+            body,
+            status_code=err.status_code,
+            retry_after=_retry_after(headers),
+            generation_id=headers.get("x-generation-id"),
+        )
+    if isinstance(err, openai.APIResponseValidationError):
+        return errors.InvalidResponseError(f"OpenRouter sent a response that could not be read: {err.message}")
+    if isinstance(err, openai.APIError):
+        # Raised by the SDK for an `error` event inside a 200 stream.
+        return parse_error_object(err.body, in_stream=True)
+    return None

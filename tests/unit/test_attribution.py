@@ -1,0 +1,118 @@
+"""Resolution order, nesting and isolation of user_context()."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from openrouter_attribution import Attribution, current_attribution, user_context
+from openrouter_attribution.attribution import LAYERS, resolve
+
+A = Attribution
+
+
+@pytest.mark.parametrize(
+    ("layers", "context", "expected_user", "expected_source"),
+    [
+        ({}, None, None, None),
+        ({"default": A(user="d")}, None, "d", "default"),
+        ({"default": A(user="d")}, "c", "c", "context"),
+        ({"ambient": A(user="a"), "default": A(user="d")}, "c", "c", "context"),
+        ({"ambient": A(user="a"), "default": A(user="d")}, None, "a", "ambient"),
+        ({"invocation": A(user="i"), "ambient": A(user="a")}, "c", "i", "invocation"),
+        ({"explicit": A(user="e"), "invocation": A(user="i")}, "c", "e", "explicit"),
+        ({"fallback": A(user="f")}, None, "f", "fallback"),
+    ],
+)
+def test_user_resolution_order(layers, context, expected_user, expected_source):
+    with user_context(context):
+        resolved = resolve(**layers)
+    assert resolved.attribution.user == expected_user
+    assert resolved.user_source == expected_source
+
+
+def test_fields_resolve_independently():
+    with user_context("ctx-user", metadata={"plan": "pro"}):
+        resolved = resolve(
+            explicit=A(session_id="explicit-session"),
+            default=A(user="default-user", trace={"trace_id": "t"}),
+            fallback=A(session_id="thread-1"),
+        )
+    assert resolved.attribution == A(
+        user="ctx-user", session_id="explicit-session", trace={"trace_id": "t"}, metadata={"plan": "pro"}
+    )
+
+
+def test_thread_id_fallback_only_when_nothing_else_sets_session():
+    assert resolve(fallback=A(session_id="thread-1")).attribution.session_id == "thread-1"
+    assert resolve(default=A(session_id="s"), fallback=A(session_id="thread-1")).attribution.session_id == "s"
+
+
+def test_layers_are_documented_in_priority_order():
+    assert LAYERS == ("explicit", "invocation", "context", "ambient", "default", "fallback")
+
+
+def test_nesting_inner_wins_and_outer_is_restored():
+    assert current_attribution().is_empty()
+    with user_context("outer", session_id="s1"):
+        with user_context("inner"):
+            assert current_attribution() == A(user="inner", session_id="s1")
+        assert current_attribution() == A(user="outer", session_id="s1")
+    assert current_attribution().is_empty()
+
+
+def test_restored_after_exception():
+    with pytest.raises(RuntimeError), user_context("u1"):
+        raise RuntimeError("boom")
+    assert current_attribution().user is None
+
+
+async def test_async_context_manager_and_task_isolation():
+    seen: dict[str, str | None] = {}
+
+    async def serve(user: str) -> None:
+        async with user_context(user):
+            await asyncio.sleep(0.01)
+            seen[user] = current_attribution().user
+
+    await asyncio.gather(*(serve(f"u{i}") for i in range(20)))
+    assert seen == {f"u{i}": f"u{i}" for i in range(20)}
+    assert current_attribution().user is None
+
+
+def test_threads_are_isolated():
+    barrier = threading.Barrier(8)
+    seen: dict[int, str | None] = {}
+
+    def serve(i: int) -> None:
+        with user_context(f"u{i}"):
+            barrier.wait()
+            seen[i] = current_attribution().user
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(8)]
+    with user_context("main-thread"):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert seen == {i: f"u{i}" for i in range(8)}
+
+
+def test_decorator_sync_and_async():
+    @user_context("deco")
+    def sync_fn() -> str | None:
+        return current_attribution().user
+
+    @user_context("adeco")
+    async def async_fn() -> str | None:
+        return current_attribution().user
+
+    assert sync_fn() == "deco"
+    assert asyncio.run(async_fn()) == "adeco"
+    assert current_attribution().user is None
+
+
+def test_repr_does_not_show_the_user():
+    assert "secret-user" not in repr(user_context("secret-user"))
