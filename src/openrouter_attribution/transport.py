@@ -134,11 +134,12 @@ def _streams() -> tuple[type, type]:
     class DrainingStream(openai.Stream[object]):
         def __stream__(self) -> Iterator[Any]:
             response = self.response
+            events = self._iter_events()
             try:
-                for sse in self._iter_events():
+                for sse in events:
                     if sse.data.startswith("[DONE]"):
-                        # Read the rest of the chunked body so the connection can be reused.
-                        for _ in response.iter_raw():
+                        # Read the end of the chunked body so the connection goes back to the pool.
+                        for _ in events:
                             pass
                         break
                     yield json.loads(sse.data)
@@ -148,10 +149,11 @@ def _streams() -> tuple[type, type]:
     class AsyncDrainingStream(openai.AsyncStream[object]):
         async def __stream__(self) -> AsyncIterator[Any]:
             response = self.response
+            events = self._iter_events()
             try:
-                async for sse in self._iter_events():
+                async for sse in events:
                     if sse.data.startswith("[DONE]"):
-                        await _drain(response)
+                        await _drain(events)
                         break
                     yield json.loads(sse.data)
             finally:
@@ -161,12 +163,12 @@ def _streams() -> tuple[type, type]:
     return _stream_classes
 
 
-async def _drain(response: Any) -> None:
+async def _drain(events: AsyncIterator[Any]) -> None:
     """Read what is left of a finished stream (bounded in time) so its connection can be reused."""
     import anyio
 
     with contextlib.suppress(Exception), anyio.move_on_after(_DRAIN_SECONDS):
-        async for _ in response.aiter_raw():
+        async for _ in events:
             pass
 
 

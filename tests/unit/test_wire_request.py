@@ -60,7 +60,7 @@ def test_attribution_fields_within_limits(attribution, expected):
     [
         (Attribution(session_id="s" * 257), "at most 256"),
         (Attribution(session_id=""), "empty"),
-        (Attribution(session_id=42), "must be a string"),  # type: ignore[arg-type]
+        (Attribution(session_id=42), "must be a str"),  # type: ignore[arg-type]
         (Attribution(metadata={f"k{i}": "v" for i in range(17)}), "at most 16"),
         (Attribution(metadata={"k" * 65: "v"}), "at most 64"),
         (Attribution(metadata={"k": "v" * 513}), "at most 512"),

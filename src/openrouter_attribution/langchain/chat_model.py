@@ -14,7 +14,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, var_child_runnable_config
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import Invoker, Prepared, StreamMeta
@@ -62,10 +62,10 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     session_id_key: str = "session_id"
     """Key looked up in ``config["configurable"]`` and ``config["metadata"]`` for the session."""
 
-    @model_validator(mode="after")
-    def _build(self) -> ChatOpenRouter:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Built here, not in a validator, so configuration errors surface as ConfigurationError.
         self._invoker = self._build_invoker("langchain")
-        return self
 
     @property
     def _llm_type(self) -> str:
@@ -313,7 +313,8 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
             include_raw: Return ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``
                 instead of raising on a parsing error.
             strict: Strict schema adherence for ``function_calling`` / ``json_schema``.
+            **kwargs: Call parameters bound to the model, e.g. ``user=...`` or ``temperature=...``.
         """
-        if kwargs:
-            raise TypeError(f"Unexpected arguments: {', '.join(sorted(kwargs))}")
-        return structured_output_runnable(self, schema, method=method, include_raw=include_raw, strict=strict)
+        return structured_output_runnable(
+            self, schema, method=method, include_raw=include_raw, strict=strict, bind_kwargs=kwargs
+        )

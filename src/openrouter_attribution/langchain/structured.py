@@ -89,12 +89,14 @@ def structured_output_runnable(
     method: str,
     include_raw: bool,
     strict: bool | None,
+    bind_kwargs: dict[str, Any],
 ) -> Runnable[Any, Any]:
     """Build ``model.with_structured_output(...)`` for the three methods."""
     if schema is None and method != "json_mode":
         raise ConfigurationError(f"with_structured_output(method={method!r}) needs a schema.")
-    structured_format = {"schema": convert_to_json_schema(schema)} if schema is not None else None
-    extras = {"ls_structured_output_format": {"kwargs": {"method": method}, **(structured_format or {})}}
+    extras = dict(bind_kwargs)
+    if schema is not None:  # what LangSmith shows as the requested output format
+        extras["ls_structured_output_format"] = {"kwargs": {"method": method}, "schema": schema}
     if method == "function_calling":
         assert schema is not None
         tool_name = convert_to_openai_tool(schema)["function"]["name"]

@@ -13,9 +13,9 @@ from typing import Any
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.errors import AttributionError, ConfigurationError
+from openrouter_attribution.identity import validate_user_id
 
 __all__ = [
-    "MAX_ID_LENGTH",
     "MAX_METADATA_KEY_LENGTH",
     "MAX_METADATA_PAIRS",
     "MAX_METADATA_VALUE_LENGTH",
@@ -25,7 +25,6 @@ __all__ = [
     "check_request_fields",
 ]
 
-MAX_ID_LENGTH = 256
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_LENGTH = 64
 MAX_METADATA_VALUE_LENGTH = 512
@@ -58,18 +57,6 @@ def check_request_fields(params: Mapping[str, Any], *, where: str) -> None:
             f"Unknown OpenRouter request parameter(s) {names} ({where}). Check the spelling, or pass "
             "fields OpenRouter accepts but this library does not know yet through extra_body={...}."
         )
-
-
-def _check_id(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise AttributionError(f"{field} must be a string, got {type(value).__name__}.")
-    if not value.strip():
-        raise AttributionError(f"{field} must not be empty or blank.")
-    if len(value) > MAX_ID_LENGTH:
-        raise AttributionError(
-            f"{field} has {len(value)} characters; OpenRouter accepts at most {MAX_ID_LENGTH}."
-        )
-    return value
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
@@ -108,7 +95,7 @@ def build_attribution_fields(attribution: Attribution) -> dict[str, Any]:
     if attribution.user is not None:
         fields["user"] = attribution.user
     if attribution.session_id is not None:
-        fields["session_id"] = _check_id(attribution.session_id, "session_id")
+        fields["session_id"] = validate_user_id(attribution.session_id, field="session_id")
     if attribution.trace is not None:
         if not isinstance(attribution.trace, Mapping):
             raise AttributionError(f"trace must be a mapping, got {type(attribution.trace).__name__}.")

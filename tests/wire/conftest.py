@@ -1,0 +1,33 @@
+"""Fixtures for tests that talk to the local OpenRouter-compatible server over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+MODEL = "openai/gpt-4o-mini"
+
+
+@pytest.fixture
+def make_chat(fake_openrouter) -> Callable[..., Any]:
+    """Build a LangChain ``ChatOpenRouter`` pointed at the local server."""
+    from openrouter_attribution.langchain import ChatOpenRouter
+
+    def make(**kwargs: Any) -> ChatOpenRouter:
+        params: dict[str, Any] = {
+            "model": MODEL,
+            "base_url": fake_openrouter.base_url,
+            "api_key": fake_openrouter.api_key,
+            "max_retries": 0,
+        }
+        params.update(kwargs)
+        return ChatOpenRouter(**params)
+
+    return make
+
+
+def sent(server: Any, field: str) -> list[Any]:
+    """The value of ``field`` in every chat request the server recorded, in order."""
+    return [request.body.get(field) for request in server.chat_requests]
