@@ -1,0 +1,264 @@
+"""The ``openrouter-attribution`` command line.
+
+Subcommands:
+    report       usage and cost per user, model, UTC day, session or provider, from a ledger file
+    export       every record of a ledger as CSV or JSON Lines
+    fake-server  a local OpenRouter-compatible server for development
+    demo         the end-to-end demo (``--live`` talks to the real OpenRouter)
+
+``report --format json`` prints a list of objects whose first field is named
+after ``--by`` (``"user"``, ``"model"``, ``"day"``, ``"session"``, ``"provider"``)
+followed by ``requests``, ``errors``, ``prompt_tokens``, ``completion_tokens``,
+``cached_tokens``, ``reasoning_tokens``, ``cost`` and ``unknown_cost_requests``.
+``cost`` is a JSON number written with the exact decimal digits of the sum
+(``null`` when no cost of the group is known): plain ``json.loads`` yields a
+float to compare with OpenRouter's reported costs, ``parse_float=Decimal``
+yields the exact value.
+
+Errors print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, NoReturn
+
+from openrouter_attribution.usage import export, queries
+from openrouter_attribution.usage.records import (
+    TOTALS_BY,
+    UsageQueryError,
+    UsageStoreError,
+    UsageTotals,
+    format_cost,
+)
+from openrouter_attribution.usage.sqlite import SQLiteUsageStore
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+DEBUG_ENV = "OPENROUTER_ATTRIBUTION_DEBUG"
+
+
+class CLIError(Exception):
+    """An error reported as one ``error: ...`` line and exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line instead of argparse's usage dump; --help shows the usage.
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="openrouter-attribution", description="Per-user usage of OpenRouter models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    report = sub.add_parser("report", help="usage and cost totals from a ledger")
+    _add_filters(report)
+    report.add_argument("--by", choices=TOTALS_BY, default="user", help="group key (default: user)")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument(
+        "--top", type=_positive_int, metavar="N", help="only the N groups with the highest cost"
+    )
+
+    exp = sub.add_parser("export", help="every matching record as CSV or JSON Lines")
+    _add_filters(exp)
+    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    exp.add_argument("--output", "-o", default="-", metavar="FILE", help="output file (default: stdout)")
+
+    fake = sub.add_parser("fake-server", help="run a local OpenRouter-compatible server until Ctrl-C")
+    fake.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--api-key", help="the key clients must send (default: the server's own)")
+
+    # The demo owns its options (--live, --help): main() passes every argument after "demo" through.
+    sub.add_parser("demo", help="run the demo (options are passed to it, e.g. --live)", add_help=False)
+    return parser
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True, metavar="PATH", help="the ledger's SQLite file")
+    parser.add_argument("--since", metavar="TIME", help="inclusive: ISO date/datetime (UTC) or epoch seconds")
+    parser.add_argument("--until", metavar="TIME", help="exclusive: ISO date/datetime (UTC) or epoch seconds")
+    parser.add_argument("--user", help="only this end-user id")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _open_store(path: str) -> SQLiteUsageStore:
+    if not os.path.isfile(os.path.expanduser(path)):
+        raise CLIError(f"no ledger at {path}")
+    return SQLiteUsageStore(path, create=False)
+
+
+def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) -> str:
+    headers = (
+        key_name,
+        "requests",
+        "errors",
+        "prompt",
+        "completion",
+        "cached",
+        "reasoning",
+        "cost (USD)",
+        "unknown cost",
+    )
+
+    def cells(row: UsageTotals, label: str) -> list[str]:
+        cost = "-" if row.cost is None else format_cost(row.cost)
+        numbers = (
+            row.requests,
+            row.errors,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.cached_tokens,
+            row.reasoning_tokens,
+        )
+        return [label, *(f"{n:,}" for n in numbers), cost, f"{row.unknown_cost_requests:,}"]
+
+    body = [cells(r, "(none)" if r.key is None else r.key) for r in rows]
+    total = cells(overall, "TOTAL")
+    widths = [max(len(line[i]) for line in (headers, *body, total)) for i in range(len(headers))]
+
+    def fmt(line: Sequence[str]) -> str:
+        first = line[0].ljust(widths[0])
+        return "  ".join([first, *(cell.rjust(w) for cell, w in zip(line[1:], widths[1:], strict=True))])
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(headers), rule, *(fmt(line) for line in body), rule, fmt(total)]) + "\n"
+
+
+def _report(args: argparse.Namespace, out: IO[str]) -> int:
+    store = _open_store(args.db)
+    try:
+        filters = {"since": args.since, "until": args.until, "user": args.user}
+        rows = queries.totals(store, args.by, **filters)
+        if args.top is not None:
+            rows = rows[: args.top]
+        if args.format == "json":
+            out.write(export.totals_to_json(rows, args.by) + "\n")
+        elif args.format == "csv":
+            export.write_totals_csv(rows, out, args.by)
+        else:
+            overall = queries.totals(store, None, **filters)[0]
+            out.write(_format_table(rows, overall, args.by))
+    finally:
+        store.close()
+    return 0
+
+
+def _export(args: argparse.Namespace, out: IO[str]) -> int:
+    store = _open_store(args.db)
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    write = export.export_csv if args.format == "csv" else export.export_jsonl
+    try:
+        records = queries.iter_records(store, since=args.since, until=args.until, user=args.user)
+        if args.output == "-":
+            count = write(records, out, progress=progress)
+        else:
+            newline = "" if args.format == "csv" else None
+            with open(args.output, "w", encoding="utf-8", newline=newline) as fh:
+                count = write(records, fh, progress=progress)
+    finally:
+        store.close()
+    if progress is not None:
+        sys.stderr.write(f"\rexported {count:,} records\n")
+    return 0
+
+
+def _progress_printer() -> export.ProgressCallback:
+    def show(count: int) -> None:
+        sys.stderr.write(f"\rexporting... {count:,} records")
+        sys.stderr.flush()
+
+    return show
+
+
+def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
+    # Imported lazily: the server needs the optional testing dependencies.
+    fake_openrouter = getattr(
+        importlib.import_module("openrouter_attribution.testing"), "FakeOpenRouter", None
+    )
+    if fake_openrouter is None:
+        raise CLIError("this installation has no openrouter_attribution.testing.FakeOpenRouter")
+    kwargs: dict[str, object] = {"host": args.host, "port": args.port}
+    if args.api_key is not None:
+        kwargs["api_key"] = args.api_key
+    with fake_openrouter(**kwargs) as server:
+        out.write(f"base_url: {server.base_url}\napi_key: {server.api_key}\n")
+        out.flush()
+        print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace, out: IO[str]) -> int:
+    # Imported lazily: the demo loads LangChain and LlamaIndex.
+    demo = importlib.import_module("openrouter_attribution.demo")
+    result = demo.main(list(args.demo_args))
+    return int(result or 0)
+
+
+_COMMANDS = {"report": _report, "export": _export, "fake-server": _fake_server, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 2 error, 130 interrupted)."""
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return _COMMANDS[args.command](args, sys.stdout)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as the Python docs recommend for pipes.
+        _silence_stdout()
+        return 1
+    except (CLIError, UsageStoreError, UsageQueryError) as err:
+        return _fail(str(err))
+    except ModuleNotFoundError as err:
+        return _fail(f"missing module {err.name!r}; install openrouter-attribution[all,testing]")
+    except (OSError, sqlite3.Error) as err:
+        return _fail(f"{type(err).__name__}: {err}")
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # the CLI promises one line, never a traceback, unless debugging
+        if os.environ.get(DEBUG_ENV):
+            raise
+        return _fail(f"unexpected {type(err).__name__}: {err} (set {DEBUG_ENV}=1 for a traceback)")
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        return  # stdout is not a real file (tests capturing output): nothing will flush into a pipe
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

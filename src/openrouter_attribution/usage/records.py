@@ -1,0 +1,230 @@
+"""Usage records, aggregated totals and the usage errors.
+
+A :class:`UsageRecord` is one model call as the ledger stores it: who it was
+for (``user``, ``session_id``), what ran (``model_used``, ``provider``), what it
+consumed (tokens, ``cost``) and how it ended (``outcome``). OpenRouter reports
+token usage and cost in every response
+(https://openrouter.ai/docs/use-cases/usage-accounting), so unknown values only
+appear for failed or abandoned calls; they are ``None``, never ``0``.
+
+Cost is a :class:`~decimal.Decimal` in USD credits. It is never a float inside
+the library: sums of many small floats drift, sums of Decimals do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time as _time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any, Literal, get_args
+
+from openrouter_attribution.errors import OpenRouterError
+
+__all__ = [
+    "TotalsBy",
+    "UsageQueryError",
+    "UsageRecord",
+    "UsageStoreError",
+    "UsageTotals",
+    "add_costs",
+    "format_cost",
+    "parse_cost",
+    "sort_totals",
+]
+
+TotalsBy = Literal["user", "model", "day", "session", "provider"]
+"""Grouping keys accepted by ``totals(by=...)``."""
+
+TOTALS_BY: tuple[str, ...] = get_args(TotalsBy)
+
+# Additions in this context never round: the exponent range and precision are
+# the largest Decimal supports, so sums of costs stay exact.
+_EXACT = Context(prec=999_999_999, Emax=999_999_999, Emin=-999_999_999)
+
+
+class UsageStoreError(OpenRouterError):
+    """The usage store cannot be read (missing file, not a ledger, closed).
+
+    Only queries raise it. Writing never raises: see :class:`UsageLedger`.
+    """
+
+
+class UsageQueryError(OpenRouterError, ValueError):
+    """A query argument is invalid, for example an unparseable ``since`` value."""
+
+
+def parse_cost(value: object) -> Decimal | None:
+    """Convert a cost to an exact Decimal, keeping ``None`` (unknown) as ``None``.
+
+    Floats are converted through their shortest repr (``0.1`` -> ``Decimal("0.1")``),
+    which is the decimal number OpenRouter wrote on the wire.
+
+    Raises:
+        ValueError: for booleans, non-numeric strings and non-finite numbers.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("cost must be a number, not a boolean")
+    if isinstance(value, Decimal):
+        cost = value
+    elif isinstance(value, (int, float, str)):
+        try:
+            cost = Decimal(str(value).strip())
+        except InvalidOperation as err:
+            raise ValueError(f"cost is not a number: {value!r}") from err
+    else:
+        raise ValueError(f"cost must be a Decimal, int, float or str, not {type(value).__name__}")
+    if not cost.is_finite():
+        raise ValueError("cost must be finite")
+    return cost
+
+
+def format_cost(cost: Decimal) -> str:
+    """Plain decimal notation without exponent (``Decimal("1.5E-7")`` -> ``"0.00000015"``)."""
+    return format(cost, "f")
+
+
+def add_costs(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    """Exact sum of two costs where ``None`` means unknown and is skipped."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return _EXACT.add(a, b)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageRecord:
+    """One model call, attributed to an end-user.
+
+    All fields are keyword-only; everything but ``time``, ``streamed``,
+    ``outcome`` and ``record_id`` defaults to ``None`` (unknown).
+
+    Example:
+        >>> from decimal import Decimal
+        >>> rec = UsageRecord(user="app_42", model_used="openai/gpt-4o-mini", prompt_tokens=12,
+        ...                   completion_tokens=5, cost=Decimal("0.0000093"))
+        >>> UsageRecord.from_dict(rec.to_dict()) == rec
+        True
+    """
+
+    time: float = field(default_factory=_time.time)
+    """When the call started, epoch seconds (UTC)."""
+    user: str | None = None
+    """The end-user id sent as OpenRouter's ``user`` field (after the id policy)."""
+    session_id: str | None = None
+    """The ``session_id`` sent with the call."""
+    model_requested: str | None = None
+    """The model the caller asked for."""
+    model_used: str | None = None
+    """The model OpenRouter reports it used (differs when ``models`` fallbacks fire)."""
+    provider: str | None = None
+    """The upstream provider that served the call."""
+    prompt_tokens: int | None = None
+    """Prompt tokens, as reported in ``usage``."""
+    completion_tokens: int | None = None
+    """Completion tokens, as reported in ``usage``."""
+    cached_tokens: int | None = None
+    """``usage.prompt_tokens_details.cached_tokens``."""
+    reasoning_tokens: int | None = None
+    """``usage.completion_tokens_details.reasoning_tokens``."""
+    cost: Decimal | None = None
+    """``usage.cost`` in USD credits; ``None`` when unknown, never ``0`` for unknown."""
+    latency_s: float | None = None
+    """Seconds from sending the request to the complete answer."""
+    ttft_s: float | None = None
+    """Seconds to the first streamed token (streams only)."""
+    generation_id: str | None = None
+    """OpenRouter's generation id (usable with ``GET /generation``)."""
+    streamed: bool = False
+    """Whether the call was a stream."""
+    outcome: str = "ok"
+    """``"ok"``, the error class name (e.g. ``"RateLimitError"``) or ``"abandoned"``."""
+    framework: str | None = None
+    """``"langchain"``, ``"llama_index"`` or ``None`` for direct use."""
+    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Unique id; a store keeps one record per id, so re-writing a record is harmless."""
+
+    def __post_init__(self) -> None:
+        if not (self.cost is None or isinstance(self.cost, Decimal)):
+            # Frozen dataclass: normalise through object.__setattr__, as dataclasses document.
+            object.__setattr__(self, "cost", parse_cost(self.cost))
+        elif self.cost is not None and not self.cost.is_finite():
+            raise ValueError("cost must be finite")
+        if not self.record_id:
+            raise ValueError("record_id must be a non-empty string")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field; ``cost`` becomes a decimal string (or ``None``)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.cost is not None:
+            data["cost"] = format_cost(self.cost)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
+        """Rebuild a record from :meth:`to_dict` output (missing optional fields default).
+
+        Raises:
+            ValueError: for unknown keys or an invalid cost.
+        """
+        unknown = set(data) - _FIELD_NAMES
+        if unknown:
+            raise ValueError(f"unknown UsageRecord fields: {sorted(unknown)}")
+        kwargs = dict(data)
+        if "cost" in kwargs:
+            kwargs["cost"] = parse_cost(kwargs["cost"])
+        if "time" in kwargs:
+            kwargs["time"] = float(kwargs["time"])
+        return cls(**kwargs)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(UsageRecord))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageTotals:
+    """Aggregated usage of one group (a user, a model, a UTC day, ...).
+
+    Token sums count the records where the value is known. ``cost`` is the exact
+    sum of the known costs, ``None`` only when no record of the group had a known
+    cost; ``unknown_cost_requests`` says how many records had none.
+    """
+
+    key: str | None
+    """The group key (user id, model, ``YYYY-MM-DD`` UTC day, ...); ``None`` for records without one
+    and for the single overall row of ``totals(by=None)``."""
+    requests: int = 0
+    """Number of calls."""
+    errors: int = 0
+    """Calls that failed (outcome neither ``"ok"`` nor ``"abandoned"``)."""
+    prompt_tokens: int = 0
+    """Sum of known prompt tokens."""
+    completion_tokens: int = 0
+    """Sum of known completion tokens."""
+    cached_tokens: int = 0
+    """Sum of known cached prompt tokens."""
+    reasoning_tokens: int = 0
+    """Sum of known reasoning tokens."""
+    cost: Decimal | None = None
+    """Exact sum of known costs in USD; ``None`` when no cost was known."""
+    unknown_cost_requests: int = 0
+    """Calls whose cost is unknown (not included in ``cost``)."""
+
+    def to_dict(self, key_name: str = "key") -> dict[str, Any]:
+        """Plain dict with the key under ``key_name``; ``cost`` stays a Decimal (or ``None``)."""
+        data: dict[str, Any] = {key_name: self.key}
+        data.update((f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "key")
+        return data
+
+
+def sort_totals(rows: list[UsageTotals]) -> list[UsageTotals]:
+    """Order by cost (highest first, unknown last), then key (``None`` last)."""
+    # Two stable sorts instead of one key: negating a Decimal would round it.
+    ordered = sorted(rows, key=lambda t: (t.key is None, t.key or ""))
+    ordered.sort(key=lambda t: (t.cost is not None, t.cost or 0), reverse=True)
+    return ordered

@@ -1,0 +1,178 @@
+"""The storage interface of the usage ledger, and an in-memory store.
+
+A store persists :class:`UsageRecord` objects and reads them back. Any object
+with ``write_many``, ``iter_records`` and ``close`` works (:class:`UsageStore`);
+a store that can aggregate natively (SQL) also implements ``totals``
+(:class:`SupportsTotals`), otherwise queries aggregate in Python with
+:func:`aggregate_records`, which defines the semantics every store must match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from openrouter_attribution.usage.records import (
+    TotalsBy,
+    UsageRecord,
+    UsageStoreError,
+    UsageTotals,
+    add_costs,
+    sort_totals,
+)
+
+__all__ = ["MemoryUsageStore", "SupportsTotals", "UsageStore", "aggregate_records", "group_key"]
+
+#: Outcomes that are not counted as errors in :class:`UsageTotals`.
+NON_ERROR_OUTCOMES = ("ok", "abandoned")
+
+
+@runtime_checkable
+class UsageStore(Protocol):
+    """Where a :class:`UsageLedger` writes records.
+
+    Implementations must be safe to call from several threads, must ignore a
+    record whose ``record_id`` is already stored, and raise on failure (the
+    ledger catches, logs and counts). Time bounds are epoch seconds,
+    ``since`` inclusive and ``until`` exclusive; ``user=None`` means all users.
+    """
+
+    def write_many(self, records: Sequence[UsageRecord]) -> None:
+        """Store ``records`` atomically (all or none)."""
+        ...
+
+    def iter_records(
+        self, since: float | None = None, until: float | None = None, user: str | None = None
+    ) -> Iterator[UsageRecord]:
+        """Yield matching records ordered by time."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsTotals(Protocol):
+    """A store that aggregates natively; must match :func:`aggregate_records`."""
+
+    def totals(
+        self,
+        by: TotalsBy | None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+    ) -> list[UsageTotals]:
+        """Aggregated totals per group, in any order."""
+        ...
+
+
+def group_key(record: UsageRecord, by: TotalsBy | None) -> str | None:
+    """The group a record falls in for ``totals(by=...)``.
+
+    ``model`` is the model used, or the one requested when none was reported
+    (failed calls); ``day`` is the UTC date ``YYYY-MM-DD`` of ``time``.
+    """
+    if by is None:
+        return None
+    if by == "user":
+        return record.user
+    if by == "model":
+        return record.model_used if record.model_used is not None else record.model_requested
+    if by == "day":
+        # floor first: fromtimestamp rounds to microseconds and could carry 23:59:59.9999999 into tomorrow.
+        return datetime.fromtimestamp(math.floor(record.time), tz=timezone.utc).strftime("%Y-%m-%d")
+    if by == "session":
+        return record.session_id
+    if by == "provider":
+        return record.provider
+    raise ValueError(f"cannot group by {by!r}")
+
+
+@dataclass
+class _Accumulator:
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: Decimal | None = None
+    unknown_cost_requests: int = 0
+
+    def add(self, rec: UsageRecord) -> None:
+        self.requests += 1
+        self.errors += rec.outcome not in NON_ERROR_OUTCOMES
+        self.prompt_tokens += rec.prompt_tokens or 0
+        self.completion_tokens += rec.completion_tokens or 0
+        self.cached_tokens += rec.cached_tokens or 0
+        self.reasoning_tokens += rec.reasoning_tokens or 0
+        self.unknown_cost_requests += rec.cost is None
+        self.cost = add_costs(self.cost, rec.cost)
+
+
+def aggregate_records(records: Iterable[UsageRecord], by: TotalsBy | None) -> list[UsageTotals]:
+    """Aggregate records in Python (the reference semantics for every store), sorted."""
+    groups: dict[str | None, _Accumulator] = {}
+    for rec in records:
+        key = group_key(rec, by)
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Accumulator()
+        acc.add(rec)
+    return sort_totals([UsageTotals(key=key, **dataclasses.asdict(acc)) for key, acc in groups.items()])
+
+
+class MemoryUsageStore:
+    """A store that keeps records in memory (tests, short scripts); lost at exit.
+
+    Example:
+        >>> store = MemoryUsageStore()
+        >>> store.write_many([UsageRecord(user="app_1")])
+        >>> [r.user for r in store.iter_records()]
+        ['app_1']
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, UsageRecord] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def write_many(self, records: Sequence[UsageRecord]) -> None:
+        """Store records, ignoring ids already present."""
+        with self._lock:
+            if self._closed:
+                raise UsageStoreError("the memory store is closed")
+            for rec in records:
+                self._records.setdefault(rec.record_id, rec)
+
+    def iter_records(
+        self, since: float | None = None, until: float | None = None, user: str | None = None
+    ) -> Iterator[UsageRecord]:
+        """Yield matching records ordered by time, then record id."""
+        with self._lock:
+            if self._closed:
+                raise UsageStoreError("the memory store is closed")
+            snapshot = list(self._records.values())
+        snapshot.sort(key=lambda r: (r.time, r.record_id))
+        for rec in snapshot:
+            if since is not None and rec.time < since:
+                continue
+            if until is not None and rec.time >= until:
+                continue
+            if user is not None and rec.user != user:
+                continue
+            yield rec
+
+    def close(self) -> None:
+        """Forget nothing, but refuse further use."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return "MemoryUsageStore()"
