@@ -242,7 +242,7 @@ class Invoker:
     ) -> None:
         if self.ledger is None:
             return
-        if error is None and meta.usage is None:
+        if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
             error = _Abandoned()
         self._record(prepared, started, first, meta=meta, error=error)
 
