@@ -113,8 +113,10 @@ class OpenRouterOptions(BaseModel):
     """Default end-user for calls that resolve none (lowest priority)."""
     session_id: str | None = None
     """Default session id for calls that resolve none."""
-    trace: dict[str, Any] | None = None
-    """Default OpenRouter ``trace`` object."""
+    trace: dict[str, Any] | bool | None = None
+    """OpenRouter ``trace`` object for broadcast destinations. A dict is sent as the default; with
+    ``True`` (or a dict) the LangChain model also fills ``trace_id``, ``parent_span_id``,
+    ``span_name`` and ``generation_name`` from the LangChain run tree."""
     openrouter_metadata: dict[str, str] | None = None
     """Default OpenRouter ``metadata`` pairs (named so to avoid the frameworks' own ``metadata``)."""
     user_policy: Any = None
@@ -158,7 +160,7 @@ class OpenRouterOptions(BaseModel):
         default = Attribution(
             user=self.user,
             session_id=self.session_id,
-            trace=self.trace,
+            trace=self.trace if isinstance(self.trace, dict) else None,
             metadata=self.openrouter_metadata,
         )
         require_user = self.require_user or bool(getattr(self.user_policy, "require_user", False))

@@ -205,3 +205,37 @@ def test_api_key_never_leaks(fake_openrouter, make_chat, caplog):
     assert key not in dumps(model)
     assert key not in json.dumps(dumpd(model), default=str)
     assert key not in caplog.text
+
+
+def test_trace_is_filled_from_the_langchain_run_tree(fake_openrouter, make_chat):
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.tracers.base import BaseTracer
+
+    class KeepRuns(BaseTracer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.roots: list = []
+
+        def _persist_run(self, run) -> None:
+            self.roots.append(run)
+
+    tracer = KeepRuns()
+    model = make_chat(trace={"trace_name": "checkout"})
+    inner = RunnableLambda(lambda text: text, name="prepare") | model
+    outer = RunnableLambda(lambda text, config: inner.invoke(text, config=config), name="checkout-flow")
+    outer.invoke("hi", config={"callbacks": [tracer]})
+    trace = fake_openrouter.chat_requests[-1].body["trace"]
+    (root,) = tracer.roots
+    sequence = next(child for child in root.child_runs if child.name != "prepare")
+    assert trace["trace_id"] == str(root.id)
+    assert trace["parent_span_id"] == str(sequence.id)
+    assert trace["span_name"] == trace["generation_name"] == "ChatOpenRouter"
+    assert trace["trace_name"] == "checkout"
+
+
+def test_no_trace_unless_asked(fake_openrouter, make_chat):
+    make_chat().invoke("hi")
+    make_chat(trace=True).invoke("hi")
+    bodies = [r.body for r in fake_openrouter.chat_requests]
+    assert "trace" not in bodies[0]
+    assert set(bodies[1]["trace"]) == {"trace_id", "span_name", "generation_name"}

@@ -19,6 +19,7 @@ from pydantic import ConfigDict
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import Invoker, Prepared, StreamMeta
 from openrouter_attribution.langchain.messages import from_completion, from_delta, last_chunk, to_openai_messages
+from openrouter_attribution.langchain.runs import run_trace
 from openrouter_attribution.langchain.structured import bind_tool_schemas, structured_output_runnable
 from openrouter_attribution.options import OpenRouterOptions
 from openrouter_attribution.wire.request import check_request_fields
@@ -168,10 +169,15 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
             "config['metadata']['langfuse_user_id']",
         )
 
-    def _config_layers(self) -> tuple[Attribution | None, Attribution | None]:
+    def _config_layers(
+        self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+    ) -> tuple[Attribution | None, Attribution | None]:
         config = _RUN_CONFIG.get() or var_child_runnable_config.get()
+        trace = None
+        if self.trace and run_manager is not None:
+            trace = run_trace(run_manager, (config or {}).get("run_name") or self.get_name(), self.trace)
         if not config:
-            return None, None
+            return (Attribution(trace=trace) if trace else None), None
         configurable = config.get("configurable") or {}
         metadata = config.get("metadata") or {}
         ukey, skey = self.user_id_key, self.session_id_key
@@ -185,13 +191,21 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
             session = metadata.get(skey)
             if session is None:
                 session = metadata.get("langfuse_session_id")
-        invocation = Attribution(user=user, session_id=session) if user is not None or session is not None else None
+        invocation = None
+        if user is not None or session is not None or trace is not None:
+            invocation = Attribution(user=user, session_id=session, trace=trace)
         thread = configurable.get("thread_id")
         fallback = Attribution(session_id=str(thread)) if thread is not None else None
         return invocation, fallback
 
     def _prepare(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], *, stream: bool
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        *,
+        stream: bool,
     ) -> Prepared:
         invoker: Invoker = self._invoker
         explicit = None
@@ -208,7 +222,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
             kwargs["stop"] = stop
         if kwargs:
             check_request_fields(kwargs, where="call or bind() keyword")
-        invocation, fallback = self._config_layers()
+        invocation, fallback = self._config_layers(run_manager)
         attribution = invoker.attribute(
             explicit=explicit, invocation=invocation, fallback=fallback, searched=self._searched()
         )
@@ -223,7 +237,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prepared = self._prepare(messages, stop, kwargs, stream=False)
+        prepared = self._prepare(messages, stop, kwargs, run_manager, stream=False)
         completion = self._invoker.complete(prepared)
         return ChatResult(generations=[ChatGeneration(message=from_completion(completion, prepared.attribution))])
 
@@ -234,7 +248,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prepared = self._prepare(messages, stop, kwargs, stream=False)
+        prepared = self._prepare(messages, stop, kwargs, run_manager, stream=False)
         completion = await self._invoker.acomplete(prepared)
         return ChatResult(generations=[ChatGeneration(message=from_completion(completion, prepared.attribution))])
 
@@ -245,7 +259,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        prepared = self._prepare(messages, stop, kwargs, stream=True)
+        prepared = self._prepare(messages, stop, kwargs, run_manager, stream=True)
         meta = StreamMeta()
         for delta, _finish in self._invoker.stream(prepared, meta):
             chunk = ChatGenerationChunk(message=from_delta(delta))
@@ -261,7 +275,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        prepared = self._prepare(messages, stop, kwargs, stream=True)
+        prepared = self._prepare(messages, stop, kwargs, run_manager, stream=True)
         meta = StreamMeta()
         async for delta, _finish in self._invoker.astream(prepared, meta):
             chunk = ChatGenerationChunk(message=from_delta(delta))
