@@ -153,4 +153,4 @@ def test_trace_and_metadata_from_call_and_model(fake_openrouter, make_chat):
     model.invoke("hi", user="u1", openrouter_metadata={"feature": "faq"})
     body = fake_openrouter.chat_requests[0].body
     assert body["metadata"] == {"feature": "faq"}
-    assert body["trace"] == {"trace_name": "checkout"}
+    assert body["trace"]["trace_name"] == "checkout"
