@@ -24,6 +24,7 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
+	$(PY) benchmarks/run.py --smoke --no-profile --out $(VENV)/bench-smoke
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
