@@ -1,0 +1,199 @@
+"""The model catalog served by the fake server's ``GET /models`` and used for pricing.
+
+Prices follow OpenRouter's ``/models`` convention: decimal strings in US dollars
+per token (https://openrouter.ai/docs/api-reference/list-available-models).
+Any ``vendor/name`` model id is accepted for chat; ids that are not in the
+catalog get :data:`DEFAULT_PRICING`, because OpenRouter adds models every week
+and "unknown" must mean "use defaults", never "fail".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "DEFAULT_PRICING",
+    "ModelInfo",
+    "compute_cost",
+    "lookup_model",
+    "models_payload",
+    "provider_name_for",
+]
+
+_COMMON_PARAMETERS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "response_format",
+    "structured_outputs",
+    "tools",
+    "tool_choice",
+)
+_REASONING_PARAMETERS = (
+    "reasoning",
+    "include_reasoning",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+)
+
+# A plausible upstream per vendor, reported as the top-level `provider` of a completion.
+_PROVIDERS = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "google": "Google AI Studio",
+    "meta-llama": "DeepInfra",
+    "deepseek": "DeepSeek",
+    "mistralai": "Mistral",
+    "x-ai": "xAI",
+    "qwen": "Alibaba",
+}
+_DEFAULT_PROVIDER = "Together"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model of the catalog.
+
+    Attributes:
+        id: OpenRouter model id, ``vendor/name``.
+        name: Human-readable name.
+        context_length: Context window in tokens.
+        prompt_price: US dollars per prompt token, as a decimal string.
+        completion_price: US dollars per completion token, as a decimal string.
+        max_completion_tokens: Upper bound of completion tokens of the top provider.
+        reasoning: Whether the model always reasons (emits reasoning tokens).
+        supported_parameters: Request parameters the model accepts.
+    """
+
+    id: str
+    name: str
+    context_length: int
+    prompt_price: str
+    completion_price: str
+    max_completion_tokens: int
+    reasoning: bool = False
+    supported_parameters: tuple[str, ...] = _COMMON_PARAMETERS
+
+    @property
+    def provider_name(self) -> str:
+        """The upstream provider that serves this model."""
+        return provider_name_for(self.id)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the model as one entry of OpenRouter's ``/models`` ``data`` list."""
+        return {
+            "id": self.id,
+            "canonical_slug": self.id,
+            "name": self.name,
+            "created": 1_720_000_000,
+            "description": f"{self.name} (served by the local fake OpenRouter).",
+            "context_length": self.context_length,
+            "architecture": {
+                "modality": "text->text",
+                "input_modalities": ["text"],
+                "output_modalities": ["text"],
+                "tokenizer": "Other",
+                "instruct_type": None,
+            },
+            "pricing": {
+                "prompt": self.prompt_price,
+                "completion": self.completion_price,
+                "request": "0",
+                "image": "0",
+            },
+            "top_provider": {
+                "context_length": self.context_length,
+                "max_completion_tokens": self.max_completion_tokens,
+                "is_moderated": self.id.startswith("openai/"),
+            },
+            "per_request_limits": None,
+            "supported_parameters": list(self.supported_parameters),
+            "default_parameters": None,
+            "supported_voices": None,
+            "links": {"details": f"/api/v1/models/{self.id}/endpoints"},
+        }
+
+
+CATALOG: tuple[ModelInfo, ...] = (
+    ModelInfo("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", 128_000, "0.00000015", "0.0000006", 16_384),
+    ModelInfo("openai/gpt-4o", "OpenAI: GPT-4o", 128_000, "0.0000025", "0.00001", 16_384),
+    ModelInfo(
+        "anthropic/claude-3.5-sonnet", "Anthropic: Claude 3.5 Sonnet", 200_000, "0.000003", "0.000015", 8_192
+    ),
+    ModelInfo(
+        "google/gemini-2.0-flash-001", "Google: Gemini 2.0 Flash", 1_048_576, "0.0000001", "0.0000004", 8_192
+    ),
+    ModelInfo(
+        "meta-llama/llama-3.1-8b-instruct",
+        "Meta: Llama 3.1 8B Instruct",
+        131_072,
+        "0.00000002",
+        "0.00000005",
+        16_384,
+    ),
+    ModelInfo(
+        "deepseek/deepseek-r1",
+        "DeepSeek: R1",
+        163_840,
+        "0.0000004",
+        "0.000002",
+        163_840,
+        reasoning=True,
+        supported_parameters=_REASONING_PARAMETERS,
+    ),
+)
+"""The models listed by ``GET /api/v1/models``."""
+
+DEFAULT_MODEL = CATALOG[0].id
+"""Model served when a request names neither ``model`` nor ``models`` (OpenRouter: the account default)."""
+
+DEFAULT_PRICING = ("0.000001", "0.000002")
+"""``(prompt, completion)`` US dollars per token for model ids not in :data:`CATALOG`."""
+
+_BY_ID = {model.id: model for model in CATALOG}
+
+
+def provider_name_for(model_id: str) -> str:
+    """Return a plausible upstream provider name for ``model_id`` (by its vendor prefix)."""
+    vendor = model_id.split("/", 1)[0]
+    return _PROVIDERS.get(vendor, _DEFAULT_PROVIDER)
+
+
+def lookup_model(model_id: str) -> ModelInfo:
+    """Return the catalog entry for ``model_id``, or a default-priced entry for unknown ids."""
+    known = _BY_ID.get(model_id)
+    if known is not None:
+        return known
+    prompt, completion = DEFAULT_PRICING
+    return ModelInfo(model_id, model_id, 32_768, prompt, completion, 4_096)
+
+
+def compute_cost(model: ModelInfo, prompt_tokens: int, completion_tokens: int) -> tuple[float, float, float]:
+    """Return ``(total, prompt_part, completion_part)`` in US dollars.
+
+    Computed exactly with :class:`~decimal.Decimal` and converted once, so that
+    ``total == prompt_part + completion_part`` up to float rounding.
+    Reasoning tokens are part of ``completion_tokens`` and billed at the
+    completion price, as OpenRouter does.
+    """
+    prompt_part = Decimal(model.prompt_price) * prompt_tokens
+    completion_part = Decimal(model.completion_price) * completion_tokens
+    return float(prompt_part + completion_part), float(prompt_part), float(completion_part)
+
+
+def models_payload() -> dict[str, Any]:
+    """Return the body of ``GET /api/v1/models``."""
+    return {
+        "data": [model.to_payload() for model in CATALOG],
+        "links": {"next": None},
+        "total_count": len(CATALOG),
+    }

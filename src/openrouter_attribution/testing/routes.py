@@ -1,0 +1,307 @@
+"""Request handling of the fake server: from a recorded request to a reply, without socket I/O.
+
+:func:`handle` authenticates, routes and answers; the HTTP layer
+(:mod:`~openrouter_attribution.testing.server`) only reads requests and writes
+the :data:`Reply` it gets back. Sleeping (``latency``, ``slow-first-byte``)
+happens here, on the connection's own thread, with no lock held.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openrouter_attribution.testing.catalog import DEFAULT_MODEL, lookup_model, models_payload
+from openrouter_attribution.testing.content import Completion, last_user_text, message_tokens, plan_completion
+from openrouter_attribution.testing.faults import (
+    FAULT_MODEL_PREFIX,
+    Fault,
+    UnknownFaultError,
+    fault_from_headers,
+    fault_from_models,
+)
+from openrouter_attribution.testing.recording import CHAT_PATH, RecordedRequest
+from openrouter_attribution.testing.responses import (
+    SSE_COMMENT,
+    SSE_DONE,
+    Envelope,
+    Usage,
+    build_chunks,
+    build_completion_body,
+    build_error_body,
+    build_failed_completion_body,
+    build_generation,
+    build_stream_error_chunk,
+    build_usage,
+    encode_json,
+    sse_event,
+)
+from openrouter_attribution.testing.state import ServerState
+from openrouter_attribution.testing.validation import RequestValidationError, validate_chat_request
+
+__all__ = ["DropReply", "JsonReply", "RawReply", "Reply", "StreamReply", "handle"]
+
+API_PREFIX = "/api/v1"
+_GOOD_CHUNKS_BEFORE_FAULT = 2
+
+
+@dataclass(frozen=True)
+class JsonReply:
+    """A complete JSON response."""
+
+    status: int
+    payload: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawReply:
+    """A complete response with arbitrary bytes (used for a malformed body)."""
+
+    status: int
+    data: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamReply:
+    """A ``text/event-stream`` response, sent with chunked transfer encoding.
+
+    Attributes:
+        events: SSE pieces, each written as one HTTP chunk.
+        headers: Extra response headers.
+        drop_after: When set, close the socket abruptly after that many events,
+            without ending the chunked body.
+    """
+
+    events: list[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+    drop_after: int | None = None
+
+
+@dataclass(frozen=True)
+class DropReply:
+    """Close the connection without sending anything."""
+
+
+Reply = JsonReply | RawReply | StreamReply | DropReply
+
+
+def error_reply(code: int, message: str, headers: dict[str, str] | None = None) -> JsonReply:
+    """Return OpenRouter's error body with HTTP status ``code``."""
+    return JsonReply(code, build_error_body(code, message), headers or {})
+
+
+def handle(state: ServerState, request: RecordedRequest) -> Reply:
+    """Answer one request (already recorded): authenticate, route, reply."""
+    auth_error = _authenticate(state, request)
+    if auth_error is not None:
+        return auth_error
+    routes = _ROUTES.get(request.path)
+    if routes is None:
+        return error_reply(404, f"Not Found: {request.method} {request.path}")
+    route = routes.get(request.method)
+    if route is None:
+        return error_reply(405, f"Method {request.method} not allowed on {request.path}")
+    return route(state, request)
+
+
+def _authenticate(state: ServerState, request: RecordedRequest) -> JsonReply | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return error_reply(401, "No auth credentials found")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
+        return error_reply(401, "User not found.")
+    return None
+
+
+def _models(state: ServerState, request: RecordedRequest) -> Reply:
+    return JsonReply(200, models_payload())
+
+
+def _generation(state: ServerState, request: RecordedRequest) -> Reply:
+    generation_id = request.query.get("id")
+    if not generation_id:
+        return error_reply(400, "Missing required query parameter: id")
+    generation = state.generation(generation_id)
+    if generation is None:
+        return error_reply(404, f"Generation {generation_id} not found")
+    return JsonReply(200, {"data": generation})
+
+
+def _key(state: ServerState, request: RecordedRequest) -> Reply:
+    usage = state.total_cost()
+    label = f"{state.api_key[:8]}...{state.api_key[-3:]}"
+    data = {
+        "label": label,
+        "limit": None,
+        "limit_remaining": None,
+        "limit_reset": None,
+        "usage": usage,
+        "usage_daily": usage,
+        "usage_weekly": usage,
+        "usage_monthly": usage,
+        "byok_usage": 0.0,
+        "byok_usage_daily": 0.0,
+        "byok_usage_weekly": 0.0,
+        "byok_usage_monthly": 0.0,
+        "include_byok_in_limit": False,
+        "is_free_tier": False,
+        "is_management_key": False,
+        "is_provisioning_key": False,
+        "allowed_data_regions": ["global"],
+        "budgets": [],
+        "effective_budget": None,
+        "creator_user_id": None,
+        "organization_id": None,
+        "workspace_id": None,
+        "expires_at": None,
+        "free_model_daily_requests": {"limit": 1000, "remaining": 1000, "used": 0},
+        "rate_limit": {
+            "requests": 1000,
+            "interval": "10s",
+            "note": "This field is deprecated and safe to ignore.",
+        },
+    }
+    return JsonReply(200, {"data": data})
+
+
+def _chat(state: ServerState, request: RecordedRequest) -> Reply:
+    body = request.body
+    if not isinstance(body, dict):
+        detail = "Request body is required" if not request.raw_body else "Request body must be a JSON object"
+        return error_reply(400, detail)
+    try:
+        validate_chat_request(body)
+    except RequestValidationError as err:
+        return error_reply(400, err.message)
+    candidates = _candidate_models(body)
+    try:
+        fault = (
+            fault_from_headers(request.headers)
+            or fault_from_models(candidates, request.headers)
+            or state.faults.pop()
+        )
+    except (UnknownFaultError, ValueError) as err:
+        return error_reply(400, str(err))
+    served = next((m for m in candidates if not m.startswith(FAULT_MODEL_PREFIX)), candidates[0])
+    if state.latency > 0:
+        time.sleep(state.latency)
+    if fault is not None:
+        early = _early_fault(fault, served, body)
+        if early is not None:
+            return early
+    return _complete(state, request, body, served, fault)
+
+
+def _candidate_models(body: dict[str, Any]) -> list[str]:
+    """Return the models to try in order: ``model`` first, then the ``models`` fallbacks."""
+    candidates = [body["model"]] if body.get("model") else []
+    candidates += [m for m in body.get("models") or [] if m not in candidates]
+    return candidates or [DEFAULT_MODEL]
+
+
+def _early_fault(fault: Fault, served: str, body: dict[str, Any]) -> Reply | None:
+    """Apply the faults that act before generation starts; ``None`` lets the request proceed."""
+    if fault.status is not None:
+        error = fault.error_body(served, last_user_text(body["messages"]))
+        return JsonReply(fault.status, {"error": error}, fault.error_headers())
+    if fault.name == "slow-first-byte":
+        time.sleep(fault.delay_ms / 1000)
+    if fault.name == "drop-connection" and not body.get("stream"):
+        return DropReply()
+    return None
+
+
+def _complete(
+    state: ServerState, request: RecordedRequest, body: dict[str, Any], served: str, fault: Fault | None
+) -> Reply:
+    model = lookup_model(served)
+    completion = plan_completion(body, model)
+    usage = _usage(state, body, completion, model_id=served)
+    envelope = Envelope(model=served, provider=model.provider_name)
+    streamed = bool(body.get("stream"))
+    failed = fault is not None and fault.name == "mid-stream-error"
+    state.store_generation(
+        build_generation(
+            envelope,
+            usage,
+            completion,
+            user=body.get("user"),
+            session_id=body.get("session_id") or request.headers.get("x-session-id"),
+            headers=request.headers,
+            streamed=streamed,
+            failed=failed,
+        )
+    )
+    headers = {"X-Generation-Id": envelope.id}
+    if streamed:
+        return _stream_reply(envelope, completion, usage, fault, headers)
+    return _plain_reply(envelope, completion, usage, fault, headers)
+
+
+def _plain_reply(
+    envelope: Envelope, completion: Completion, usage: Usage, fault: Fault | None, headers: dict[str, str]
+) -> Reply:
+    if fault is not None and fault.name == "mid-stream-error":
+        content = completion.content or ""
+        error = fault.stream_error(envelope.model)
+        return JsonReply(
+            200, build_failed_completion_body(envelope, content[: len(content) // 2], error, usage), headers
+        )
+    body = build_completion_body(envelope, completion, usage)
+    if fault is not None and fault.name == "malformed-chunk":
+        return RawReply(200, encode_json(body)[:-7] + b"<<not json", "application/json", headers)
+    return JsonReply(200, body, headers)
+
+
+def _usage(state: ServerState, body: dict[str, Any], completion: Completion, *, model_id: str) -> Usage:
+    messages = body["messages"]
+    per_message = [message_tokens(m) for m in messages]
+    tools_tokens = (
+        message_tokens({"content": encode_json(body["tools"]).decode()}) if body.get("tools") else 0
+    )
+    # Caches live at the provider, per model: the sticky key is (user, model).
+    cache_key = f"{body.get('user') or ''}\x00{model_id}"
+    cached_messages = state.cache.lookup_and_store(cache_key, messages)
+    return build_usage(
+        lookup_model(model_id),
+        sum(per_message) + tools_tokens,
+        sum(per_message[:cached_messages]),
+        completion,
+    )
+
+
+def _stream_reply(
+    envelope: Envelope, completion: Completion, usage: Usage, fault: Fault | None, headers: dict[str, str]
+) -> StreamReply:
+    chunks = [sse_event(chunk) for chunk in build_chunks(envelope, completion, usage)]
+    # Keep-alive comments first and once more mid-stream, as OpenRouter sends them while the model works.
+    events = [SSE_COMMENT, chunks[0], SSE_COMMENT, *chunks[1:]]
+    if fault is None:
+        return StreamReply([*events, SSE_DONE], headers)
+    good = chunks[:_GOOD_CHUNKS_BEFORE_FAULT]
+    if fault.name == "mid-stream-error":
+        error_chunk = build_stream_error_chunk(envelope, fault.stream_error(envelope.model))
+        return StreamReply([SSE_COMMENT, *good, sse_event(error_chunk)], headers)
+    if fault.name == "malformed-chunk":
+        broken = b'data: {"id": "' + envelope.id.encode() + b'", "choices": [\n\n'
+        return StreamReply([SSE_COMMENT, good[0], broken, SSE_DONE], headers)
+    if fault.name == "drop-connection":
+        # Two chunks (and the two comments around the first) reach the client; the body never ends.
+        return StreamReply(events, headers, drop_after=2 + _GOOD_CHUNKS_BEFORE_FAULT)
+    return StreamReply([*events, SSE_DONE], headers)
+
+
+_Route = Callable[[ServerState, RecordedRequest], Reply]
+_ROUTES: dict[str, dict[str, _Route]] = {
+    CHAT_PATH: {"POST": _chat},
+    f"{API_PREFIX}/models": {"GET": _models},
+    f"{API_PREFIX}/generation": {"GET": _generation},
+    f"{API_PREFIX}/key": {"GET": _key},
+}
