@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from openrouter_attribution.attribution import Attribution, resolve
+from openrouter_attribution.attribution import LAYERS, Attribution, resolve
 from openrouter_attribution.errors import MissingUserError
 from openrouter_attribution.transport import (
     ConnectionSettings,
@@ -93,15 +93,15 @@ class Invoker:
         invocation: Attribution | None = None,
         ambient: Attribution | None = None,
         fallback: Attribution | None = None,
-        searched: tuple[str, ...] = (),
+        searched: Mapping[str, tuple[str, ...]] | None = None,
     ) -> Attribution:
         """Resolve the attribution of one call and apply the identity policy to its user.
 
         Args:
             explicit, invocation, ambient, fallback: The framework's layers (see
                 :mod:`openrouter_attribution.attribution` for the order).
-            searched: Human-readable names of every place the adapter looked for a
-                user, for the :class:`MissingUserError` message.
+            searched: Per layer name, human-readable names of the places the adapter looked
+                for a user, for the :class:`MissingUserError` message.
 
         Raises:
             MissingUserError: no user resolved while ``require_user=True``.
@@ -122,8 +122,9 @@ class Invoker:
             return resolved
         return Attribution(sent, resolved.session_id, resolved.trace, resolved.metadata)
 
-    def _missing_user(self, searched: tuple[str, ...]) -> None:
-        places = [*searched, "user_context()", "the model's `user` field"]
+    def _missing_user(self, searched: Mapping[str, tuple[str, ...]] | None) -> None:
+        named = {**(searched or {}), "context": ("user_context()",), "default": ("the model's `user` field",)}
+        places = [place for layer in LAYERS for place in named.get(layer, ())]
         message = (
             "No end-user id was found for this call, and the model requires one (require_user). Looked in: "
             + "; ".join(places)

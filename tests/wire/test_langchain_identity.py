@@ -92,3 +92,12 @@ def test_secrets_and_raw_ids_never_leak(fake_openrouter, make_chat, caplog, caps
         assert fake_openrouter.api_key not in text
         assert "raw-account-id-777" not in text
         assert "415 555 0100" not in text
+
+
+def test_missing_user_message_lists_places_in_resolution_order(fake_openrouter, make_chat):
+    with pytest.raises(MissingUserError) as info:
+        make_chat(require_user=True).invoke("hi")
+    places = info.value.searched
+    assert places[0].startswith("the call's user=")
+    assert places.index("user_context()") > places.index("config['metadata']['langfuse_user_id']")
+    assert places[-1] == "the model's `user` field"

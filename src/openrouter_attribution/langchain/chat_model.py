@@ -160,14 +160,16 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
 
     # -- attribution -------------------------------------------------------------------------------
 
-    def _searched(self) -> tuple[str, ...]:
+    def _searched(self) -> dict[str, tuple[str, ...]]:
         key = self.user_id_key
-        return (
-            "the call's user= argument (or .bind(user=...))",
-            f"config['configurable']['{key}']",
-            f"config['metadata']['{key}']",
-            "config['metadata']['langfuse_user_id']",
-        )
+        return {
+            "explicit": ("the call's user= argument (or .bind(user=...))",),
+            "invocation": (
+                f"config['configurable']['{key}']",
+                f"config['metadata']['{key}']",
+                "config['metadata']['langfuse_user_id']",
+            ),
+        }
 
     def _config_layers(
         self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None

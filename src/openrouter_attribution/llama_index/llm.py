@@ -147,10 +147,10 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
         attribution = invoker.attribute(
             explicit=explicit,
             ambient=tag_layer(self.user_id_tag, self.session_id_tag),
-            searched=(
-                "the call's user= argument",
-                f"instrument_tags({{{self.user_id_tag!r}: ...}})",
-            ),
+            searched={
+                "explicit": ("the call's user= argument",),
+                "ambient": (f"instrument_tags({{{self.user_id_tag!r}: ...}})",),
+            },
         )
         return invoker.prepare(to_openai_messages(messages), attribution, overrides=kwargs, stream=stream)
 
