@@ -23,10 +23,13 @@ from openrouter_attribution.transport import (
     post_json,
     post_stream,
 )
-from openrouter_attribution.wire.request import build_attribution_fields, build_body
+from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
 from openrouter_attribution.wire.response import Completion, Usage, parse_chunk, parse_completion
 
-__all__ = ["Invoker", "Prepared", "StreamMeta"]
+__all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
+
+ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
+"""Call keywords that set the ``explicit`` attribution layer, in both frameworks."""
 
 logger = logging.getLogger("openrouter_attribution")
 
@@ -46,7 +49,7 @@ class Prepared(NamedTuple):
 class StreamMeta:
     """What a stream has told so far about its generation (filled while it is consumed)."""
 
-    __slots__ = ("finish_reason", "id", "model", "provider", "usage")
+    __slots__ = ("finish_reason", "first", "id", "model", "provider", "started", "usage")
 
     def __init__(self) -> None:
         self.id: str | None = None
@@ -54,6 +57,23 @@ class StreamMeta:
         self.provider: str | None = None
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        """``time.perf_counter()`` when the first chunk arrived."""
+
+    def take(self, chunk: Any) -> tuple[dict[str, Any], str | None]:
+        """Parse one chunk, note what it says about the generation, return ``(delta, finish_reason)``."""
+        delta, finish_reason, usage = parse_chunk(chunk)
+        if self.first is None:
+            self.first = time.perf_counter()
+            self.id = chunk.get("id")
+            self.model = chunk.get("model")
+            self.provider = chunk.get("provider")
+        if usage is not None:
+            self.usage = usage
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+        return delta, finish_reason
 
 
 class Invoker:
@@ -139,6 +159,30 @@ class Invoker:
 
     # -- building ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def split_call_kwargs(kwargs: dict[str, Any], *, where: str) -> Attribution | None:
+        """Take the attribution keywords out of a call's ``kwargs`` and check what is left.
+
+        ``user``, ``session_id``, ``trace`` and ``openrouter_metadata`` become the ``explicit``
+        layer; ``stream`` is dropped (the call style decides); every other keyword must be an
+        OpenRouter request field and stays in ``kwargs`` as a per-call override.
+
+        Raises:
+            ConfigurationError: a keyword OpenRouter does not document (before any I/O).
+        """
+        explicit = None
+        if any(name in kwargs for name in ATTRIBUTION_KWARGS):
+            explicit = Attribution(
+                user=kwargs.pop("user", None),
+                session_id=kwargs.pop("session_id", None),
+                trace=kwargs.pop("trace", None),
+                metadata=kwargs.pop("openrouter_metadata", None),
+            )
+        kwargs.pop("stream", None)
+        if kwargs:
+            check_request_fields(kwargs, where=where)
+        return explicit
+
     def prepare(
         self,
         messages: list[dict[str, Any]],
@@ -187,65 +231,38 @@ class Invoker:
 
         A mid-stream error event raises the matching typed error; it never ends the stream quietly.
         """
-        started = time.perf_counter()
-        first: float | None = None
         error: BaseException | None = None
         try:
             for chunk in post_stream(self.connection, prepared.body):
-                delta, finish_reason, usage = parse_chunk(chunk)
-                if first is None:
-                    first = time.perf_counter()
-                    _fill_meta(meta, chunk)
-                if usage is not None:
-                    meta.usage = usage
-                if finish_reason is not None:
-                    meta.finish_reason = finish_reason
-                yield delta, finish_reason
+                yield meta.take(chunk)
         except BaseException as err:
             error = err
             raise
         finally:
-            self._record_stream(prepared, started, first, meta, error)
+            self._record_stream(prepared, meta, error)
 
     async def astream(
         self, prepared: Prepared, meta: StreamMeta
     ) -> AsyncIterator[tuple[dict[str, Any], str | None]]:
         """Async :meth:`stream`."""
-        started = time.perf_counter()
-        first: float | None = None
         error: BaseException | None = None
         try:
             async for chunk in apost_stream(self.connection, prepared.body):
-                delta, finish_reason, usage = parse_chunk(chunk)
-                if first is None:
-                    first = time.perf_counter()
-                    _fill_meta(meta, chunk)
-                if usage is not None:
-                    meta.usage = usage
-                if finish_reason is not None:
-                    meta.finish_reason = finish_reason
-                yield delta, finish_reason
+                yield meta.take(chunk)
         except BaseException as err:
             error = err
             raise
         finally:
-            self._record_stream(prepared, started, first, meta, error)
+            self._record_stream(prepared, meta, error)
 
     # -- usage records -------------------------------------------------------------------------------
 
-    def _record_stream(
-        self,
-        prepared: Prepared,
-        started: float,
-        first: float | None,
-        meta: StreamMeta,
-        error: BaseException | None,
-    ) -> None:
+    def _record_stream(self, prepared: Prepared, meta: StreamMeta, error: BaseException | None) -> None:
         if self.ledger is None:
             return
         if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
             error = _Abandoned()
-        self._record(prepared, started, first, meta=meta, error=error)
+        self._record(prepared, meta.started, meta.first, meta=meta, error=error)
 
     def _record(
         self,
@@ -275,12 +292,6 @@ class Invoker:
 
 class _Abandoned(Exception):
     """Marks a stream its consumer stopped reading before the final usage chunk."""
-
-
-def _fill_meta(meta: StreamMeta, chunk: Mapping[str, Any]) -> None:
-    meta.id = chunk.get("id")
-    meta.model = chunk.get("model")
-    meta.provider = chunk.get("provider")
 
 
 def _call_site() -> tuple[str, int]:

@@ -22,7 +22,6 @@ from openrouter_attribution.langchain.messages import from_completion, from_delt
 from openrouter_attribution.langchain.runs import run_trace
 from openrouter_attribution.langchain.structured import bind_tool_schemas, structured_output_runnable
 from openrouter_attribution.options import OpenRouterOptions
-from openrouter_attribution.wire.request import check_request_fields
 
 __all__ = ["ChatOpenRouter"]
 
@@ -31,7 +30,6 @@ __all__ = ["ChatOpenRouter"]
 _RUN_CONFIG: contextvars.ContextVar[RunnableConfig | None] = contextvars.ContextVar(
     "openrouter_attribution_run_config", default=None
 )
-_ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
 
 
 class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
@@ -210,20 +208,10 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         stream: bool,
     ) -> Prepared:
         invoker: Invoker = self._invoker
-        explicit = None
-        if any(name in kwargs for name in _ATTRIBUTION_KWARGS):
-            explicit = Attribution(
-                user=kwargs.pop("user", None),
-                session_id=kwargs.pop("session_id", None),
-                trace=kwargs.pop("trace", None),
-                metadata=kwargs.pop("openrouter_metadata", None),
-            )
         kwargs.pop("ls_structured_output_format", None)
-        kwargs.pop("stream", None)
         if stop is not None:
             kwargs["stop"] = stop
-        if kwargs:
-            check_request_fields(kwargs, where="call or bind() keyword")
+        explicit = invoker.split_call_kwargs(kwargs, where="call or bind() keyword")
         invocation, fallback = self._config_layers(run_manager)
         attribution = invoker.attribute(
             explicit=explicit, invocation=invocation, fallback=fallback, searched=self._searched()

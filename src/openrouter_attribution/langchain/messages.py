@@ -21,7 +21,7 @@ from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, p
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import StreamMeta
-from openrouter_attribution.wire.response import Completion, Usage
+from openrouter_attribution.wire.response import Completion, Generation, Usage, sent_attribution
 
 __all__ = [
     "from_completion",
@@ -114,28 +114,20 @@ def usage_metadata(usage: Usage | None) -> UsageMetadata | None:
     return result
 
 
-def response_metadata(
-    *,
-    generation_id: str | None,
-    model: str | None,
-    provider: str | None,
-    finish_reason: str | None,
-    usage: Usage | None,
-    attribution: Attribution,
-) -> dict[str, Any]:
+def response_metadata(generation: Generation, attribution: Attribution) -> dict[str, Any]:
     """The ``response_metadata`` of an answer: who served it, what it cost, and whom it was sent for."""
-    sent = {"user": attribution.user, "session_id": attribution.session_id}
+    usage = generation.usage
     return {
         "model_provider": "openrouter",
-        "model_name": model,
-        "id": generation_id,
-        "generation_id": generation_id,
-        "provider": provider,
-        "finish_reason": finish_reason,
+        "model_name": generation.model,
+        "id": generation.id,
+        "generation_id": generation.id,
+        "provider": generation.provider,
+        "finish_reason": generation.finish_reason,
         # JSON-friendly float here; the exact Decimal is in the usage ledger.
         "cost": float(usage.cost) if usage is not None and usage.cost is not None else None,
         "token_usage": usage.as_dict() if usage is not None else None,
-        "attribution": {key: value for key, value in sent.items() if value is not None},
+        "attribution": sent_attribution(attribution.user, attribution.session_id),
     }
 
 
@@ -169,14 +161,7 @@ def from_completion(completion: Completion, attribution: Attribution) -> AIMessa
         tool_calls=tool_calls,
         invalid_tool_calls=invalid_tool_calls,
         usage_metadata=usage_metadata(completion.usage),
-        response_metadata=response_metadata(
-            generation_id=completion.id,
-            model=completion.model,
-            provider=completion.provider,
-            finish_reason=completion.finish_reason,
-            usage=completion.usage,
-            attribution=attribution,
-        ),
+        response_metadata=response_metadata(completion, attribution),
         id=completion.id,
     )
 
@@ -206,13 +191,6 @@ def last_chunk(meta: StreamMeta, attribution: Attribution) -> AIMessageChunk:
     return AIMessageChunk(
         content="",
         usage_metadata=usage_metadata(meta.usage),
-        response_metadata=response_metadata(
-            generation_id=meta.id,
-            model=meta.model,
-            provider=meta.provider,
-            finish_reason=meta.finish_reason,
-            usage=meta.usage,
-            attribution=attribution,
-        ),
+        response_metadata=response_metadata(meta, attribution),
         chunk_position="last",
     )

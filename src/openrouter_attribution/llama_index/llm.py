@@ -28,7 +28,6 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import ConfigDict, Field, SecretStr
 
-from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import Invoker, Prepared, StreamMeta
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.llama_index.context import install_stream_binder, tag_layer
@@ -40,7 +39,6 @@ from openrouter_attribution.llama_index.messages import (
 )
 from openrouter_attribution.llama_index.models import model_limits
 from openrouter_attribution.options import OpenRouterOptions, _key_from_env
-from openrouter_attribution.wire.request import check_request_fields
 from openrouter_attribution.wire.tools import build_tool_choice
 
 if TYPE_CHECKING:
@@ -48,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenRouter"]
 
-_ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
 
 
 class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
@@ -133,17 +130,7 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
     def _prepare(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], *, stream: bool) -> Prepared:
         """Resolve the attribution and build the request body (before any I/O)."""
         invoker: Invoker = self._invoker
-        explicit = None
-        if any(name in kwargs for name in _ATTRIBUTION_KWARGS):
-            explicit = Attribution(
-                user=kwargs.pop("user", None),
-                session_id=kwargs.pop("session_id", None),
-                trace=kwargs.pop("trace", None),
-                metadata=kwargs.pop("openrouter_metadata", None),
-            )
-        kwargs.pop("stream", None)
-        if kwargs:
-            check_request_fields(kwargs, where="LLM call keyword")
+        explicit = invoker.split_call_kwargs(kwargs, where="LLM call keyword")
         attribution = invoker.attribute(
             explicit=explicit,
             ambient=tag_layer(self.user_id_tag, self.session_id_tag),

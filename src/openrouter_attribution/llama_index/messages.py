@@ -26,7 +26,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import StreamMeta
-from openrouter_attribution.wire.response import Completion, Usage
+from openrouter_attribution.wire.response import Completion, Generation, sent_attribution
 from openrouter_attribution.wire.tools import merge_tool_call_deltas, parse_tool_arguments
 
 __all__ = [
@@ -130,20 +130,13 @@ def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return [_to_openai(message) for message in messages]
 
 
-def response_kwargs(
-    *,
-    generation_id: str | None,
-    model: str | None,
-    provider: str | None,
-    finish_reason: str | None,
-    usage: Usage | None,
-    attribution: Attribution,
-) -> dict[str, Any]:
+def response_kwargs(generation: Generation, attribution: Attribution) -> dict[str, Any]:
     """The ``additional_kwargs`` of a response: tokens, cost, who served it and whom it was sent for.
 
     Values OpenRouter did not report are left out (an unknown cost is absent, never 0).
     """
     out: dict[str, Any] = {}
+    usage = generation.usage
     if usage is not None:
         for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"):
             value = getattr(usage, name)
@@ -151,12 +144,11 @@ def response_kwargs(
                 out[name] = value
         if usage.cost is not None:
             out["cost"] = float(usage.cost)  # JSON-friendly; the exact Decimal is in the usage ledger
-    for name, value in (("provider", provider), ("model", model), ("generation_id", generation_id),
-                        ("finish_reason", finish_reason)):  # fmt: skip
+    for name, value in (("provider", generation.provider), ("model", generation.model),
+                        ("generation_id", generation.id), ("finish_reason", generation.finish_reason)):  # fmt: skip
         if value is not None:
             out[name] = value
-    sent = {"user": attribution.user, "session_id": attribution.session_id}
-    out["attribution"] = {key: value for key, value in sent.items() if value is not None}
+    out["attribution"] = sent_attribution(attribution.user, attribution.session_id)
     return out
 
 
@@ -189,14 +181,7 @@ def from_completion(completion: Completion, attribution: Attribution) -> ChatRes
     return ChatResponse(
         message=_assistant_message(message.get("content"), message.get("tool_calls") or (), _reasoning_extra(message)),
         raw=completion.raw,
-        additional_kwargs=response_kwargs(
-            generation_id=completion.id,
-            model=completion.model,
-            provider=completion.provider,
-            finish_reason=completion.finish_reason,
-            usage=completion.usage,
-            attribution=attribution,
-        ),
+        additional_kwargs=response_kwargs(completion, attribution),
     )
 
 
@@ -267,14 +252,7 @@ class StreamAccumulator:
 
     def final(self, meta: StreamMeta, attribution: Attribution) -> ChatResponse:
         """The closing response: the whole message, an empty delta, usage and metadata."""
-        kwargs = response_kwargs(
-            generation_id=meta.id,
-            model=meta.model,
-            provider=meta.provider,
-            finish_reason=meta.finish_reason,
-            usage=meta.usage,
-            attribution=attribution,
-        )
+        kwargs = response_kwargs(meta, attribution)
         raw = {**kwargs, "usage": meta.usage.as_dict() if meta.usage is not None else None}
         return ChatResponse(message=self._message(), delta="", raw=raw, additional_kwargs=kwargs)
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 from openrouter_attribution.errors import InvalidResponseError
 from openrouter_attribution.wire.errors import parse_error_object
 
 __all__ = [
+    "Generation",
+    "sent_attribution",
     "Completion",
     "Usage",
     "parse_chunk",
@@ -182,3 +184,19 @@ def parse_chunk(chunk: Any) -> tuple[dict[str, Any], str | None, Usage | None]:
             in_stream=True,
         )
     return choice.get("delta") or _NO_DELTA, finish_reason, usage
+
+
+class Generation(Protocol):
+    """What both a :class:`Completion` and a finished stream's meta tell about a generation."""
+
+    id: str | None
+    model: str | None
+    provider: str | None
+    finish_reason: str | None
+    usage: Usage | None
+
+
+def sent_attribution(user: str | None, session_id: str | None) -> dict[str, str]:
+    """The attribution that went out, as shown on responses (unset fields left out)."""
+    sent = {"user": user, "session_id": session_id}
+    return {key: value for key, value in sent.items() if value is not None}
