@@ -17,7 +17,7 @@ import contextlib
 import json
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,19 +78,50 @@ def sync_client(settings: ConnectionSettings) -> openai.OpenAI:
 
 
 def async_client(settings: ConnectionSettings) -> openai.AsyncOpenAI:
-    """The shared async client for these settings on the running event loop."""
+    """The shared async client for these settings on the running event loop.
+
+    Async clients run on the SDK's aiohttp transport (``openai[aiohttp]``), whose connection
+    pool sustains several times the throughput of the default one at 50+ calls in flight.
+    They are closed when their loop shuts down (``asyncio.run`` finalises async generators).
+    """
     loop = asyncio.get_running_loop()
     per_loop = _async_clients.get(loop)
     if per_loop is None:
         with _lock:
             per_loop = _async_clients.setdefault(loop, {})
+        _close_at_loop_shutdown(loop, per_loop)
     client = per_loop.get(settings)
     if client is None:
         import openai
 
-        client = openai.AsyncOpenAI(**_client_kwargs(settings))
+        client = openai.AsyncOpenAI(**_client_kwargs(settings), http_client=openai.DefaultAioHttpClient())
         per_loop[settings] = client
     return client
+
+
+async def _closer(clients: dict[Any, Any]) -> AsyncGenerator[None, None]:
+    """Suspended until the loop finalises its async generators, then closes the loop's clients."""
+    try:
+        yield
+    finally:
+        for client in list(clients.values()):
+            if not isinstance(client, AsyncGenerator):
+                with contextlib.suppress(Exception):
+                    await client.close()
+        clients.clear()
+
+
+def _close_at_loop_shutdown(loop: asyncio.AbstractEventLoop, clients: dict[Any, Any]) -> None:
+    keeper = _closer(clients)
+    clients[_KEEPER] = keeper  # a strong reference: the loop only keeps a weak one
+    loop.create_task(_start(keeper))
+
+
+async def _start(keeper: AsyncGenerator[None, None]) -> None:
+    await keeper.__anext__()
+
+
+_KEEPER = object()
 
 
 @contextlib.contextmanager
