@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 import statistics
 import subprocess
@@ -209,11 +210,13 @@ def attribution_micro(base_url: str, repeats: int, number: int) -> dict[str, Any
 
     def prepare(model: Any, config: Any) -> Callable[[], object]:
         config = ensure_config(config)
+        # `_prepare` is private and its signature moves; pass `run_manager` only where it is taken.
+        extra = {"run_manager": None} if "run_manager" in inspect.signature(model._prepare).parameters else {}
 
         def run() -> object:
             token = chat_model._RUN_CONFIG.set(config)
             try:
-                return model._prepare(messages, None, {}, stream=False)
+                return model._prepare(messages, None, {}, stream=False, **extra)
             finally:
                 chat_model._RUN_CONFIG.reset(token)
 

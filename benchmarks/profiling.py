@@ -51,28 +51,95 @@ def _package(filename: str, function: str) -> str:
     return path
 
 
+def _function(filename: str, line: int, function: str) -> str:
+    if filename == "~":
+        return function
+    return f"{_package(filename, function)}:{Path(filename).name}:{line} {function}"
+
+
+def _per_call_lines(title: str, items: dict[str, float], calls: int, total: float, limit: int) -> list[str]:
+    lines = ["", f"## {title}", ""]
+    for name, seconds in sorted(items.items(), key=lambda item: -item[1])[:limit]:
+        lines.append(f"{seconds / calls * 1e6:9.1f} µs  {seconds / total:6.1%}  {name}")
+    return lines
+
+
 def cprofile_report(profile: cProfile.Profile, calls: int, title: str, top: int = 30) -> str:
-    """Self CPU per package and the top functions, per benchmark call."""
+    """Self CPU per package and the top functions, per benchmark call.
+
+    The self time of a C function (``isinstance``, ``dict.get``...) is charged to the packages that
+    called it, in proportion to what each call site spent, so "by package" answers "whose code".
+    """
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     by_package: dict[str, float] = defaultdict(float)
     rows = []
     total = 0.0
-    for (filename, line, function), (_cc, ncalls, tottime, cumtime, _callers) in stats.items():
-        by_package[_package(filename, function)] += tottime
+    for (filename, line, function), (_cc, ncalls, tottime, cumtime, callers) in stats.items():
         total += tottime
-        where = function if filename == "~" else f"{_package(filename, function)}:{Path(filename).name}:{line}"
-        rows.append((tottime, cumtime, ncalls, where if filename == "~" else f"{where} {function}"))
+        package = _package(filename, function)
+        edges = sum(edge[2] for edge in callers.values()) if callers else 0.0
+        if filename == "~" and package == "other C builtins" and edges > 0:
+            for (caller_file, _line, caller_function), edge in callers.items():
+                by_package[_package(caller_file, caller_function)] += tottime * edge[2] / edges
+        else:
+            by_package[package] += tottime
+        rows.append((tottime, cumtime, ncalls, _function(filename, line, function)))
     lines = [f"# {title}: cProfile (CPU clock), per benchmark call", "",
-             f"total self CPU {total / calls * 1e6:.1f} µs per call (profiler overhead included)", "",
-             "## self CPU by package", ""]  # fmt: skip
-    for package, seconds in sorted(by_package.items(), key=lambda item: -item[1]):
-        lines.append(f"{seconds / calls * 1e6:9.1f} µs  {seconds / total:6.1%}  {package}")
-    lines += ["", "## top functions by self CPU", "", "   self µs    cum µs   calls  function"]
+             f"total self CPU {total / calls * 1e6:.1f} µs per call (profiler overhead included)"]  # fmt: skip
+    lines += _per_call_lines("self CPU by package (C builtins charged to their callers)", by_package, calls, total,
+                             100)  # fmt: skip
+    header = ["   self µs    cum µs   calls  function"]
+    lines += ["", "## top functions by self CPU", "", *header]
     for tottime, cumtime, ncalls, where in sorted(rows, key=lambda row: -row[0])[:top]:
         lines.append(f"{tottime / calls * 1e6:10.1f} {cumtime / calls * 1e6:9.1f} {ncalls / calls:7.2f}  {where}")
-    lines += ["", "## top functions by cumulative CPU", "", "   self µs    cum µs   calls  function"]
+    lines += ["", "## top functions by cumulative CPU", "", *header]
     for tottime, cumtime, ncalls, where in sorted(rows, key=lambda row: -row[1])[:top]:
         lines.append(f"{tottime / calls * 1e6:10.1f} {cumtime / calls * 1e6:9.1f} {ncalls / calls:7.2f}  {where}")
+    return "\n".join(lines) + "\n"
+
+
+def pyinstrument_report(session: Any, calls: int, title: str, top: int = 40) -> str:
+    """Sampled self time per package and per function (low overhead; wall clock, so socket waits show)."""
+    by_package: dict[str, float] = defaultdict(float)
+    by_function: dict[str, float] = defaultdict(float)
+
+    def describe(frame: Any, caller: Any) -> tuple[str, str]:
+        """(package, function label) of a real frame; C functions go to their Python caller's package."""
+        file_path = frame.file_path or "~"
+        function = frame.function or ""
+        if file_path == "<built-in>":  # socket I/O stays apart; other C calls count for whoever called them
+            package = _package("~", function)
+            if package == "other C builtins" and caller is not None:
+                package = _package(caller.file_path or "~", caller.function or "")
+            return package, f"{package}: {function} (C)"
+        package = _package(file_path, function)
+        return package, f"{package}:{Path(file_path).name}:{frame.line_no} {function}"
+
+    def walk(frame: Any, parent: Any, caller: Any) -> None:
+        own = frame.time - sum(child.time for child in frame.children)
+        if frame.is_synthetic and frame.identifier.startswith("[self]") and parent is not None:
+            package, name = describe(parent, caller)  # a frame's own time, sampled as a child
+        elif frame.is_synthetic:
+            package = name = frame.identifier.split("\x00", 1)[0]  # [await], [out-of-context]...
+        else:
+            package, name = describe(frame, caller)
+        if own > 0:
+            by_package[package] += own
+            by_function[name] += own
+        is_python = not frame.is_synthetic and frame.file_path != "<built-in>"
+        for child in frame.children:
+            walk(child, frame, frame if is_python else caller)
+
+    root = session.root_frame()
+    if root is None:
+        return f"# {title}: no samples\n"
+    walk(root, None, None)
+    total = sum(by_package.values()) or 1.0
+    sampled, cpu = total / calls * 1e6, session.cpu_time / calls * 1e6
+    lines = [f"# {title}: pyinstrument (sampled wall time), per benchmark call", "",
+             f"sampled {sampled:.1f} µs per call; CPU {cpu:.1f} µs per call (profiler overhead included)"]  # fmt: skip
+    lines += _per_call_lines("self time by package", by_package, calls, total, 100)
+    lines += _per_call_lines("top functions by self time", by_function, calls, total, top)
     return "\n".join(lines) + "\n"
 
 
@@ -128,7 +195,10 @@ def profile_clients(server: ServerProcess, out: Path, names: tuple[str, ...], *,
                 profiler.stop()
                 (out / f"{stem}.txt").write_text(profiler.output_text(unicode=True, color=False, show_all=False))
                 (out / f"{stem}.html").write_text(profiler.output_html())
-                written[f"{path} {name} (pyinstrument)"] = str(out / f"{stem}.txt")
+                assert profiler.last_session is not None
+                flat = pyinstrument_report(profiler.last_session, count, f"{path} {name}")
+                (out / f"{stem}.flat.txt").write_text(flat)
+                written[f"{path} {name} (pyinstrument)"] = str(out / f"{stem}.flat.txt")
             profile = cProfile.Profile(time.process_time)
             profile.enable()
             work()

@@ -130,7 +130,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], out: Path = Path()) -> str:
+    """The report; profile paths are shown relative to ``out``."""
     settings = results["settings"]
     levels = [str(level) for level in settings["concurrency"]]
     clients = results["clients"]
@@ -220,7 +221,8 @@ def markdown(results: dict[str, Any]) -> str:
                     [[t["target"], t["measured"], verdict[t["met"]]] for t in results.get("targets", [])])  # fmt: skip
     if results.get("profiles"):
         lines += ["", "## Profiles", ""]
-        lines += [f"- {name}: `{path}`" for name, path in results["profiles"].items()]
+        lines += [f"- {name}: `{Path(path).relative_to(out) if Path(path).is_relative_to(out) else path}`"
+                  for name, path in results["profiles"].items()]  # fmt: skip
     lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in mach["packages"].items() if v), ""]
     return "\n".join(lines)
 
@@ -228,6 +230,6 @@ def markdown(results: dict[str, Any]) -> str:
 def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     md_path, json_path = out / "latest.md", out / "latest.json"
-    md_path.write_text(markdown(results))
+    md_path.write_text(markdown(results, out))
     json_path.write_text(json.dumps(results, indent=2, default=str))
     return md_path, json_path

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few calls per client (< 30 s): checks the runner")
     parser.add_argument("--rounds", type=int, default=None, help="measurement rounds (default 5; smoke 1)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="where latest.md / latest.json go")
+    parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results (smoke: results/smoke)")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling step")
     parser.add_argument("--child-connections", metavar="CLIENT", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure.child_connections(args.child_connections, args.port, args.calls)))
         return 0
 
+    if args.out is None:  # a smoke run (part of `make test`) must not overwrite the last full results
+        args.out = HERE / "results" / "smoke" if args.smoke else HERE / "results"
     settings = Settings.make(args.smoke, args.rounds)
     results: dict[str, Any] = {
         "machine": report.machine(),
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
     results["targets"] = report.evaluate_targets(results)
     md_path, json_path = report.write(results, args.out)
-    print(report.markdown(results))
+    print(report.markdown(results, args.out))
     log(f"wrote {md_path} and {json_path}")
     return 0
 
