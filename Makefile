@@ -26,11 +26,24 @@ test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
 	$(PY) benchmarks/run.py --smoke --no-profile --out $(VENV)/bench-smoke
 
-bench: $(STAMP)
-	$(PY) benchmarks/run.py
+# Benchmarks get their own environment: the peer integrations they compare against pin versions
+# (openai<3, openrouter<1) that conflict with this package, so they are installed without their pins.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+PEERS := langchain-openrouter llama-index-llms-openrouter llama-index-llms-openai llama-index-llms-openai-like
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -e '.[dev,bench]'
+	$(BENCH_PY) -m pip install --quiet --no-deps $(PEERS)
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_PY) benchmarks/run.py
 
 bench-smoke: $(STAMP)
 	$(PY) benchmarks/run.py --smoke
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -82,6 +82,12 @@ def async_run(
     return {"calls_per_s": calls / wall, "cpu_us": cpu / calls * 1e6, "new_connections": opened_since(server, before)}
 
 
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Shut a benchmark loop down as ``asyncio.run`` would, so clients bound to it close their pools."""
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
 def construction_us(adapter: Adapter, repeats: int) -> float:
     """Median wall µs to build another model with the same settings (one already exists)."""
     samples = []

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import Adapter, Skip, build, by_name
+from measure import close_loop
 from server import ServerProcess
 
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
@@ -205,4 +206,5 @@ def profile_clients(server: ServerProcess, out: Path, names: tuple[str, ...], *,
             profile.disable()
             (out / f"{stem}.cprofile.txt").write_text(cprofile_report(profile, count, f"{path} {name}"))
             written[f"{path} {name} (cProfile)"] = str(out / f"{stem}.cprofile.txt")
+    close_loop(loop)
     return written

@@ -146,6 +146,7 @@ def measure_clients(server: ServerProcess, settings: Settings, results: dict[str
     attribution["end_to_end"] = {name: measure.median(samples[name]["sync_cpu_us"]) for name in variants}
     plans.clear()
     variants.clear()
+    measure.close_loop(loop)
 
 
 def measure_attribution_micro(server: ServerProcess, settings: Settings, results: dict[str, Any]) -> None:

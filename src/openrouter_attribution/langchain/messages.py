@@ -168,6 +168,8 @@ def from_completion(completion: Completion, attribution: Attribution) -> AIMessa
 
 def from_delta(delta: Mapping[str, Any]) -> AIMessageChunk:
     """One stream delta -> ``AIMessageChunk`` (content, tool-call chunks, reasoning)."""
+    if "tool_calls" not in delta and "reasoning" not in delta and "reasoning_details" not in delta:
+        return AIMessageChunk(content=delta.get("content") or "")  # most chunks: text only
     tool_chunks = [
         {
             "name": (call.get("function") or {}).get("name"),
