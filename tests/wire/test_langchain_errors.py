@@ -122,3 +122,21 @@ def test_missing_key_fails_at_construction(monkeypatch):
 def test_server_rejection_is_a_bad_request(fake_openrouter, make_chat):
     with pytest.raises(errors.BadRequestError):
         make_chat(model="not-a-model-id").invoke("hi")
+
+
+@pytest.mark.parametrize("fault", ["slow-first-byte", "drop-connection", "429", "mid-stream-error"])
+def test_async_faults_on_the_async_transport(fake_openrouter, make_chat, fault):
+    expected = {
+        "slow-first-byte": errors.APITimeoutError,
+        "drop-connection": errors.APIConnectionError,
+        "429": errors.RateLimitError,
+        "mid-stream-error": errors.APIError,
+    }[fault]
+    model = make_chat(timeout=0.3, default_headers={"X-Fake-Fault": fault})
+
+    async def run() -> None:
+        async for _ in model.astream("tell me a long story"):
+            pass
+
+    with pytest.raises(expected):
+        asyncio.run(model.ainvoke("hi") if fault != "mid-stream-error" else run())
