@@ -10,8 +10,8 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from openrouter_attribution.langchain import ChatOpenRouter
 from openrouter_attribution.testing import FakeOpenRouter
+from tests.standard.capabilities import ChatOpenRouterCapabilities
 
 MODEL = "openai/gpt-4o-mini"
 _SERVER: dict[str, FakeOpenRouter] = {}
@@ -31,7 +31,7 @@ def _params() -> dict[str, Any]:
     return {"model": MODEL, "base_url": fake.base_url, "api_key": fake.api_key, "max_retries": 0}
 
 
-class TestChatOpenRouterIntegration(ChatModelIntegrationTests):
+class TestChatOpenRouterIntegration(ChatOpenRouterCapabilities, ChatModelIntegrationTests):
     """Capability flags left at the suite's default (False), each skipping its tests:
 
     - ``supports_pdf_inputs``, ``supports_audio_inputs``, ``supports_image_tool_message``,
@@ -42,10 +42,6 @@ class TestChatOpenRouterIntegration(ChatModelIntegrationTests):
     """
 
     @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return ChatOpenRouter
-
-    @property
     def chat_model_params(self) -> dict[str, Any]:
         return _params()
 
@@ -54,20 +50,8 @@ class TestChatOpenRouterIntegration(ChatModelIntegrationTests):
         return True
 
     @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
     def supports_image_urls(self) -> bool:
         return False
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
 
     @property
     def supports_model_override(self) -> bool:

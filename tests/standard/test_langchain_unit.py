@@ -12,6 +12,7 @@ from langchain_core.load import dumpd, load
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from openrouter_attribution.langchain import ChatOpenRouter
+from tests.standard.capabilities import ChatOpenRouterCapabilities
 
 MODEL = "openai/gpt-4o-mini"
 
@@ -21,11 +22,7 @@ def _params() -> dict[str, Any]:
     return {"model": MODEL, "base_url": "http://127.0.0.1:9/api/v1", "api_key": "sk-or-unit-test"}
 
 
-class TestChatOpenRouterUnit(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return ChatOpenRouter
-
+class TestChatOpenRouterUnit(ChatOpenRouterCapabilities, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return _params()
@@ -39,19 +36,7 @@ class TestChatOpenRouterUnit(ChatModelUnitTests):
         )
 
     @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
     def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
         return True
 
     @pytest.mark.xfail(
