@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from openrouter_attribution.attribution import LAYERS, Attribution, resolve
 from openrouter_attribution.errors import MissingUserError
+from openrouter_attribution.identity import validate_user_id
 from openrouter_attribution.transport import (
     ConnectionSettings,
     apost_json,
@@ -135,8 +136,6 @@ class Invoker:
             if self.require_user:
                 self._missing_user(searched)
             return resolved
-        from openrouter_attribution.identity import validate_user_id
-
         sent = self.policy.apply(user) if self.policy is not None else validate_user_id(user)
         if sent is user:
             return resolved

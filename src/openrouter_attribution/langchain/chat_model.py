@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -12,12 +11,13 @@ from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import ensure_config, var_child_runnable_config
+from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import Invoker, Prepared, StreamMeta
+from openrouter_attribution.langchain.config import RUN_CONFIG, config_layers, current_run_config
 from openrouter_attribution.langchain.messages import from_completion, from_delta, last_chunk, to_openai_messages
 from openrouter_attribution.langchain.runs import run_trace
 from openrouter_attribution.langchain.structured import bind_tool_schemas, structured_output_runnable
@@ -25,11 +25,6 @@ from openrouter_attribution.options import OpenRouterOptions
 
 __all__ = ["ChatOpenRouter"]
 
-# The run config of the invocation being served; set by the public entry points below
-# because LangChain does not hand `configurable` down to `_generate` / `_stream`.
-_RUN_CONFIG: contextvars.ContextVar[RunnableConfig | None] = contextvars.ContextVar(
-    "openrouter_attribution_run_config", default=None
-)
 
 
 class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
@@ -107,22 +102,22 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> AIMessage:  # fmt: skip
         config = ensure_config(config)
-        token = _RUN_CONFIG.set(config)
+        token = RUN_CONFIG.set(config)
         try:
             return super().invoke(input, config, stop=stop, **kwargs)
         finally:
-            _RUN_CONFIG.reset(token)
+            RUN_CONFIG.reset(token)
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:  # fmt: skip
         config = ensure_config(config)
-        token = _RUN_CONFIG.set(config)
+        token = RUN_CONFIG.set(config)
         try:
             return await super().ainvoke(input, config, stop=stop, **kwargs)
         finally:
-            _RUN_CONFIG.reset(token)
+            RUN_CONFIG.reset(token)
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
@@ -131,13 +126,13 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         config = ensure_config(config)
         inner = super().stream(input, config, stop=stop, **kwargs)
         while True:
-            token = _RUN_CONFIG.set(config)
+            token = RUN_CONFIG.set(config)
             try:
                 chunk = next(inner)
             except StopIteration:
                 return
             finally:
-                _RUN_CONFIG.reset(token)
+                RUN_CONFIG.reset(token)
             yield chunk
 
     async def astream(
@@ -147,13 +142,13 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         config = ensure_config(config)
         inner = super().astream(input, config, stop=stop, **kwargs)
         while True:
-            token = _RUN_CONFIG.set(config)
+            token = RUN_CONFIG.set(config)
             try:
                 chunk = await anext(inner)
             except StopAsyncIteration:
                 return
             finally:
-                _RUN_CONFIG.reset(token)
+                RUN_CONFIG.reset(token)
             yield chunk
 
     # -- attribution -------------------------------------------------------------------------------
@@ -172,31 +167,11 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     def _config_layers(
         self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
     ) -> tuple[Attribution | None, Attribution | None]:
-        config = _RUN_CONFIG.get() or var_child_runnable_config.get()
+        config = current_run_config()
         trace = None
         if self.trace and run_manager is not None:
             trace = run_trace(run_manager, (config or {}).get("run_name") or self.get_name(), self.trace)
-        if not config:
-            return (Attribution(trace=trace) if trace else None), None
-        configurable = config.get("configurable") or {}
-        metadata = config.get("metadata") or {}
-        ukey, skey = self.user_id_key, self.session_id_key
-        user = configurable.get(ukey)
-        if user is None:
-            user = metadata.get(ukey)
-            if user is None:
-                user = metadata.get("langfuse_user_id")
-        session = configurable.get(skey)
-        if session is None:
-            session = metadata.get(skey)
-            if session is None:
-                session = metadata.get("langfuse_session_id")
-        invocation = None
-        if user is not None or session is not None or trace is not None:
-            invocation = Attribution(user=user, session_id=session, trace=trace)
-        thread = configurable.get("thread_id")
-        fallback = Attribution(session_id=str(thread)) if thread is not None else None
-        return invocation, fallback
+        return config_layers(config, user_id_key=self.user_id_key, session_id_key=self.session_id_key, trace=trace)
 
     def _prepare(
         self,

@@ -17,10 +17,9 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
-from langchain_core.runnables.config import var_child_runnable_config
 
 from openrouter_attribution.attribution import Attribution, resolve
-from openrouter_attribution.langchain.chat_model import _RUN_CONFIG
+from openrouter_attribution.langchain.config import config_layers, current_run_config
 from openrouter_attribution.usage.observed import (
     EMPTY,
     CallTracker,
@@ -109,20 +108,20 @@ class UsageCallbackHandler(BaseCallbackHandler):
     # -- start -------------------------------------------------------------------------------------
 
     def _config_layers(self, metadata: Mapping[str, Any] | None) -> tuple[Attribution | None, Attribution | None]:
-        """The ``invocation`` and ``fallback`` layers: run config ``configurable``, then run ``metadata``."""
-        # LangChain hands callbacks the run metadata only. `configurable` is read from the run config
-        # of the invocation: ChatOpenRouter's own entry points record it, and runnables set it for
-        # their children (chains, LangGraph nodes); a model invoked directly elsewhere has none.
-        config = _RUN_CONFIG.get() or var_child_runnable_config.get() or {}
-        configurable: Mapping[str, Any] = config.get("configurable") or {}
-        metadata = metadata or {}
-        user = _first_str(configurable, self.user_id_key) or _first_str(metadata, self.user_id_key, "langfuse_user_id")
-        session = _first_str(configurable, self.session_id_key) or _first_str(
-            metadata, self.session_id_key, "langfuse_session_id"
+        """The ``invocation`` and ``fallback`` layers, read as ChatOpenRouter reads them.
+
+        Callbacks receive the run ``metadata`` only; ``configurable`` comes from the run config of the
+        invocation (ChatOpenRouter records it; runnables set it for their children). A model invoked
+        directly elsewhere has none, so only ``metadata`` and ``user_context`` apply to it.
+        """
+        invocation, fallback = config_layers(
+            current_run_config(), user_id_key=self.user_id_key, session_id_key=self.session_id_key, metadata=metadata
         )
-        invocation = Attribution(user=user, session_id=session) if user or session else None
-        thread = _first_str(configurable, "thread_id") or _first_str(metadata, "thread_id")
-        fallback = Attribution(session_id=thread) if thread is not None else None
+        if invocation is not None:  # a record holds strings: keep an int account id as "42"
+            user, session = invocation.user, invocation.session_id
+            invocation = Attribution(
+                user=None if user is None else str(user), session_id=None if session is None else str(session)
+            )
         return invocation, fallback
 
     def _start(self, run_id: UUID, metadata: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
@@ -186,14 +185,6 @@ class UsageCallbackHandler(BaseCallbackHandler):
         """Write the record of a failed call: outcome is the error class name (``"abandoned"`` for a closed stream)."""
         partial = kwargs.get("response")
         self._finish(run_id, partial if isinstance(partial, LLMResult) else None, error)
-
-
-def _first_str(mapping: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = mapping.get(key)
-        if value is not None:
-            return str(value)
-    return None
 
 
 def from_llm_result(response: LLMResult) -> Observed:
