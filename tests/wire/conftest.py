@@ -7,7 +7,20 @@ from typing import Any
 
 import pytest
 
+from openrouter_attribution import errors
+
 MODEL = "openai/gpt-4o-mini"
+
+# Every HTTP-status fault the local server can inject, with the error both models must raise for it.
+STATUS_FAULTS = [
+    ("401", errors.AuthenticationError),
+    ("402", errors.InsufficientCreditsError),
+    ("403", errors.ModerationError),
+    ("408", errors.RequestTimeoutError),
+    ("429", errors.RateLimitError),
+    ("502", errors.ProviderUnavailableError),
+    ("503", errors.ProviderUnavailableError),
+]
 
 
 @pytest.fixture

@@ -7,19 +7,10 @@ import asyncio
 import pytest
 
 from openrouter_attribution import errors
-
-FAULTS = [
-    ("401", errors.AuthenticationError),
-    ("402", errors.InsufficientCreditsError),
-    ("403", errors.ModerationError),
-    ("408", errors.RequestTimeoutError),
-    ("429", errors.RateLimitError),
-    ("502", errors.ProviderUnavailableError),
-    ("503", errors.ProviderUnavailableError),
-]
+from tests.wire.conftest import STATUS_FAULTS
 
 
-@pytest.mark.parametrize(("fault", "error_type"), FAULTS)
+@pytest.mark.parametrize(("fault", "error_type"), STATUS_FAULTS)
 @pytest.mark.parametrize("streaming", [False, True])
 def test_http_faults_map_to_typed_errors(fake_openrouter, make_chat, fault, error_type, streaming):
     model = make_chat(default_headers={"X-Fake-Fault": fault})

@@ -7,17 +7,9 @@ import asyncio
 import pytest
 
 from openrouter_attribution import errors
+from tests.wire.conftest import STATUS_FAULTS
 from tests.wire.llama_index_helpers import CALL_STYLES, MESSAGES, make_llm
 
-STATUS_FAULTS = [
-    ("401", errors.AuthenticationError),
-    ("402", errors.InsufficientCreditsError),
-    ("403", errors.ModerationError),
-    ("408", errors.RequestTimeoutError),
-    ("429", errors.RateLimitError),
-    ("502", errors.ProviderUnavailableError),
-    ("503", errors.ProviderUnavailableError),
-]
 STYLES = ["chat", "achat", "stream_chat", "astream_chat", "acomplete", "stream_complete"]
 
 
