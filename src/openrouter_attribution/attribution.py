@@ -8,16 +8,19 @@ LlamaIndex adapters only translate their own context into :class:`Attribution`
 layers and call :func:`resolve`.
 
 Resolution order, the same for both frameworks; for each field the first
-layer that sets it wins:
+layer that sets it wins (a framework supplies only the layers it has):
 
 1. ``explicit``: arguments of the call itself (``model.invoke(..., user=...)``,
    ``.bind(user=...)``, ``llm.chat(..., user=...)``);
-2. ``invocation``: the per-invocation framework config (LangChain's
+2. ``authenticated``: an identity established by the serving platform, which the
+   client cannot choose (LangGraph Platform's ``configurable["langgraph_auth_user_id"]``);
+3. ``invocation``: the per-invocation framework config (LangChain's
    ``config["configurable"]`` then ``config["metadata"]``);
-3. ``context``: the innermost active :func:`user_context` block;
-4. ``ambient``: ambient framework context (LlamaIndex ``instrument_tags``);
-5. ``default``: the model's own ``user`` / ``session_id`` / ``trace`` / ``metadata`` fields;
-6. ``fallback``: weak hints used only for ``session_id`` when nothing else set it
+4. ``runtime``: the framework's per-run context object (LangGraph runtime context);
+5. ``context``: the innermost active :func:`user_context` block;
+6. ``ambient``: ambient framework context (LlamaIndex ``instrument_tags``);
+7. ``default``: the model's own ``user`` / ``session_id`` / ``trace`` / ``metadata`` fields;
+8. ``fallback``: weak hints used only for ``session_id`` when nothing else set it
    (LangGraph's ``configurable["thread_id"]``).
 """
 
@@ -38,7 +41,7 @@ __all__ = [
     "user_context",
 ]
 
-LAYERS = ("explicit", "invocation", "context", "ambient", "default", "fallback")
+LAYERS = ("explicit", "authenticated", "invocation", "runtime", "context", "ambient", "default", "fallback")
 """Names of the resolution layers, highest priority first."""
 
 
@@ -192,7 +195,9 @@ class Resolved(NamedTuple):
 def resolve(
     *,
     explicit: Attribution | None = None,
+    authenticated: Attribution | None = None,
     invocation: Attribution | None = None,
+    runtime: Attribution | None = None,
     ambient: Attribution | None = None,
     default: Attribution | None = None,
     fallback: Attribution | None = None,
@@ -205,7 +210,7 @@ def resolve(
     Returns:
         The merged :class:`Attribution` and the name of the layer that supplied ``user``.
     """
-    layers = (explicit, invocation, _CONTEXT.get(), ambient, default, fallback)
+    layers = (explicit, authenticated, invocation, runtime, _CONTEXT.get(), ambient, default, fallback)
     user = session_id = trace = metadata = None
     user_source = None
     for name, layer in zip(LAYERS, layers, strict=True):

@@ -110,27 +110,24 @@ class Invoker:
     def attribute(
         self,
         *,
-        explicit: Attribution | None = None,
-        invocation: Attribution | None = None,
-        ambient: Attribution | None = None,
-        fallback: Attribution | None = None,
         searched: Mapping[str, tuple[str, ...]] | None = None,
+        **layers: Attribution | None,
     ) -> Attribution:
         """Resolve the attribution of one call and apply the identity policy to its user.
 
         Args:
-            explicit, invocation, ambient, fallback: The framework's layers (see
-                :mod:`openrouter_attribution.attribution` for the order).
             searched: Per layer name, human-readable names of the places the adapter looked
                 for a user, for the :class:`MissingUserError` message.
+            **layers: The framework's layers by name (``explicit``, ``authenticated``,
+                ``invocation``, ``runtime``, ``ambient``, ``fallback``; see
+                :mod:`openrouter_attribution.attribution` for the order). The ``context`` layer
+                is read from :func:`~openrouter_attribution.user_context`, ``default`` is the model's.
 
         Raises:
             MissingUserError: no user resolved while ``require_user=True``.
             UserIdError: the user id is invalid or rejected by the policy.
         """
-        resolved = resolve(
-            explicit=explicit, invocation=invocation, ambient=ambient, default=self.default, fallback=fallback
-        ).attribution
+        resolved = resolve(default=self.default, **layers).attribution
         user = resolved.user
         if user is None:
             if self.require_user:

@@ -1,28 +1,33 @@
-"""Configuration shared by the LangChain and LlamaIndex models.
+"""Configuration shared by the LangChain and LlamaIndex classes.
 
-:class:`OpenRouterOptions` is a pydantic mixin: both framework models inherit
-its fields, so they accept exactly the same OpenRouter options, key handling,
-headers, timeouts and retries, and build their requests through the same
-:class:`~openrouter_attribution.client.Invoker`.
+:class:`ClientOptions` holds what every OpenRouter client of this library has:
+the model, key handling, connection settings, app headers, attribution
+defaults, the identity policy and the usage ledger. :class:`OpenRouterOptions`
+adds the chat-completion parameters. Both are pydantic mixins: the framework
+classes inherit their fields, so they accept exactly the same options and
+build their requests through the same :class:`~openrouter_attribution.client.Invoker`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.errors import ConfigurationError
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "OpenRouterOptions"]
+if TYPE_CHECKING:
+    from openrouter_attribution.transport import ConnectionSettings
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ClientOptions", "OpenRouterOptions"]
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 DEFAULT_MODEL = "openrouter/auto"
 
-# Model fields sent as they are (when set) in every request body.
+# Chat model fields sent as they are (when set) in every chat request body.
 _BODY_FIELDS = (
     "model", "models", "temperature", "top_p", "top_k", "min_p", "top_a", "frequency_penalty",
     "presence_penalty", "repetition_penalty", "seed", "max_tokens", "stop", "logit_bias", "logprobs",
@@ -39,9 +44,8 @@ def _base_url_from_env() -> str:
     return os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
 
 
-class OpenRouterOptions(BaseModel):
-    """Fields common to :class:`~openrouter_attribution.langchain.ChatOpenRouter` and
-    :class:`~openrouter_attribution.llama_index.OpenRouter`.
+class ClientOptions(BaseModel):
+    """Fields common to every OpenRouter client of this library (chat models and embeddings).
 
     A field left at ``None`` is not sent: the library adds no hidden defaults.
     """
@@ -64,6 +68,81 @@ class OpenRouterOptions(BaseModel):
     """Your app's name, sent as ``X-Title``."""
     app_categories: list[str] | None = None
     """App categories, sent as ``X-OpenRouter-Categories``."""
+
+    extra_body: dict[str, Any] | None = None
+    """Fields sent as they are, for OpenRouter options this library does not know yet."""
+
+    user: str | None = None
+    """Default end-user for calls that resolve none (lowest priority)."""
+    session_id: str | None = None
+    """Default session id for calls that resolve none."""
+    user_policy: Any = None
+    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id."""
+    require_user: bool | Literal["warn"] = False
+    """``True``: a call that resolves no user raises ``MissingUserError`` before sending;
+    ``"warn"``: log a warning once per call site instead."""
+    ledger: Any = None
+    """A :class:`~openrouter_attribution.UsageLedger` that records usage and cost of every call."""
+
+    _invoker: Any = PrivateAttr(default=None)
+
+    def _body_params(self) -> dict[str, Any]:
+        """Fields sent as they are in every request body (subclasses add theirs)."""
+        return {"model": self.model}
+
+    def _default_attribution(self) -> Attribution:
+        """The ``default`` attribution layer: the fields set on the model itself."""
+        return Attribution(user=self.user, session_id=self.session_id)
+
+    def _connection_settings(self) -> ConnectionSettings:
+        """Key, base URL, timeout, retries and headers; raises ``ConfigurationError`` for bad values."""
+        from openrouter_attribution.transport import ConnectionSettings
+
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigurationError(
+                "No OpenRouter API key: pass api_key=... or set the OPENROUTER_API_KEY environment variable."
+            )
+        headers = dict(self.default_headers or {})
+        if self.app_url:
+            headers["HTTP-Referer"] = self.app_url
+        if self.app_title:
+            headers["X-Title"] = self.app_title
+        if self.app_categories:
+            headers["X-OpenRouter-Categories"] = ",".join(self.app_categories)
+        return ConnectionSettings(
+            api_key=self.api_key.get_secret_value(),
+            base_url=self.base_url.rstrip("/"),
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            headers=tuple(sorted(headers.items())),
+        )
+
+    def _build_invoker(self, framework: str) -> Any:
+        """Build the :class:`~openrouter_attribution.client.Invoker` for these settings."""
+        from openrouter_attribution.client import Invoker
+
+        connection = self._connection_settings()
+        if self.user_policy is not None and not hasattr(self.user_policy, "apply"):
+            raise ConfigurationError("user_policy must be a UserIdPolicy.")
+        if self.ledger is not None and not hasattr(self.ledger, "record"):
+            raise ConfigurationError("ledger must be a UsageLedger (an object with a record() method).")
+        require_user = self.require_user or bool(getattr(self.user_policy, "require_user", False))
+        return Invoker(
+            connection=connection,
+            params=self._body_params(),
+            extra_body=self.extra_body,
+            default=self._default_attribution(),
+            policy=self.user_policy,
+            require_user=require_user,
+            ledger=self.ledger,
+            framework=framework,
+        )
+
+
+class OpenRouterOptions(ClientOptions):
+    """Fields of the chat models :class:`~openrouter_attribution.langchain.ChatOpenRouter` and
+    :class:`~openrouter_attribution.llama_index.OpenRouter`: the common ones plus chat parameters.
+    """
 
     temperature: float | None = None
     """Sampling temperature."""
@@ -106,75 +185,24 @@ class OpenRouterOptions(BaseModel):
     """OpenRouter plugins (web search, file parser, ...)."""
     transforms: list[str] | None = None
     """Prompt transforms, e.g. ``["middle-out"]``."""
-    extra_body: dict[str, Any] | None = None
-    """Fields sent as they are, for OpenRouter options this library does not know yet."""
-
-    user: str | None = None
-    """Default end-user for calls that resolve none (lowest priority)."""
-    session_id: str | None = None
-    """Default session id for calls that resolve none."""
     trace: dict[str, Any] | bool | None = None
     """OpenRouter ``trace`` object for broadcast destinations. A dict is sent as the default; with
     ``True`` (or a dict) the LangChain model also fills ``trace_id``, ``parent_span_id``,
     ``span_name`` and ``generation_name`` from the LangChain run tree."""
     openrouter_metadata: dict[str, str] | None = None
     """Default OpenRouter ``metadata`` pairs (named so to avoid the frameworks' own ``metadata``)."""
-    user_policy: Any = None
-    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id."""
-    require_user: bool | Literal["warn"] = False
-    """``True``: a call that resolves no user raises ``MissingUserError`` before sending;
-    ``"warn"``: log a warning once per call site instead."""
-    ledger: Any = None
-    """A :class:`~openrouter_attribution.UsageLedger` that records usage and cost of every call."""
 
-    _invoker: Any = PrivateAttr(default=None)
+    def _body_params(self) -> dict[str, Any]:
+        return {name: value for name in _BODY_FIELDS if (value := getattr(self, name)) is not None}
 
-    def _build_invoker(self, framework: str) -> Any:
-        """Build the :class:`~openrouter_attribution.client.Invoker` for these settings."""
-        from openrouter_attribution.client import Invoker
-        from openrouter_attribution.transport import ConnectionSettings
-
-        if self.api_key is None or not self.api_key.get_secret_value():
-            raise ConfigurationError(
-                "No OpenRouter API key: pass api_key=... or set the OPENROUTER_API_KEY environment variable."
-            )
-        if self.user_policy is not None and not hasattr(self.user_policy, "apply"):
-            raise ConfigurationError("user_policy must be a UserIdPolicy.")
-        if self.ledger is not None and not hasattr(self.ledger, "record"):
-            raise ConfigurationError("ledger must be a UsageLedger (an object with a record() method).")
-        headers = dict(self.default_headers or {})
-        if self.app_url:
-            headers["HTTP-Referer"] = self.app_url
-        if self.app_title:
-            headers["X-Title"] = self.app_title
-        if self.app_categories:
-            headers["X-OpenRouter-Categories"] = ",".join(self.app_categories)
-        connection = ConnectionSettings(
-            api_key=self.api_key.get_secret_value(),
-            base_url=self.base_url.rstrip("/"),
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            headers=tuple(sorted(headers.items())),
-        )
-        params = {name: value for name in _BODY_FIELDS if (value := getattr(self, name)) is not None}
-        default = Attribution(
+    def _default_attribution(self) -> Attribution:
+        return Attribution(
             user=self.user,
             session_id=self.session_id,
             trace=self.trace if isinstance(self.trace, dict) else None,
             metadata=self.openrouter_metadata,
         )
-        require_user = self.require_user or bool(getattr(self.user_policy, "require_user", False))
-        return Invoker(
-            connection=connection,
-            params=params,
-            extra_body=self.extra_body,
-            default=default,
-            policy=self.user_policy,
-            require_user=require_user,
-            ledger=self.ledger,
-            framework=framework,
-        )
 
     def _options_identifying(self) -> Mapping[str, Any]:
         """Non-secret parameters that identify this model (for tracing and caching)."""
-        return {name: value for name in _BODY_FIELDS if (value := getattr(self, name)) is not None}
+        return self._body_params()

@@ -24,6 +24,10 @@ A = Attribution
         ({"invocation": A(user="i"), "ambient": A(user="a")}, "c", "i", "invocation"),
         ({"explicit": A(user="e"), "invocation": A(user="i")}, "c", "e", "explicit"),
         ({"fallback": A(user="f")}, None, "f", "fallback"),
+        ({"runtime": A(user="r"), "default": A(user="d")}, "c", "r", "runtime"),
+        ({"invocation": A(user="i"), "runtime": A(user="r")}, None, "i", "invocation"),
+        ({"authenticated": A(user="p"), "invocation": A(user="i")}, "c", "p", "authenticated"),
+        ({"explicit": A(user="e"), "authenticated": A(user="p")}, None, "e", "explicit"),
     ],
 )
 def test_user_resolution_order(layers, context, expected_user, expected_source):
@@ -51,7 +55,9 @@ def test_thread_id_fallback_only_when_nothing_else_sets_session():
 
 
 def test_layers_are_documented_in_priority_order():
-    assert LAYERS == ("explicit", "invocation", "context", "ambient", "default", "fallback")
+    assert LAYERS == (
+        "explicit", "authenticated", "invocation", "runtime", "context", "ambient", "default", "fallback"
+    )
 
 
 def test_nesting_inner_wins_and_outer_is_restored():
