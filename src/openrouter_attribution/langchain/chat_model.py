@@ -15,9 +15,14 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict
 
-from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import Invoker, Prepared, StreamMeta
-from openrouter_attribution.langchain.config import RUN_CONFIG, config_layers, current_run_config
+from openrouter_attribution.langchain.config import (
+    RUN_CONFIG,
+    CallLayers,
+    call_layers,
+    current_run_config,
+    searched_places,
+)
 from openrouter_attribution.langchain.messages import from_completion, from_delta, last_chunk, to_openai_messages
 from openrouter_attribution.langchain.runs import run_trace
 from openrouter_attribution.langchain.structured import bind_tool_schemas, structured_output_runnable
@@ -32,9 +37,13 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
 
     The end-user of each call is resolved per invocation, first match wins:
     ``user=`` passed to the call (or ``.bind(user=...)``) >
+    LangGraph Platform's ``config["configurable"]["langgraph_auth_user_id"]`` (the
+    authenticated user; a client cannot choose it) >
     ``config["configurable"]["user_id"]`` > ``config["metadata"]["user_id"]``
-    (or ``["langfuse_user_id"]``) > :func:`~openrouter_attribution.user_context` >
-    the model's own ``user`` field. ``session_id`` resolves the same way, with
+    (or ``["langfuse_user_id"]``) > the LangGraph runtime context's ``user_id``
+    (``graph.invoke(..., context=...)``: a dataclass, pydantic model or mapping) >
+    :func:`~openrouter_attribution.user_context` > the model's own ``user`` field.
+    ``session_id`` resolves the same way (without the Platform layer), with
     LangGraph's ``configurable["thread_id"]`` as the last resort. The key names
     are settable with ``user_id_key`` and ``session_id_key``.
 
@@ -52,9 +61,11 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
     user_id_key: str = "user_id"
-    """Key looked up in ``config["configurable"]`` and ``config["metadata"]`` for the end-user."""
+    """Key looked up in ``config["configurable"]``, ``config["metadata"]`` and the LangGraph runtime
+    context (attribute or key) for the end-user."""
     session_id_key: str = "session_id"
-    """Key looked up in ``config["configurable"]`` and ``config["metadata"]`` for the session."""
+    """Key looked up in ``config["configurable"]``, ``config["metadata"]`` and the LangGraph runtime
+    context (attribute or key) for the session."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -154,24 +165,18 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     # -- attribution -------------------------------------------------------------------------------
 
     def _searched(self) -> dict[str, tuple[str, ...]]:
-        key = self.user_id_key
-        return {
-            "explicit": ("the call's user= argument (or .bind(user=...))",),
-            "invocation": (
-                f"config['configurable']['{key}']",
-                f"config['metadata']['{key}']",
-                "config['metadata']['langfuse_user_id']",
-            ),
-        }
+        return searched_places(self.user_id_key)
 
     def _config_layers(
         self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
-    ) -> tuple[Attribution | None, Attribution | None]:
+    ) -> CallLayers:
         config = current_run_config()
         trace = None
         if self.trace and run_manager is not None:
             trace = run_trace(run_manager, (config or {}).get("run_name") or self.get_name(), self.trace)
-        return config_layers(config, user_id_key=self.user_id_key, session_id_key=self.session_id_key, trace=trace)
+        return call_layers(
+            user_id_key=self.user_id_key, session_id_key=self.session_id_key, config=config, trace=trace
+        )
 
     def _prepare(
         self,
@@ -187,10 +192,8 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         if stop is not None:
             kwargs["stop"] = stop
         explicit = invoker.split_call_kwargs(kwargs, where="call or bind() keyword")
-        invocation, fallback = self._config_layers(run_manager)
-        attribution = invoker.attribute(
-            explicit=explicit, invocation=invocation, fallback=fallback, searched=self._searched()
-        )
+        layers = self._config_layers(run_manager)
+        attribution = invoker.attribute(explicit=explicit, **layers.as_layers(), searched=self._searched())
         return invoker.prepare(to_openai_messages(messages), attribution, overrides=kwargs, stream=stream)
 
     # -- calls -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from openrouter_attribution.attribution import Attribution, resolve
-from openrouter_attribution.langchain.config import config_layers, current_run_config
+from openrouter_attribution.langchain.config import call_layers
 from openrouter_attribution.usage.observed import (
     EMPTY,
     CallTracker,
@@ -47,8 +47,9 @@ class UsageCallbackHandler(BaseCallbackHandler):
     Who a call is for: for this library's models, the ``attribution`` in the answer's
     ``response_metadata`` (what was actually sent, after the model's identity policy). Otherwise the
     library's resolution order, as :class:`~openrouter_attribution.langchain.ChatOpenRouter` applies it:
-    ``config["configurable"]`` keys ``user_id_key`` / ``session_id_key``, the run ``metadata`` keys
-    ``user_id_key`` / ``langfuse_user_id`` and ``session_id_key`` / ``langfuse_session_id``, the active
+    LangGraph Platform's ``configurable["langgraph_auth_user_id"]``, ``config["configurable"]`` keys
+    ``user_id_key`` / ``session_id_key``, the run ``metadata`` keys ``user_id_key`` / ``langfuse_user_id``
+    and ``session_id_key`` / ``langfuse_session_id``, the LangGraph runtime context, the active
     :func:`~openrouter_attribution.user_context`, then ``thread_id`` as the session. LangChain does not
     hand ``configurable`` to callbacks: it is seen for ``ChatOpenRouter`` and for models run inside a
     chain or graph; a third-party model invoked directly needs the user in ``config["metadata"]`` or a
@@ -107,26 +108,19 @@ class UsageCallbackHandler(BaseCallbackHandler):
 
     # -- start -------------------------------------------------------------------------------------
 
-    def _config_layers(self, metadata: Mapping[str, Any] | None) -> tuple[Attribution | None, Attribution | None]:
-        """The ``invocation`` and ``fallback`` layers, read as ChatOpenRouter reads them.
+    def _config_layers(self, metadata: Mapping[str, Any] | None) -> dict[str, Attribution | None]:
+        """The layers ChatOpenRouter reads (:func:`~openrouter_attribution.langchain.config.call_layers`).
 
-        Callbacks receive the run ``metadata`` only; ``configurable`` comes from the run config of the
-        invocation (ChatOpenRouter records it; runnables set it for their children). A model invoked
-        directly elsewhere has none, so only ``metadata`` and ``user_context`` apply to it.
+        Callbacks receive the run ``metadata`` only; ``configurable`` and the LangGraph runtime come from
+        the run config of the invocation (ChatOpenRouter records it; runnables and graph tasks set it for
+        their children). A model invoked directly elsewhere has none, so only ``metadata`` and
+        ``user_context`` apply to it.
         """
-        invocation, fallback = config_layers(
-            current_run_config(), user_id_key=self.user_id_key, session_id_key=self.session_id_key, metadata=metadata
-        )
-        if invocation is not None:  # a record holds strings: keep an int account id as "42"
-            user, session = invocation.user, invocation.session_id
-            invocation = Attribution(
-                user=None if user is None else str(user), session_id=None if session is None else str(session)
-            )
-        return invocation, fallback
+        layers = call_layers(user_id_key=self.user_id_key, session_id_key=self.session_id_key, metadata=metadata)
+        return {name: _as_strings(layer) for name, layer in layers.as_layers().items()}
 
     def _start(self, run_id: UUID, metadata: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
-        invocation, fallback = self._config_layers(metadata)
-        attribution = resolve(invocation=invocation, fallback=fallback).attribution
+        attribution = resolve(**self._config_layers(metadata)).attribution
         params = kwargs.get("invocation_params") or {}
         model = params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name")
         self._calls.start(run_id, ObservedCall(attribution, model if isinstance(model, str) else None))
@@ -219,6 +213,14 @@ def from_llm_result(response: LLMResult) -> Observed:
         cost=cost,
         generation_id=generation_id if isinstance(generation_id, str) else None,
     )
+
+
+def _as_strings(layer: Attribution | None) -> Attribution | None:
+    """A record holds strings: keep an int account id as ``"42"``."""
+    if layer is None:
+        return None
+    user, session = layer.user, layer.session_id
+    return Attribution(user=None if user is None else str(user), session_id=None if session is None else str(session))
 
 
 def _pick(first: int | None, second: int | None) -> int | None:
