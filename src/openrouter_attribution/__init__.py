@@ -29,7 +29,7 @@ from openrouter_attribution.errors import (
 )
 
 if TYPE_CHECKING:
-    from openrouter_attribution.attribution import Attribution, current_attribution, user_context
+    from openrouter_attribution.attribution import Attribution, current_attribution, propagate, user_context
     from openrouter_attribution.identity import UserIdPolicy
     from openrouter_attribution.usage import UsageLedger, UsageRecord
 
@@ -40,6 +40,7 @@ _LAZY = {
     "Attribution": "openrouter_attribution.attribution",
     "user_context": "openrouter_attribution.attribution",
     "current_attribution": "openrouter_attribution.attribution",
+    "propagate": "openrouter_attribution.attribution",
     "UserIdPolicy": "openrouter_attribution.identity",
     "UsageLedger": "openrouter_attribution.usage",
     "UsageRecord": "openrouter_attribution.usage",
@@ -83,5 +84,6 @@ __all__ = [
     "UserIdError",
     "UserIdPolicy",
     "current_attribution",
+    "propagate",
     "user_context",
 ]

@@ -13,7 +13,12 @@ layer that sets it wins (a framework supplies only the layers it has):
 1. ``explicit``: arguments of the call itself (``model.invoke(..., user=...)``,
    ``.bind(user=...)``, ``llm.chat(..., user=...)``);
 2. ``authenticated``: an identity established by the serving platform, which the
-   client cannot choose (LangGraph Platform's ``configurable["langgraph_auth_user_id"]``);
+   client cannot choose (LangGraph Platform's ``configurable["langgraph_auth_user_id"]``;
+   the empty string there means "not authenticated"). It ranks above everything the
+   client's request can carry (the config and the runtime context come from the request
+   body on LangGraph Platform), so a client cannot charge its usage to another user or get
+   another user blocked by sending someone else's id; only the app's own code
+   (``explicit``) overrides it;
 3. ``invocation``: the per-invocation framework config (LangChain's
    ``config["configurable"]`` then ``config["metadata"]``);
 4. ``runtime``: the framework's per-run context object (LangGraph runtime context);
@@ -22,24 +27,34 @@ layer that sets it wins (a framework supplies only the layers it has):
 7. ``default``: the model's own ``user`` / ``session_id`` / ``trace`` / ``metadata`` fields;
 8. ``fallback``: weak hints used only for ``session_id`` when nothing else set it
    (LangGraph's ``configurable["thread_id"]``).
+
+:func:`user_context` lives in a :mod:`contextvars` variable. asyncio tasks and LangChain's
+own worker threads inherit it; a plain ``threading.Thread`` or ``ThreadPoolExecutor`` does
+not: hand work to those through :func:`propagate` (or an
+:class:`~openrouter_attribution.web.PropagatingExecutor`).
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 __all__ = [
     "LAYERS",
     "Attribution",
     "Resolved",
     "current_attribution",
+    "propagate",
     "resolve",
     "user_context",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 LAYERS = ("explicit", "authenticated", "invocation", "runtime", "context", "ambient", "default", "fallback")
 """Names of the resolution layers, highest priority first."""
@@ -225,3 +240,40 @@ def resolve(
         if metadata is None:
             metadata = layer.metadata
     return Resolved(Attribution(user, session_id, trace, metadata), user_source)
+
+
+def propagate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Bind ``fn`` to the current context, so that it sees this :func:`user_context` wherever it runs.
+
+    Context variables do not follow work handed to a plain thread or a ``ThreadPoolExecutor``: a
+    model called there would go out with no user. ``propagate`` captures the caller's
+    :mod:`contextvars` context (the user, and LangChain's run config, so child runs keep their
+    parent) when it is called, and every call of the returned function runs in a copy of it, so the
+    function may run in several threads at once and what it sets stays its own.
+
+    Args:
+        fn: Any callable.
+
+    Returns:
+        A callable with the same signature.
+
+    Raises:
+        TypeError: ``fn`` is not callable.
+
+    Example:
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> from openrouter_attribution import current_attribution, propagate, user_context
+        >>> with user_context("app_42"), ThreadPoolExecutor() as pool:
+        ...     pool.submit(propagate(lambda: current_attribution().user)).result()
+        'app_42'
+    """
+    if not callable(fn):
+        raise TypeError(f"propagate() needs a callable, got {type(fn).__name__}.")
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run_in_context(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run_in_context
+

@@ -122,3 +122,67 @@ def test_decorator_sync_and_async():
 
 def test_repr_does_not_show_the_user():
     assert "secret-user" not in repr(user_context("secret-user"))
+
+
+# -- propagate: work handed to plain threads -------------------------------------------------------
+
+
+def test_plain_thread_pool_loses_the_user_and_propagate_keeps_it():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openrouter_attribution import propagate
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: None).result()  # the worker thread exists before the block below
+        with user_context("app_42", session_id="s"):
+            plain = pool.submit(current_attribution).result()
+            carried = pool.submit(propagate(current_attribution)).result()
+    assert plain.user is None
+    assert carried == A(user="app_42", session_id="s")
+
+
+def test_propagate_captures_at_wrap_time_and_runs_concurrently_in_copies():
+    from openrouter_attribution import propagate
+
+    with user_context("app_wrap"):
+        fn = propagate(lambda i: (i, current_attribution().user))
+    barrier = threading.Barrier(4)
+
+    def in_thread(i: int, out: list) -> None:
+        with user_context(f"thread-{i}"):
+            barrier.wait()
+            out.append(fn(i))
+
+    out: list = []
+    threads = [threading.Thread(target=in_thread, args=(i, out)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(out) == [(i, "app_wrap") for i in range(4)]
+
+
+def test_what_a_propagated_function_sets_stays_its_own():
+    from openrouter_attribution import propagate
+
+    def enter_and_leave_open() -> str | None:
+        user_context("inner").__enter__()
+        return current_attribution().user
+
+    with user_context("outer"):
+        fn = propagate(enter_and_leave_open)
+        assert fn() == "inner"
+        assert fn() == "inner"
+        assert current_attribution().user == "outer"
+
+
+def test_propagate_keeps_the_name_and_refuses_a_non_callable():
+    from openrouter_attribution import propagate
+
+    def summarise() -> None:
+        """Docs."""
+
+    assert propagate(summarise).__name__ == "summarise"
+    assert propagate(summarise).__doc__ == "Docs."
+    with pytest.raises(TypeError, match="needs a callable, got str"):
+        propagate("not a function")  # type: ignore[arg-type]
