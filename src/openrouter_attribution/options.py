@@ -65,9 +65,10 @@ class ClientOptions(BaseModel):
     app_url: str | None = None
     """Your app's URL, sent as ``HTTP-Referer`` for OpenRouter's app attribution."""
     app_title: str | None = None
-    """Your app's name, sent as ``X-Title``."""
+    """Your app's name, sent as ``X-OpenRouter-Title`` (and as ``X-Title``, its older name)."""
     app_categories: list[str] | None = None
-    """App categories, sent as ``X-OpenRouter-Categories``."""
+    """App categories, sent comma-separated as ``X-OpenRouter-Categories``: at most 2, each at most 30
+    characters, lowercase and hyphen-separated like ``"cli-agent"`` (OpenRouter drops unknown ones)."""
 
     extra_body: dict[str, Any] | None = None
     """Fields sent as they are, for OpenRouter options this library does not know yet."""
@@ -102,13 +103,9 @@ class ClientOptions(BaseModel):
             raise ConfigurationError(
                 "No OpenRouter API key: pass api_key=... or set the OPENROUTER_API_KEY environment variable."
             )
-        headers = dict(self.default_headers or {})
-        if self.app_url:
-            headers["HTTP-Referer"] = self.app_url
-        if self.app_title:
-            headers["X-Title"] = self.app_title
-        if self.app_categories:
-            headers["X-OpenRouter-Categories"] = ",".join(self.app_categories)
+        extra = self.default_headers or {}
+        headers = {name: _header_value(f"default_headers[{name!r}]", value) for name, value in extra.items()}
+        headers.update(self._app_headers())
         return ConnectionSettings(
             api_key=self.api_key.get_secret_value(),
             base_url=self.base_url.rstrip("/"),
@@ -116,6 +113,27 @@ class ClientOptions(BaseModel):
             max_retries=self.max_retries,
             headers=tuple(sorted(headers.items())),
         )
+
+    def _app_headers(self) -> dict[str, str]:
+        """OpenRouter's app attribution headers (https://openrouter.ai/docs/app-attribution).
+
+        ``X-OpenRouter-Title`` is the current name of the title header; ``X-Title``, its older name,
+        is sent as well for deployments that only know that one.
+
+        Raises:
+            ConfigurationError: more than 2 categories, a category over 30 characters, empty or with a
+                comma, or a header value with characters HTTP headers cannot carry.
+        """
+        headers: dict[str, str] = {}
+        if self.app_url:
+            headers["HTTP-Referer"] = _header_value("app_url", self.app_url)
+        if self.app_title:
+            title = _header_value("app_title", self.app_title)
+            headers["X-OpenRouter-Title"] = title
+            headers["X-Title"] = title
+        if self.app_categories:
+            headers["X-OpenRouter-Categories"] = ",".join(_check_categories(self.app_categories))
+        return headers
 
     def _build_invoker(self, framework: str) -> Any:
         """Build the :class:`~openrouter_attribution.client.Invoker` for these settings."""
@@ -137,6 +155,43 @@ class ClientOptions(BaseModel):
             ledger=self.ledger,
             framework=framework,
         )
+
+
+MAX_APP_CATEGORIES = 2
+"""Categories OpenRouter accepts per request in ``X-OpenRouter-Categories``."""
+MAX_CATEGORY_LENGTH = 30
+"""Characters OpenRouter accepts per category."""
+
+
+def _header_value(field: str, value: str) -> str:
+    """``value`` if an HTTP header can carry it: printable ASCII, no line breaks (checked before any request)."""
+    if not value.isascii() or not value.isprintable():
+        raise ConfigurationError(
+            f"{field} can only hold printable ASCII characters (it is sent as an HTTP header); "
+            "remove line breaks, control and non-ASCII characters."
+        )
+    return value
+
+
+def _check_categories(categories: list[str]) -> list[str]:
+    if len(categories) > MAX_APP_CATEGORIES:
+        raise ConfigurationError(
+            f"app_categories has {len(categories)} entries; OpenRouter accepts at most {MAX_APP_CATEGORIES} "
+            "per request. Keep the two that describe your app best."
+        )
+    for position, category in enumerate(categories, start=1):
+        if not category.strip() or "," in category:
+            raise ConfigurationError(
+                f"app_categories entry {position} is empty or contains a comma; give one category per entry, "
+                "e.g. ['cli-agent', 'programming-app']."
+            )
+        if len(category) > MAX_CATEGORY_LENGTH:
+            raise ConfigurationError(
+                f"app_categories entry {position} has {len(category)} characters; OpenRouter accepts at most "
+                f"{MAX_CATEGORY_LENGTH}."
+            )
+        _header_value("app_categories", category)
+    return categories
 
 
 class OpenRouterOptions(ClientOptions):
