@@ -181,3 +181,13 @@ def test_propagating_executor_carries_the_submitters_context():
             second = list(pool.map(lambda _: current_attribution().user, range(3)))
         assert (first.result(), second) == ("app_a", ["app_b"] * 3)
         assert pool.submit(lambda: current_attribution().user).result() is None
+
+
+@pytest.mark.parametrize("module", ["openrouter_attribution.web", "openrouter_attribution.attribution"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    results = doctest.testmod(importlib.import_module(module))
+    assert results.attempted > 0
+    assert results.failed == 0
