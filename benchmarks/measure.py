@@ -220,11 +220,11 @@ def attribution_micro(base_url: str, repeats: int, number: int) -> dict[str, Any
         extra = {"run_manager": None} if "run_manager" in inspect.signature(model._prepare).parameters else {}
 
         def run() -> object:
-            token = chat_model._RUN_CONFIG.set(config)
+            token = chat_model.RUN_CONFIG.set(config)
             try:
                 return model._prepare(messages, None, {}, stream=False, **extra)
             finally:
-                chat_model._RUN_CONFIG.reset(token)
+                chat_model.RUN_CONFIG.reset(token)
 
         return run
 

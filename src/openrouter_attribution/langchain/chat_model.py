@@ -164,7 +164,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
 
     # -- attribution -------------------------------------------------------------------------------
 
-    def _searched(self) -> dict[str, tuple[str, ...]]:
+    def _searched(self) -> Mapping[str, tuple[str, ...]]:
         return searched_places(self.user_id_key)
 
     def _config_layers(
@@ -193,7 +193,14 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
             kwargs["stop"] = stop
         explicit = invoker.split_call_kwargs(kwargs, where="call or bind() keyword")
         layers = self._config_layers(run_manager)
-        attribution = invoker.attribute(explicit=explicit, **layers.as_layers(), searched=self._searched())
+        attribution = invoker.attribute(
+            explicit=explicit,
+            authenticated=layers.authenticated,
+            invocation=layers.invocation,
+            runtime=layers.runtime,
+            fallback=layers.fallback,
+            searched=self._searched(),
+        )
         return invoker.prepare(to_openai_messages(messages), attribution, overrides=kwargs, stream=stream)
 
     # -- calls -------------------------------------------------------------------------------------

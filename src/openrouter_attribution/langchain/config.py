@@ -10,6 +10,7 @@ caller's; ``context`` and ``default`` are added by the core.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -124,7 +125,8 @@ def call_layers(
     )  # fmt: skip
 
 
-def searched_places(user_id_key: str) -> dict[str, tuple[str, ...]]:
+@functools.lru_cache(maxsize=64)
+def searched_places(user_id_key: str) -> Mapping[str, tuple[str, ...]]:
     """Where :func:`call_layers` looks for a user, per layer, for the ``MissingUserError`` message."""
     return {
         "explicit": ("the call's user= argument (or .bind(user=...))",),
