@@ -195,7 +195,15 @@ def test_subgraphs_see_the_parent_runs_context(fake_openrouter, make_chat):
         )
     )  # fmt: skip
     assert any(namespace for namespace, _update in chunks)  # subgraph updates were streamed
-    assert sent(fake_openrouter, "user") == ["app_gus"] * 4 + ["app_hal"] * 4
+    asyncio.run(
+        _collect(
+            graph.astream(
+                {"question": "q", "answers": []}, context=DataContext(user_id="app_ida"), stream_mode="messages",
+                subgraphs=True,
+            )
+        )
+    )  # fmt: skip
+    assert sent(fake_openrouter, "user") == ["app_gus"] * 4 + ["app_hal"] * 4 + ["app_ida"] * 4
 
 
 def test_a_subgraph_with_its_own_context_uses_it(fake_openrouter, make_chat):
