@@ -65,8 +65,8 @@ class UsageEventHandler(BaseEventHandler):
     """Record the usage of every LlamaIndex LLM call in a usage ledger, one record per call.
 
     Works with any LlamaIndex LLM: this library's :class:`~openrouter_attribution.llama_index.OpenRouter`
-    without ``ledger=``, LlamaIndex's ``OpenAI`` / ``OpenRouter`` integrations, custom LLMs. Do not also
-    give ``OpenRouter`` a ``ledger=`` for the same ledger: each call would be recorded twice.
+    (with or without ``ledger=``: both write a call under one record id, so it is one record),
+    LlamaIndex's ``OpenAI`` / ``OpenRouter`` integrations, custom LLMs.
 
     Usage and cost come from the response's ``additional_kwargs`` (this library's models put tokens,
     ``cost``, ``provider``, ``model``, ``generation_id`` and the sent ``attribution`` there), otherwise
