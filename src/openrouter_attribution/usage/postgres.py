@@ -67,7 +67,17 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 _LOCK_KEY = 0x6F726174  # the advisory lock that serialises migrations ("orat")
 _QUOTED = tuple('"user"' if c == "user" else c for c in COLUMNS)
-_INSERT = (
+_TYPES = ("text", "float8", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "numeric",
+          "float8", "float8", "text", "bool", "text", "text", "text")  # fmt: skip
+# One statement per batch, whatever its size: each column travels as one array parameter, so the SQL text
+# never changes (psycopg prepares it after a few uses) and a batch costs one round trip. A single
+# statement in autocommit mode is its own transaction: all rows or none.
+_INSERT_MANY = (
+    f"INSERT INTO usage_records ({', '.join(_QUOTED)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _TYPES)}) ON CONFLICT (record_id) DO NOTHING"
+)
+# A batch of one (a lone durable call) is cheaper to send as plain values than as 19 one-element arrays.
+_INSERT_ONE = (
     f"INSERT INTO usage_records ({', '.join(_QUOTED)}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
     "ON CONFLICT (record_id) DO NOTHING"
 )
@@ -251,11 +261,21 @@ class PostgresUsageStore:
         Raises:
             UsageStoreError: the server cannot be reached or the transaction failed.
         """
-        rows = [to_row(rec, cost_as_text=False) for rec in records]
-        if not rows:
+        if not records:
             return
-        with self.transaction() as conn, conn.cursor() as cur:
-            cur.executemany(_INSERT, rows)
+        if len(records) == 1:
+            sql, params = _INSERT_ONE, list(to_row(records[0], cost_as_text=False))
+        else:
+            sql = _INSERT_MANY
+            params = [list(column) for column in zip(*(to_row(r, cost_as_text=False) for r in records), strict=True)]
+        with self._lock:
+            self._writer = conn = self._live(self._writer)
+            try:
+                conn.execute(sql, params)
+            except self._psycopg.Error as err:
+                if conn.broken or conn.closed:
+                    self._writer = None
+                raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
         """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""

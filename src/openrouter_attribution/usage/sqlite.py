@@ -296,10 +296,12 @@ class SQLiteUsageStore:
             sqlite3.Error: locked beyond ``busy_timeout``, disk full, read-only file, ...
         """
         rows = [to_row(rec, cost_as_text=True) for rec in records]
-        if not rows:
-            return
-        with self.transaction() as conn:
-            conn.executemany(_INSERT, rows)
+        if len(rows) == 1:
+            with self._lock:  # one statement is its own transaction: no BEGIN / COMMIT round
+                self._connection().execute(_INSERT, rows[0])
+        elif rows:
+            with self.transaction() as conn:
+                conn.executemany(_INSERT, rows)
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
         """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""
