@@ -1,10 +1,15 @@
 """The ``openrouter-attribution`` command line.
 
 Subcommands:
-    report       usage and cost per user, model, UTC day, session or provider, from a ledger file
+    report       usage and cost per user, model, UTC day, session, provider or kind, from a ledger
     export       every record of a ledger as CSV or JSON Lines
+    prune        delete the records older than a date (``--dry-run`` only counts them)
+    migrate      bring a ledger's schema up to date
     fake-server  a local OpenRouter-compatible server for development
     demo         the end-to-end demo (``--live`` talks to the real OpenRouter)
+
+``--db`` takes an SQLite file or a PostgreSQL DSN (``postgresql://user:pw@host:5432/db``); a password
+in a DSN never appears in output or errors.
 
 ``report --format json`` prints a list of objects whose first field is named
 after ``--by`` (``"user"``, ``"model"``, ``"day"``, ``"session"``, ``"provider"``)
@@ -15,7 +20,11 @@ followed by ``requests``, ``errors``, ``prompt_tokens``, ``completion_tokens``,
 float to compare with OpenRouter's reported costs, ``parse_float=Decimal``
 yields the exact value.
 
-Errors print one line on stderr and exit with status 2.
+Exports write ``time`` as ISO 8601 UTC and ``cost`` as exact decimal digits (a JSON number in
+JSON Lines); see :mod:`openrouter_attribution.usage.export`. A group without a key (a call whose model
+or user is unknown) is ``null`` in JSON, empty in CSV and ``(none)`` in tables.
+
+Errors (bad arguments included) print one line on stderr and exit with status 2.
 """
 
 from __future__ import annotations
@@ -27,17 +36,22 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
+from importlib import metadata
 from typing import IO, NoReturn
 
+from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import export, queries
+from openrouter_attribution.usage.ledger import open_store
+from openrouter_attribution.usage.location import parse_location, redact
 from openrouter_attribution.usage.records import (
     TOTALS_BY,
     UsageQueryError,
     UsageStoreError,
     UsageTotals,
     format_cost,
+    format_time,
 )
-from openrouter_attribution.usage.sqlite import SQLiteUsageStore
+from openrouter_attribution.usage.storage import UsageStore
 
 __all__ = ["main"]
 
@@ -57,6 +71,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="openrouter-attribution", description="Per-user usage of OpenRouter models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     report = sub.add_parser("report", help="usage and cost totals from a ledger")
@@ -72,8 +87,17 @@ def _build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--output", "-o", default="-", metavar="FILE", help="output file (default: stdout)")
 
+    prune = sub.add_parser("prune", help="delete the records older than a date")
+    _add_db(prune)
+    prune.add_argument("--before", required=True, metavar="TIME",
+                       help="records older than this go: ISO date/datetime (UTC) or epoch seconds")  # fmt: skip
+    prune.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+
+    migrate = sub.add_parser("migrate", help="bring a ledger's schema up to date")
+    _add_db(migrate)
+
     fake = sub.add_parser("fake-server", help="run a local OpenRouter-compatible server until Ctrl-C")
-    fake.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    fake.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--api-key", help="the key clients must send (default: the server's own)")
 
@@ -82,27 +106,55 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True, metavar="LOC", help="the ledger: an SQLite file or a PostgreSQL DSN")
+
+
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True, metavar="PATH", help="the ledger's SQLite file")
+    _add_db(parser)
     parser.add_argument("--since", metavar="TIME", help="inclusive: ISO date/datetime (UTC) or epoch seconds")
     parser.add_argument("--until", metavar="TIME", help="exclusive: ISO date/datetime (UTC) or epoch seconds")
     parser.add_argument("--user", help="only this end-user id")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
-def _open_store(path: str) -> SQLiteUsageStore:
-    if not os.path.isfile(os.path.expanduser(path)):
-        raise CLIError(f"no ledger at {path}")
-    return SQLiteUsageStore(path, create=False)
+def _port(text: str) -> int:
+    value = _whole(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {value}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("openrouter-attribution")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _open_store(location: str) -> UsageStore:
+    """An existing ledger (a missing SQLite file is an error, not a new ledger)."""
+    where = parse_location(location)
+    if where.backend == "sqlite" and not where.memory and not os.path.isfile(where.target):
+        raise CLIError(f"no ledger at {where.display}")
+    store = open_store(location, create=False)
+    opener = getattr(store, "open", None)
+    if opener is not None:
+        opener()  # connect now: an unreachable server is one clear error line
+    return store
 
 
 def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) -> str:
@@ -180,6 +232,32 @@ def _export(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
+def _prune(args: argparse.Namespace, out: IO[str]) -> int:
+    before = queries.parse_time(args.before)
+    assert before is not None
+    store = _open_store(args.db)
+    try:
+        count = store.prune(before, dry_run=args.dry_run)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    verb = "would remove" if args.dry_run else "removed"
+    out.write(f"{verb} {count:,} record{'s' if count != 1 else ''} older than {format_time(before)}\n")
+    return 0
+
+
+def _migrate(args: argparse.Namespace, out: IO[str]) -> int:
+    store = _open_store(args.db)
+    try:
+        old, new = store.migrated_from, store.schema_version  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    if old is None:
+        out.write(f"schema {new}: up to date\n")
+    else:
+        out.write(f"schema {old} -> {new}: migrated\n")
+    return 0
+
+
 def _progress_printer() -> export.ProgressCallback:
     def show(count: int) -> None:
         sys.stderr.write(f"\rexporting... {count:,} records")
@@ -216,7 +294,8 @@ def _demo(args: argparse.Namespace, out: IO[str]) -> int:
     return int(result or 0)
 
 
-_COMMANDS = {"report": _report, "export": _export, "fake-server": _fake_server, "demo": _demo}
+_COMMANDS = {"report": _report, "export": _export, "prune": _prune, "migrate": _migrate,
+             "fake-server": _fake_server, "demo": _demo}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,24 +306,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.demo_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return _run(args, _passwords(getattr(args, "db", None)))
+
+
+def _passwords(location: str | None) -> list[str]:
+    """Passwords in a DSN given on the command line: scrubbed from every message."""
+    if not location:
+        return []
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(location).get("password")
+    except Exception:
+        return []
+    return [str(password)] if password else []
+
+
+def _run(args: argparse.Namespace, secrets: list[str]) -> int:
     try:
         return _COMMANDS[args.command](args, sys.stdout)
     except BrokenPipeError:
         # The reader went away (`... | head`): stop quietly, as the Python docs recommend for pipes.
         _silence_stdout()
         return 1
-    except (CLIError, UsageStoreError, UsageQueryError) as err:
-        return _fail(str(err))
+    except (CLIError, UsageStoreError, UsageQueryError, ConfigurationError) as err:
+        return _fail(str(err), secrets)
     except ModuleNotFoundError as err:
-        return _fail(f"missing module {err.name!r}; install openrouter-attribution[all,testing]")
+        return _fail(f"missing module {err.name!r}; install openrouter-attribution[all,testing]", secrets)
     except (OSError, sqlite3.Error) as err:
-        return _fail(f"{type(err).__name__}: {err}")
+        return _fail(f"{type(err).__name__}: {err}", secrets)
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # the CLI promises one line, never a traceback, unless debugging
         if os.environ.get(DEBUG_ENV):
             raise
-        return _fail(f"unexpected {type(err).__name__}: {err} (set {DEBUG_ENV}=1 for a traceback)")
+        return _fail(f"unexpected {type(err).__name__}: {err} (set {DEBUG_ENV}=1 for a traceback)", secrets)
 
 
 def _silence_stdout() -> None:
@@ -255,8 +351,11 @@ def _silence_stdout() -> None:
         return  # stdout is not a real file (tests capturing output): nothing will flush into a pipe
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+def _fail(message: str, secrets: Sequence[str] = ()) -> int:
+    text = redact(message) if "://" not in message else " ".join(redact(word) for word in message.split(" "))
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    print(f"error: {' '.join(text.splitlines())}", file=sys.stderr)
     return EXIT_USAGE
 
 

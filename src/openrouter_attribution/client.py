@@ -217,9 +217,9 @@ class Invoker:
         try:
             completion = parse_completion(await apost_json(self.connection, prepared.body))
         except BaseException as err:
-            self._record(prepared, started, None, error=err)
+            await self._arecord(prepared, started, None, error=err)
             raise
-        self._record(prepared, started, None, completion=completion)
+        await self._arecord(prepared, started, None, completion=completion)
         return completion
 
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
@@ -249,16 +249,23 @@ class Invoker:
             error = err
             raise
         finally:
-            self._record_stream(prepared, meta, error)
+            if self.ledger is not None:
+                await self._record_stream(prepared, meta, error, wait=True)
 
     # -- usage records -------------------------------------------------------------------------------
 
-    def _record_stream(self, prepared: Prepared, meta: StreamMeta, error: BaseException | None) -> None:
+    def _record_stream(
+        self, prepared: Prepared, meta: StreamMeta, error: BaseException | None, *, wait: bool = False
+    ) -> Any:
+        """Record a finished stream; with ``wait`` returns an awaitable (the async path)."""
         if self.ledger is None:
-            return
+            return None
         if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
             error = _Abandoned()
+        if wait:
+            return self._arecord(prepared, meta.started, meta.first, meta=meta, error=error)
         self._record(prepared, meta.started, meta.first, meta=meta, error=error)
+        return None
 
     def _record(
         self,
@@ -275,6 +282,32 @@ class Invoker:
         from openrouter_attribution.usage.calls import record_call
 
         record_call(
+            self.ledger,
+            body=prepared.body,
+            attribution=prepared.attribution,
+            started=started,
+            first=first,
+            source=completion or meta,
+            error=error,
+            framework=self.framework,
+        )
+
+    async def _arecord(
+        self,
+        prepared: Prepared,
+        started: float,
+        first: float | None,
+        *,
+        completion: Completion | None = None,
+        meta: StreamMeta | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
+        if self.ledger is None:
+            return
+        from openrouter_attribution.usage.calls import arecord_call
+
+        await arecord_call(
             self.ledger,
             body=prepared.body,
             attribution=prepared.attribution,

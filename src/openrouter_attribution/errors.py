@@ -38,6 +38,10 @@ __all__ = [
 class OpenRouterError(Exception):
     """Base class of every error raised by openrouter-attribution."""
 
+    usage_record_id: str | None = None
+    """The ``record_id`` of the usage record the failed call was written under (set by a model with
+    ``ledger=``), so that usage handlers observing the same error keep one record, not two."""
+
 
 class ConfigurationError(OpenRouterError, ValueError):
     """A model or client was configured with values that cannot work.

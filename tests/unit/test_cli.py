@@ -246,3 +246,79 @@ def test_console_script_in_a_subprocess(db, tmp_path):
         [*_command(), "report", "--db", missing], capture_output=True, text=True, timeout=60, check=False
     )
     assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", f"error: no ledger at {missing}\n")
+
+
+# -- version, upkeep, argument errors, DSNs -------------------------------------------------------
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 0
+    assert out.startswith("openrouter-attribution ")
+    assert out.split()[1][0].isdigit()
+
+
+def test_prune_dry_run_then_prune(capsys, db):
+    code, out, _ = run(capsys, "prune", "--db", db, "--before", "2025-01-02", "--dry-run")
+    assert (code, out) == (0, "would remove 2 records older than 2025-01-02T00:00:00.000000Z\n")
+    code, out, _ = run(capsys, "report", "--db", db, "--format", "json")
+    assert sum(r["requests"] for r in json.loads(out)) == 4  # a dry run removes nothing
+    code, out, _ = run(capsys, "prune", "--db", db, "--before", "2025-01-02")
+    assert (code, out) == (0, "removed 2 records older than 2025-01-02T00:00:00.000000Z\n")
+    code, out, _ = run(capsys, "report", "--db", db, "--format", "json")
+    assert [r["user"] for r in json.loads(out)] == ["app_2"]
+
+
+def test_migrate_a_v1_file(capsys, tmp_path):
+    import sqlite3
+
+    from tests.storage.test_store_contract import V1_SQLITE
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SQLITE)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 1 -> 2: migrated\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 2: up to date\n")
+
+
+ARGUMENT_ERRORS = [
+    [],
+    ["nope"],
+    ["report"],
+    ["report", "--db", "x.db", "--by", "colour"],
+    ["report", "--db", "x.db", "--top", "0"],
+    ["export", "--db", "x.db", "--format", "xml"],
+    ["prune", "--db", "x.db"],
+    ["prune", "--before", "2025-01-01"],
+    ["migrate"],
+    ["migrate", "--db", "x.db", "--extra"],
+    ["fake-server", "--port", "99999"],
+    ["fake-server", "--port", "eighty"],
+]
+
+
+@pytest.mark.parametrize("argv", ARGUMENT_ERRORS, ids=lambda a: " ".join(a) or "(none)")
+def test_argument_errors_are_one_line_and_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ")
+
+
+@pytest.mark.parametrize("command", [["report"], ["export"], ["migrate"], ["prune", "--before", "2025-01-01"]])
+def test_a_dsn_password_never_appears_in_output(capsys, caplog, command):
+    dsn = "postgresql://app:hunter2-s3cret@127.0.0.1:1/usage"
+    code, out, err = run(capsys, command[0], "--db", dsn, *command[1:])
+    assert code == 2
+    assert "postgresql://app:***@127.0.0.1:1/usage" in err
+    assert "hunter2" not in out + err + caplog.text
+    code, out, err = run(capsys, command[0], "--db", "mysql://app:hunter2-s3cret@db/usage", *command[1:])
+    assert (code, "hunter2" in out + err) == (2, False)
+    assert "Unsupported ledger location" in err

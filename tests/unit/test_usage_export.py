@@ -54,7 +54,7 @@ def test_export_csv_to_a_path(ledger, tmp_path):
     assert rows[0]["cost"] == "0.00000015"
     assert rows[0]["session_id"] == "s,1"
     assert rows[0]["streamed"] == "true"
-    assert rows[0]["time"] == "1735689600.5"
+    assert rows[0]["time"] == "2025-01-01T00:00:00.500000Z"  # ISO 8601 UTC, as in JSON Lines
     assert rows[1]["cost"] == ""  # unknown, not 0
     assert rows[1]["outcome"] == "RateLimitError"
     assert [r["record_id"] for r in rows] == ["r1", "r2", "r3"]
@@ -71,9 +71,23 @@ def test_export_jsonl_round_trips(ledger, tmp_path):
     path = tmp_path / "out.jsonl"
     assert ledger.export_jsonl(path) == 3
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert [UsageRecord.from_dict(json.loads(line)) for line in lines] == RECS
-    assert json.loads(lines[0])["cost"] == "0.00000015"
+    assert [UsageRecord.from_dict(json.loads(line, parse_float=Decimal)) for line in lines] == RECS
+    assert '"cost":0.00000015,' in lines[0]  # an exact JSON number, as in `report --format json`
+    assert json.loads(lines[0])["cost"] == 0.00000015
     assert json.loads(lines[1])["cost"] is None
+    assert json.loads(lines[0])["time"] == "2025-01-01T00:00:00.500000Z"
+
+
+def test_cost_is_written_with_the_same_digits_in_every_format(ledger):
+    csv_buf, jsonl_buf = io.StringIO(), io.StringIO()
+    ledger.export_csv(csv_buf)
+    ledger.export_jsonl(jsonl_buf)
+    csv_costs = [row["cost"] for row in csv.DictReader(io.StringIO(csv_buf.getvalue()))]
+    jsonl_costs = [json.loads(line, parse_float=Decimal)["cost"] for line in jsonl_buf.getvalue().splitlines()]
+    assert csv_costs == ["0.00000015", "", "0.25"]
+    assert [None if c is None else format(c, "f") for c in jsonl_costs] == ["0.00000015", None, "0.25"]
+    totals = json.loads(totals_to_json(ledger.totals(None)), parse_float=Decimal)
+    assert str(totals[0]["cost"]) == "0.25000015"
 
 
 def test_export_reports_progress():

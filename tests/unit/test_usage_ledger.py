@@ -50,7 +50,7 @@ def test_rewriting_a_record_does_not_duplicate_it(tmp_path):
 
 
 def test_data_survives_close_and_reopen(tmp_path):
-    path = tmp_path / "nested" / "dirs" / "usage.db"  # parents are created
+    path = tmp_path / "usage.db"
     with UsageLedger(path) as ledger:
         for rec in records(10):
             ledger.record(rec)
@@ -69,7 +69,7 @@ def test_close_is_idempotent_and_unregisters_atexit(tmp_path, monkeypatch):
     ledger.close()
     assert unregistered == [ledger.close]
     assert ledger.written == 1
-    assert not any(t.name == "openrouter-usage-writer" and t.is_alive() for t in [ledger._thread])
+    assert not ledger._writer._thread.is_alive()
 
 
 def test_record_after_close_is_dropped_and_logged_once(tmp_path, caplog):
@@ -124,29 +124,57 @@ def test_many_threads_share_one_ledger(tmp_path):
 # -- failures: never raised, always counted and logged once per kind ------------------------------------
 
 
-def test_unopenable_location_does_not_raise(tmp_path, caplog):
+@pytest.mark.parametrize("where", ["missing_folder", "parent_is_a_file", "proc"])
+def test_a_location_without_its_folder_raises_at_construction(tmp_path, where):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
+    path = {"missing_folder": tmp_path / "nested" / "usage.db", "parent_is_a_file": blocker / "usage.db",
+            "proc": "/proc/openrouter-attribution-test/usage.db"}[where]  # fmt: skip
+    with pytest.raises(ConfigurationError, match="does not exist") as info:
+        UsageLedger(path)
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "nested").exists()  # nothing is created
+
+
+@pytest.mark.parametrize(
+    "location", ["postgresql:", "mysql://app:s3cret@db/usage", "redis://:s3cret@cache:6379/0", "  "]
+)
+def test_a_location_that_is_no_ledger_raises_without_its_password(location, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        UsageLedger(location)
+    assert "s3cret" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # no folder "postgresql:" or file left behind
+
+
+def test_a_postgres_dsn_is_not_taken_for_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    ledger = UsageLedger("postgresql://app:s3cret@127.0.0.1:1/usage", commit_timeout=0.05, retry_interval=60)
+    try:
+        assert ledger.path == "postgresql://app:***@127.0.0.1:1/usage"
+        assert "s3cret" not in repr(ledger)
+        assert not (tmp_path / "postgresql:").exists()
+        assert ledger.spool_folder is not None
+        assert ledger.spool_folder.startswith(str(tmp_path / "state" / "openrouter-attribution" / "spool"))
+    finally:
+        ledger.close()
+
+
+def test_a_corrupt_file_spools_and_counts_instead_of_raising(tmp_path, caplog):
+    path = tmp_path / "usage.db"
+    path.write_bytes(b"this is not an SQLite database" * 100)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        ledger = UsageLedger(blocker / "usage.db")  # works as root too: the parent is a regular file
+        ledger = UsageLedger(path, commit_timeout=5)
         for rec in records(3):
             ledger.record(rec)
-        assert ledger.flush(timeout=1)
-    assert (ledger.errors, ledger.dropped, ledger.written) == (1, 3, 0)
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 2  # the open failure, then the first dropped record
-    assert "open failed" in messages[0]
-    assert "app_" not in " ".join(messages)  # no record contents
+        assert ledger.flush(timeout=5)
+    assert ledger.errors >= 2  # the open, then the first write
+    assert (ledger.dropped, ledger.written, ledger.spooled) == (0, 0, 3)
+    assert "open failed" in caplog.records[0].getMessage()
+    assert "app_" not in caplog.text  # no record contents
     with pytest.raises(UsageStoreError, match="could not be opened"):
         ledger.totals()
-    ledger.close()
-
-
-def test_unopenable_location_under_proc(caplog):
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        ledger = UsageLedger("/proc/openrouter-attribution-test/usage.db")
-    ledger.record(UsageRecord())
-    assert (ledger.errors, ledger.dropped) == (1, 1)
     ledger.close()
 
 
@@ -166,7 +194,9 @@ class _ReadOnlyStore(SQLiteUsageStore):
 
 def test_full_database_is_counted_and_logged_once(tmp_path, caplog):
     store = _TinyStore(tmp_path / "full.db")
-    with caplog.at_level(logging.DEBUG, logger=LOGGER), UsageLedger(store, flush_interval=0.01) as ledger:
+    # A store passed in has no spool unless given one: what the store refuses is dropped and counted.
+    with caplog.at_level(logging.DEBUG, logger=LOGGER), \
+            UsageLedger(store, durability="buffered", flush_interval=0.01, retry_interval=0.001) as ledger:
         for rec in records(5):
             ledger.record(rec)
         ledger.flush()

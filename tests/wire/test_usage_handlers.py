@@ -22,7 +22,7 @@ from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
 from llama_index.core.llms import MockLLM
 
 from openrouter_attribution import UsageLedger, UserIdPolicy, errors, user_context
-from openrouter_attribution.langchain import UsageCallbackHandler
+from openrouter_attribution.langchain import ChatOpenRouter, UsageCallbackHandler
 from openrouter_attribution.llama_index import UsageEventHandler, attach_usage_handler
 from tests.wire.llama_index_helpers import MESSAGES, make_llm
 
@@ -259,3 +259,89 @@ def test_docstring_examples_run(fake_openrouter, module):
     results = doctest.testmod(importlib.import_module(f"openrouter_attribution.{module}"))
     assert results.failed == 0
     assert results.attempted > 0
+
+
+# -- `ledger=` and a handler on the same call: one record ----------------------------------------
+
+
+def _lc_calls(server: Any, ledger: UsageLedger, handler: Any) -> int:
+    def model(**kwargs: Any) -> Any:
+        return ChatOpenRouter(model="openai/gpt-4o-mini", base_url=server.base_url, api_key=server.api_key,
+                              max_retries=0, ledger=ledger, callbacks=[handler], **kwargs)  # fmt: skip
+
+    chat = model()
+    chat.invoke("hi", user="u1")
+    list(chat.stream("hi", user="u2"))
+    asyncio.run(chat.ainvoke("hi", user="u3"))
+
+    async def astream() -> None:
+        async for _ in chat.astream("hi", user="u4"):
+            pass
+
+    asyncio.run(astream())
+    with pytest.raises(errors.RateLimitError):
+        model(default_headers={"X-Fake-Fault": "429"}).invoke("hi", user="u5")
+    with pytest.raises(errors.APIError):
+        list(model(default_headers={"X-Fake-Fault": "mid-stream-error"}).stream("hi", user="u6"))
+    stream = chat.stream("a long answer please", user="u7")
+    next(stream)
+    stream.close()
+    return 7
+
+
+def _li_calls(server: Any, ledger: UsageLedger, handler: Any) -> int:
+    llm = make_llm(server, ledger=ledger)
+    llm.chat(MESSAGES, user="u1")
+    list(llm.stream_chat(MESSAGES, user="u2"))
+    asyncio.run(llm.achat(MESSAGES, user="u3"))
+
+    async def astream() -> None:
+        async for _ in await llm.astream_chat(MESSAGES, user="u4"):
+            pass
+
+    asyncio.run(astream())
+    with pytest.raises(errors.RateLimitError):
+        make_llm(server, ledger=ledger, default_headers={"X-Fake-Fault": "429"}).chat(MESSAGES, user="u5")
+    with pytest.raises(errors.APIError):
+        list(make_llm(server, ledger=ledger, default_headers={"X-Fake-Fault": "mid-stream-error"})
+             .stream_chat(MESSAGES, user="u6"))  # fmt: skip
+    stream = llm.stream_chat(MESSAGES, user="u7")
+    next(stream)
+    stream.close()
+    return 7
+
+
+@pytest.mark.parametrize("framework", ["langchain", "llama_index"])
+def test_ledger_and_handler_on_the_same_calls_keep_one_record_each(fake_openrouter, tmp_path, framework):
+    import gc
+
+    ledger = UsageLedger(tmp_path / "usage.db")
+    if framework == "langchain":
+        calls = _lc_calls(fake_openrouter, ledger, UsageCallbackHandler(ledger))
+    else:
+        handler = attach_usage_handler(ledger)
+        try:
+            calls = _li_calls(fake_openrouter, ledger, handler)
+        finally:
+            get_dispatcher().event_handlers.remove(handler)
+    gc.collect()  # a closed stream's generators finish recording when collected
+    ledger.flush()
+    records = list(ledger.records())
+    outcomes = sorted((r.user, r.outcome) for r in records if r.user)
+    assert len(records) == calls, outcomes
+    assert outcomes[:4] == [("u1", "ok"), ("u2", "ok"), ("u3", "ok"), ("u4", "ok")]
+    assert ("u5", "RateLimitError") in outcomes
+    assert {r.outcome for r in records} >= {"ok", "RateLimitError", "ProviderUnavailableError", "abandoned"}
+    ok = [r for r in records if r.outcome == "ok"]
+    assert all(r.record_id == r.generation_id for r in ok)  # a generation is its record's identity
+    assert {r.generation_id for r in records} - {None} <= set(fake_openrouter.generations)
+    ledger.close()
+
+
+def test_an_unknown_model_has_the_same_key_in_both_handlers(ledger, li_handler):
+    handler = UsageCallbackHandler(ledger)
+    GenericFakeChatModel(messages=iter([AIMessage("x")])).invoke("Hi", config={"callbacks": [handler]})
+    MockLLM().complete("hello")
+    keys = {(r.framework, r.model_requested, r.model_used) for r in ledger.records()}
+    assert keys == {("langchain", None, None), ("llama_index", None, None)}
+    assert [t.key for t in ledger.totals("model")] == [None]

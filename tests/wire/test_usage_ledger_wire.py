@@ -67,12 +67,12 @@ class _FullStore(SQLiteUsageStore):
         conn.execute("PRAGMA max_page_count = 8")
 
 
-@pytest.mark.parametrize("location", ["parent_is_a_file", "full_database"])
+@pytest.mark.parametrize("location", ["corrupt_file", "full_database"])
 def test_broken_ledger_location_never_breaks_a_call(fake_openrouter, make_chat, tmp_path, caplog, location):
     caplog.set_level(logging.WARNING, logger="openrouter_attribution.usage")
-    if location == "parent_is_a_file":
-        (tmp_path / "file").write_text("not a directory")
-        path = tmp_path / "file" / "usage.db"
+    if location == "corrupt_file":
+        path = tmp_path / "usage.db"
+        path.write_bytes(b"not an SQLite file" * 100)
     else:
         path = _FullStore(tmp_path / "full.db")
     ledger = UsageLedger(path)

@@ -41,8 +41,9 @@ class UsageCallbackHandler(BaseCallbackHandler):
     """Record the usage of every LangChain model call in a usage ledger, one record per call.
 
     Use it for chat models this library did not build, or to add a ledger without changing how a
-    model is constructed. Do not also give a :class:`~openrouter_attribution.langchain.ChatOpenRouter`
-    ``ledger=`` for the same ledger: each call would be recorded twice.
+    model is constructed. It can be combined with a :class:`~openrouter_attribution.langchain.ChatOpenRouter`
+    that has ``ledger=``: both write the call under one record id (the generation id, or the id the
+    model attached to the error it raised), so each call is one record.
 
     Who a call is for: for this library's models, the ``attribution`` in the answer's
     ``response_metadata`` (what was actually sent, after the model's identity policy). Otherwise the
@@ -83,7 +84,9 @@ class UsageCallbackHandler(BaseCallbackHandler):
         >>> ledger.close()
     """
 
-    run_inline = True  # the handler does no I/O: ledger.record() only queues the record
+    # Inline in async runs (exact time to first token): on the event-loop thread a durable ledger's
+    # record() does not block, it commits in the background.
+    run_inline = True
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ from openrouter_attribution.usage.observed import (
 
 __all__ = ["UsageEventHandler", "attach_usage_handler"]
 
+_NO_MODEL = "unknown"  # LLMMetadata.model_name's default
 _STARTS = (LLMChatStartEvent, LLMCompletionStartEvent)
 _PROGRESS = (LLMChatInProgressEvent, LLMCompletionInProgressEvent)
 _ENDS = (LLMChatEndEvent, LLMCompletionEndEvent)
@@ -64,8 +65,8 @@ class UsageEventHandler(BaseEventHandler):
     """Record the usage of every LlamaIndex LLM call in a usage ledger, one record per call.
 
     Works with any LlamaIndex LLM: this library's :class:`~openrouter_attribution.llama_index.OpenRouter`
-    without ``ledger=``, LlamaIndex's ``OpenAI`` / ``OpenRouter`` integrations, custom LLMs. Do not also
-    give ``OpenRouter`` a ``ledger=`` for the same ledger: each call would be recorded twice.
+    (with or without ``ledger=``: both write a call under one record id, so it is one record),
+    LlamaIndex's ``OpenAI`` / ``OpenRouter`` integrations, custom LLMs.
 
     Usage and cost come from the response's ``additional_kwargs`` (this library's models put tokens,
     ``cost``, ``provider``, ``model``, ``generation_id`` and the sent ``attribution`` there), otherwise
@@ -144,7 +145,9 @@ class UsageEventHandler(BaseEventHandler):
         ambient = _layer(event.tags or active_instrument_tags.get(), self.user_id_tag, self.session_id_tag)
         attribution = resolve(explicit=explicit, ambient=ambient).attribution
         model = event.model_dict.get("model") or event.model_dict.get("model_name")
-        self._calls.start(event.span_id, ObservedCall(attribution, model if isinstance(model, str) else None))
+        # LlamaIndex's placeholder for "no model name" is "unknown": recorded as unknown (None), like LangChain's.
+        model = model if isinstance(model, str) and model != _NO_MODEL else None
+        self._calls.start(event.span_id, ObservedCall(attribution, model))
         _OUTER.set((event.span_id, type(event), event.model_dict))
 
     def _is_inner(self, event: LLMChatStartEvent | LLMCompletionStartEvent) -> bool:

@@ -1,7 +1,9 @@
 """Per-user usage ledger: records, storage, queries and exports (framework-neutral)."""
 
 from openrouter_attribution.usage.export import export_csv, export_jsonl, totals_to_json, write_totals_csv
-from openrouter_attribution.usage.ledger import UsageLedger
+from openrouter_attribution.usage.ledger import DEFAULT_COMMIT_TIMEOUT, UsageLedger, default_spool_folder, open_store
+from openrouter_attribution.usage.location import redact
+from openrouter_attribution.usage.postgres import PostgresUsageStore
 from openrouter_attribution.usage.queries import TimeBound, parse_time
 from openrouter_attribution.usage.records import (
     TotalsBy,
@@ -10,12 +12,16 @@ from openrouter_attribution.usage.records import (
     UsageStoreError,
     UsageTotals,
 )
+from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import MemoryUsageStore, SupportsTotals, UsageStore
 
 __all__ = [
+    "DEFAULT_COMMIT_TIMEOUT",
     "MemoryUsageStore",
+    "PostgresUsageStore",
     "SQLiteUsageStore",
+    "Spool",
     "SupportsTotals",
     "TimeBound",
     "TotalsBy",
@@ -25,9 +31,12 @@ __all__ = [
     "UsageStore",
     "UsageStoreError",
     "UsageTotals",
+    "default_spool_folder",
     "export_csv",
     "export_jsonl",
+    "open_store",
     "parse_time",
+    "redact",
     "totals_to_json",
     "write_totals_csv",
 ]

@@ -1,11 +1,14 @@
 """Exports of records (CSV, JSON Lines) and of totals (CSV, JSON).
 
 Record exports carry every :class:`UsageRecord` field in declaration order;
-``cost`` is the exact decimal as a string, empty (CSV) or ``null`` (JSONL)
-when unknown. Totals as JSON write ``cost`` as a JSON *number* spelled with
-the exact decimal digits (``"cost": 0.00000015``): ``json.loads`` gives a float
-that compares directly with the floats OpenRouter reports, and
-``json.loads(text, parse_float=decimal.Decimal)`` gives the exact sum.
+``time`` is ISO 8601 UTC with microseconds (``2026-12-01T21:13:50.123456Z``).
+
+``cost`` is written one way in every machine-readable format: the exact decimal
+digits in plain notation (``0.00000015``, never ``1.5E-7``), as a JSON *number*
+in JSON and JSON Lines (``"cost": 0.00000015``) and as the same digits in CSV;
+unknown is ``null`` (JSON) or empty (CSV), never ``0``. ``json.loads`` gives a
+float that compares directly with the floats OpenRouter reports, and
+``json.loads(text, parse_float=decimal.Decimal)`` gives the exact value.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 
-from openrouter_attribution.usage.records import UsageRecord, UsageTotals, format_cost
+from openrouter_attribution.usage.records import UsageRecord, UsageTotals, format_cost, format_time
 
 __all__ = [
     "RECORD_FIELDS",
     "TOTALS_FIELDS",
     "export_csv",
+    "export_dict",
     "export_jsonl",
     "totals_to_json",
     "write_totals_csv",
@@ -86,8 +90,8 @@ def export_csv(
         writer = csv.writer(fh)
         writer.writerow(RECORD_FIELDS)
         for rec in _count(records, progress):
-            data = rec.to_dict()
-            writer.writerow([_csv_value(data[name]) for name in RECORD_FIELDS])
+            data = export_dict(rec)
+            writer.writerow([_csv_value(format_cost(v) if isinstance(v, Decimal) else v) for v in data.values()])
             written += 1
     return written
 
@@ -98,19 +102,30 @@ def export_jsonl(
     *,
     progress: ProgressCallback | None = None,
 ) -> int:
-    """Write one JSON object per line (:meth:`UsageRecord.to_dict`); returns the count."""
+    """Write one JSON object per line (:func:`export_dict`, ``cost`` an exact JSON number); returns the count."""
     written = 0
     with _open_text(dest, newline=None) as fh:
         for rec in _count(records, progress):
-            fh.write(json.dumps(rec.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+            items = export_dict(rec).items()
+            fh.write("{" + ",".join(f"{json.dumps(k)}:{_json_value(v, compact=True)}" for k, v in items) + "}\n")
             written += 1
     return written
 
 
-def _json_value(value: Any) -> str:
+def export_dict(rec: UsageRecord) -> dict[str, Any]:
+    """The fields of ``rec`` as exports write them: ``time`` ISO 8601 UTC, ``cost`` a Decimal or ``None``.
+
+    :meth:`UsageRecord.from_dict` reads this back (``time`` as ISO text, ``cost`` as a number).
+    """
+    data = {name: getattr(rec, name) for name in RECORD_FIELDS}
+    data["time"] = format_time(rec.time)
+    return data
+
+
+def _json_value(value: Any, *, compact: bool = False) -> str:
     if isinstance(value, Decimal):
         return format_cost(value)  # a JSON number with the exact digits
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":") if compact else None)
 
 
 def totals_to_json(rows: Iterable[UsageTotals], key_name: str = "key", *, indent: int | None = 2) -> str:

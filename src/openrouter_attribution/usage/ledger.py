@@ -1,74 +1,115 @@
-"""The usage ledger: records every model call off the caller's thread.
+"""The usage ledger: every model call's record, committed before the call returns (or spooled).
 
-``record()`` appends to an in-memory queue and returns; one daemon thread
-drains the queue in batches, one transaction per batch. Storage trouble never
-reaches the model call: it is logged once per kind on the
-``openrouter_attribution.usage`` logger and counted in :attr:`UsageLedger.errors`
-and :attr:`UsageLedger.dropped`.
+Durable mode (the default): ``record()`` returns once the record is committed to the store; calls that
+finish together share one commit (group commit by the writer thread). A store that is down or slow
+never fails a call and never delays it past ``commit_timeout``: the record goes to the spool, an
+append-only fsynced file replayed into the store when it answers again or when the next process opens
+the ledger. Buffered mode: ``record()`` only queues; the writer commits every ``flush_interval``.
+
+Storage trouble never reaches the model call: it is logged once per kind on the
+``openrouter_attribution.usage`` logger and counted in :attr:`UsageLedger.errors` and
+:attr:`UsageLedger.dropped`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import functools
+import hashlib
 import logging
 import os
-import sqlite3
-import threading
-from collections import deque
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Literal
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import export, queries
+from openrouter_attribution.usage.location import parse_location
 from openrouter_attribution.usage.queries import TimeBound
 from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageStoreError, UsageTotals
+from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import UsageStore
-
-__all__ = ["UsageLedger"]
+from openrouter_attribution.usage.writer import Writer, running_loop
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
-_BATCH = 2000
+__all__ = ["DEFAULT_COMMIT_TIMEOUT", "UsageLedger", "default_spool_folder", "open_store"]
+
+DEFAULT_COMMIT_TIMEOUT = 0.25
+"""Seconds a durable ``record()`` waits for the store before it spools the record instead."""
+
+Durability = Literal["durable", "buffered"]
 
 
-def _error_kind(err: BaseException) -> str:
-    if isinstance(err, sqlite3.Error):
-        # Python 3.11+ names the SQLite result code (SQLITE_FULL, SQLITE_BUSY, SQLITE_READONLY, ...).
-        return str(getattr(err, "sqlite_errorname", None) or type(err).__name__)
-    if isinstance(err, OSError) and err.errno is not None:
-        return type(err).__name__ + f"[errno {err.errno}]"
-    return type(err).__name__
+def open_store(location: str | os.PathLike[str], *, create: bool = True) -> UsageStore:
+    """The store a location names: :class:`SQLiteUsageStore` or, for a DSN, ``PostgresUsageStore``.
+
+    Raises:
+        ConfigurationError: the location is neither an SQLite path nor a supported DSN, its folder is
+            missing, or psycopg is not installed for a DSN.
+    """
+    where = parse_location(location)
+    if where.backend == "postgres":
+        from openrouter_attribution.usage.postgres import PostgresUsageStore
+
+        return PostgresUsageStore(where.target, create=create)
+    return SQLiteUsageStore(where.target, create=create)
 
 
-def _error_text(err: BaseException) -> str:
-    # SQLite and OS messages never contain bound values; other exceptions might, so only their type is logged.
-    if isinstance(err, (sqlite3.Error, OSError, UsageStoreError)):
-        return f"{type(err).__name__}: {err}"
-    return type(err).__name__
+def default_spool_folder(location: str | os.PathLike[str]) -> str | None:
+    """Where a ledger at ``location`` spools by default; ``None`` for ``":memory:"``.
+
+    An SQLite file ``usage.db`` spools to ``usage.db-spool/`` beside it. A PostgreSQL ledger spools to
+    ``$XDG_STATE_HOME/openrouter-attribution/spool/<hash of the DSN without its password>/``
+    (``~/.local/state`` when ``XDG_STATE_HOME`` is unset), the same folder for every process of the host.
+    """
+    where = parse_location(location)
+    if where.memory:
+        return None
+    if where.backend == "sqlite":
+        return os.path.abspath(where.target) + "-spool"
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    digest = hashlib.sha256(where.display.encode()).hexdigest()[:16]
+    return os.path.join(state, "openrouter-attribution", "spool", digest)
 
 
 class UsageLedger:
-    """A thread-safe, non-blocking ledger of model calls per end-user.
+    """A thread-safe ledger of model calls per end-user, durable by default.
 
-    Share one ledger among all models of a process. ``record()`` costs about a
-    microsecond, never blocks on I/O and never raises. Queries (``totals``,
-    ``top_users``, ``records``, exports) first :meth:`flush`.
+    Share one ledger among all models of a process (and one location among all processes and hosts:
+    SQLite for the processes of one machine, PostgreSQL for a fleet). ``record()`` never raises.
 
-    A location that cannot be opened (missing permissions, a parent that is a
-    file, a corrupt file) does not raise here: the failure is logged and
-    counted in :attr:`errors`, later records are dropped and counted in
-    :attr:`dropped`, and queries raise :class:`UsageStoreError`. Check
-    ``ledger.errors`` after construction when a silent loss is unacceptable.
+    What each mode promises, for a call that has returned:
+
+    - ``durability="durable"`` (default): its record is committed, or fsynced in the spool when the
+      store did not commit within ``commit_timeout``. It survives the process being killed (SIGKILL,
+      SIGTERM, a crash). On power loss: PostgreSQL (``synchronous_commit=on``, its default) and the
+      spool keep it; SQLite in WAL mode with ``synchronous=NORMAL`` may lose the last commits.
+    - ``durability="buffered"``: its record is queued in memory and committed within about
+      ``flush_interval`` seconds; a process killed before that loses it. A batch the store refuses
+      goes to the spool in both modes.
+
+    A location that cannot be opened (missing permissions, a corrupt file) does not raise here: the
+    failure is logged and counted in :attr:`errors`, later records are dropped and counted in
+    :attr:`dropped`, and queries raise :class:`UsageStoreError`.
 
     Args:
-        path: A SQLite file (created with its parent directories) or any :class:`UsageStore`.
-            A store passed in stays open after :meth:`close`; a file the ledger opened is closed.
-        flush_interval: Seconds the writer waits to gather a batch.
+        location: An SQLite file (its folder must exist), ``":memory:"``, a PostgreSQL DSN
+            (``postgresql://user:pw@host:5432/db``, needs the ``[postgres]`` extra) or any
+            :class:`UsageStore`. A store passed in stays open after :meth:`close`.
+        durability: ``"durable"`` or ``"buffered"`` (see above).
+        commit_timeout: Seconds a durable ``record()`` waits for the commit before spooling (0.25).
+        spool: The spool folder; ``None`` picks :func:`default_spool_folder` (no spool for
+            ``":memory:"`` and for stores passed in); ``False`` disables spooling (records the store
+            refuses are then dropped and counted).
+        flush_interval: Seconds the buffered writer waits to gather a batch.
         max_queue: Records held in memory at most; beyond it new records are dropped and counted.
+        retry_interval: Seconds between attempts to reach a store that failed.
 
     Raises:
-        ConfigurationError: ``flush_interval`` or ``max_queue`` is not positive.
+        ConfigurationError: a bad location (see :func:`open_store`) or option.
 
     Example:
         >>> with UsageLedger(":memory:") as ledger:
@@ -80,169 +121,185 @@ class UsageLedger:
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | UsageStore,
+        location: str | os.PathLike[str] | UsageStore,
         *,
+        durability: Durability = "durable",
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
+        spool: str | os.PathLike[str] | Literal[False] | None = None,
         flush_interval: float = 0.5,
         max_queue: int = 100_000,
+        retry_interval: float = 1.0,
     ) -> None:
-        if not flush_interval > 0:
-            raise ConfigurationError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        if max_queue < 1:
-            raise ConfigurationError(f"max_queue must be >= 1, got {max_queue!r}")
-        self._flush_interval = float(flush_interval)
-        self._max_queue = max_queue
-        self._cond = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
-        self._buffer: deque[UsageRecord] = deque()
-        self._queued = self._processed = 0
-        self._written = self._dropped = self._errors = 0
-        self._logged: set[str] = set()
-        self._closed = False
+        _check_options(durability, commit_timeout, flush_interval, max_queue, retry_interval)
+        self._durable = durability == "durable"
         self._open_error: BaseException | None = None
-        self._store: UsageStore | None
-        if isinstance(path, (str, os.PathLike)):
-            self._path: str = os.fspath(path)
-            self._owns_store = True
+        self._owns_store = isinstance(location, (str, os.PathLike))
+        store: UsageStore | None
+        if isinstance(location, (str, os.PathLike)):
+            where = parse_location(location)
+            self._path = where.display
+            spool_folder = default_spool_folder(location) if spool is None else spool
             try:
-                self._store = SQLiteUsageStore(self._path)
-            except Exception as err:  # any failure to open must not break the application
-                self._store = None
-                self._open_error = err
-                self._fail("open", err, dropped=0)
+                store = open_store(location)
+            except ConfigurationError:
+                raise
+            except Exception as err:  # any other failure to open must not break the application
+                store, self._open_error = None, err
         else:
-            self._store = path
-            self._path = str(getattr(path, "path", repr(path)))
-            self._owns_store = False
-        self._thread = threading.Thread(target=self._run, name="openrouter-usage-writer", daemon=True)
-        if self._store is not None:
-            self._thread.start()
+            store = location
+            self._path = str(getattr(location, "path", repr(location)))
+            spool_folder = spool
+        if store is None:
+            store = _BrokenStore(self._path, self._open_error)
+        self._store = store
+        self._spool = _make_spool(spool_folder, explicit=spool is not None)
+        self._writer = Writer(store, name=self._path, durable=self._durable, commit_timeout=commit_timeout,
+                              flush_interval=flush_interval, max_queue=max_queue, retry_interval=retry_interval,
+                              spool=self._spool)  # fmt: skip
+        if self._open_error is not None:
+            self._writer.fail("open", self._open_error, dropped=0)
         atexit.register(self.close)
 
     # -- counters ---------------------------------------------------------------------------------------
 
     @property
     def path(self) -> str:
-        """The ledger's location (the store's ``path``, or its repr)."""
+        """The ledger's location (a DSN with its password redacted; a store's ``path`` or repr)."""
         return self._path
+
+    @property
+    def durability(self) -> Durability:
+        """``"durable"`` or ``"buffered"``."""
+        return "durable" if self._durable else "buffered"
+
+    @property
+    def spool_folder(self) -> str | None:
+        """Where records wait when the store cannot take them (``None``: no spool)."""
+        return None if self._spool is None else self._spool.folder
 
     @property
     def written(self) -> int:
         """Records handed to the store in committed batches (a re-written ``record_id`` counts again)."""
-        return self._written
+        return self._writer.written
+
+    @property
+    def spooled(self) -> int:
+        """Records written to the spool (the store was down or slow); replayed into the store later."""
+        return self._writer.spooled
 
     @property
     def dropped(self) -> int:
-        """Records lost: storage errors, a full queue, an unopenable location, or recorded after close."""
-        return self._dropped
+        """Records lost: a failed write without a spool, a full queue, a failed spool append, after close."""
+        return self._writer.dropped
 
     @property
     def errors(self) -> int:
-        """Storage failures: failed opens and failed batch writes."""
-        return self._errors
+        """Storage failures: a failed open, writes, replays and spool appends."""
+        return self._writer.errors
 
     @property
     def pending(self) -> int:
-        """Records queued but not yet written."""
-        return len(self._buffer)
+        """Records queued but not yet handled."""
+        return self._writer.queued - self._writer.processed
 
     # -- writing ----------------------------------------------------------------------------------------
 
     def record(self, rec: UsageRecord) -> None:
-        """Queue one record for writing; cheap, non-blocking, never raises."""
+        """Record one call; never raises.
+
+        Durable: returns once ``rec`` is committed (or spooled after ``commit_timeout``). Called on a
+        thread that runs an event loop (a synchronous callback inside an async run) it does not block
+        the loop: the record is queued and committed (or spooled) in the background. Async code
+        should ``await`` :meth:`arecord`. Buffered: only queues.
+        """
+        self.record_many((rec,))
+
+    def record_many(self, records: Iterable[UsageRecord]) -> None:
+        """Record several calls with one wait (and one commit when they fit in a batch); never raises."""
         try:
-            if not isinstance(rec, UsageRecord):
-                reason = f"record dropped: not a UsageRecord ({type(rec).__name__})"
-                self._note("invalid", reason, dropped=1, error=False)
+            batch = self._valid(records)
+            if not batch:
                 return
-            with self._cond:
-                if not self._closed and self._store is not None and len(self._buffer) < self._max_queue:
-                    self._buffer.append(rec)
-                    self._queued += 1
-                    if len(self._buffer) == _BATCH:
-                        self._wake.set()
-                    return
-                reason = "closed" if self._closed else "unavailable" if self._store is None else "queue full"
-            self._note(reason, f"record dropped: ledger {reason}", dropped=1, error=False)
+            w = self._writer
+            loop = running_loop() if self._durable else None
+            with w.lock:
+                seq = w.enqueue(batch)
+                if seq is None or not self._durable:
+                    done = True
+                elif loop is not None:
+                    w.watch(seq, loop).add_done_callback(functools.partial(self._late, loop=loop, batch=batch))
+                    done = True
+                else:
+                    done = w.live() and w.wait(seq, w.commit_timeout)
+            if seq is None:
+                self._refused(len(batch))
+            elif not done:
+                w.spool_late(batch)
         except Exception as err:  # record() is called inside model calls: it must never raise
-            self._fail("record", err, dropped=1)
+            self._writer.fail("record", err, dropped=0)
 
-    def _run(self) -> None:
-        assert self._store is not None
-        while True:
-            self._wake.wait(self._flush_interval)
-            self._wake.clear()
-            while True:
-                with self._cond:
-                    if not self._buffer:
-                        if self._closed:
-                            return
-                        break
-                    n = min(len(self._buffer), _BATCH)
-                    batch = [self._buffer.popleft() for _ in range(n)]
-                self._write(self._store, batch)
-
-    def _write(self, store: UsageStore, batch: list[UsageRecord]) -> None:
+    async def arecord(self, rec: UsageRecord) -> None:
+        """Async :meth:`record`: waits for the commit without blocking the event loop; never raises."""
         try:
-            store.write_many(batch)
-        except Exception as err:  # storage errors are counted and logged, never raised into model calls
-            self._fail("write", err, dropped=len(batch), processed=len(batch))
-            return
-        with self._cond:
-            self._written += len(batch)
-            self._processed += len(batch)
-            self._cond.notify_all()
+            batch = self._valid((rec,))
+            if not batch:
+                return
+            w = self._writer
+            fut = None
+            with w.lock:
+                seq = w.enqueue(batch)
+                if seq is not None and self._durable and w.live():
+                    fut = w.watch(seq, asyncio.get_running_loop())
+            if seq is None:
+                self._refused(1)
+            elif self._durable and (fut is None or not await fut):
+                await asyncio.to_thread(w.spool_late, batch)
+        except Exception as err:  # arecord() is awaited inside model calls: it must never raise
+            self._writer.fail("record", err, dropped=0)
 
-    def _fail(self, stage: str, err: BaseException, *, dropped: int, processed: int = 0) -> None:
-        kind = f"{stage}:{_error_kind(err)}"
-        message = f"{stage} failed ({_error_text(err)})"
-        self._note(kind, message, dropped=dropped, error=True, processed=processed)
+    def _late(self, fut: asyncio.Future[bool], *, loop: asyncio.AbstractEventLoop, batch: list[UsageRecord]) -> None:
+        if not fut.cancelled() and not fut.result():
+            loop.run_in_executor(None, self._writer.spool_late, batch)
 
-    def _note(self, kind: str, message: str, *, dropped: int, error: bool, processed: int = 0) -> None:
-        with self._cond:
-            self._dropped += dropped
-            self._errors += error
-            self._processed += processed
-            first = kind not in self._logged
-            self._logged.add(kind)
-            self._cond.notify_all()
-        level = logging.WARNING if first else logging.DEBUG
-        later = "; later occurrences are logged at DEBUG level" if first else ""
-        if dropped:
-            logger.log(
-                level, "usage ledger %s: %s; %d record(s) dropped%s", self._path, message, dropped, later
-            )
-        else:
-            logger.log(level, "usage ledger %s: %s; records will be dropped%s", self._path, message, later)
+    def _valid(self, records: Iterable[UsageRecord]) -> list[UsageRecord]:
+        batch = []
+        for rec in records:
+            if isinstance(rec, UsageRecord):
+                batch.append(rec)
+            else:
+                reason = f"record dropped: not a UsageRecord ({type(rec).__name__})"
+                self._writer.note("invalid", reason, dropped=1, error=False)
+        return batch
+
+    def _refused(self, n: int) -> None:
+        reason = "closed" if self._writer.closed else "queue full"
+        self._writer.note(reason, f"record dropped: ledger {reason}", dropped=n, error=False)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record queued before this call is written (or dropped).
+        """Wait until every record queued before this call is committed (or spooled, or dropped).
 
         Returns:
             True when done, False when ``timeout`` seconds passed first.
         """
-        if threading.current_thread() is self._thread:
+        w = self._writer
+        if w.on_writer_thread():
             return False
-        with self._cond:
-            target = self._queued
-            self._wake.set()
-            # A writer that is not running (never opened, or lost in a fork) cannot make progress.
-            self._cond.wait_for(lambda: self._processed >= target or not self._thread.is_alive(), timeout)
-            return self._processed >= target
+        with w.lock:
+            target = w.request_flush()
+            if not w.live():
+                return w.processed >= target
+            return w.wait(target, timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Write what is queued, stop the writer thread and close the store it opened; idempotent.
+        """Commit what is queued, stop the writer thread and close the store it opened; idempotent.
 
         Also runs at interpreter exit. Records passed to :meth:`record` afterwards are dropped.
         """
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
+        if self._writer.closed:
+            return
         atexit.unregister(self.close)
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._owns_store and self._store is not None:
+        self._writer.close(timeout)
+        if self._owns_store:
             self._store.close()
 
     def __enter__(self) -> UsageLedger:
@@ -257,7 +314,7 @@ class UsageLedger:
     # -- queries ----------------------------------------------------------------------------------------
 
     def _readable(self) -> UsageStore:
-        if self._store is None:
+        if self._open_error is not None:
             raise UsageStoreError(f"the ledger at {self._path} could not be opened") from self._open_error
         self.flush()
         return self._store
@@ -310,3 +367,47 @@ class UsageLedger:
     ) -> int:
         """Write matching records as JSON Lines (see :func:`export.export_jsonl`); returns the count."""
         return export.export_jsonl(self.records(since, until, user), path_or_file)
+
+
+def _check_options(
+    durability: str, commit_timeout: float, flush_interval: float, max_queue: int, retry_interval: float
+) -> None:
+    if durability not in ("durable", "buffered"):
+        raise ConfigurationError(f"durability must be 'durable' or 'buffered', got {durability!r}")
+    for name, value in (("commit_timeout", commit_timeout), ("flush_interval", flush_interval),
+                        ("retry_interval", retry_interval)):  # fmt: skip
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+    if max_queue < 1:
+        raise ConfigurationError(f"max_queue must be >= 1, got {max_queue!r}")
+
+
+class _BrokenStore:
+    """Stands for a store that could not be opened: every write fails (and is spooled, when possible)."""
+
+    def __init__(self, path: str, error: BaseException | None) -> None:
+        self.path = path
+        self._error = error
+
+    def write_many(self, records: Sequence[UsageRecord]) -> None:
+        raise UsageStoreError(f"the ledger at {self.path} could not be opened")
+
+    def iter_records(
+        self, since: float | None = None, until: float | None = None, user: str | None = None
+    ) -> Iterator[UsageRecord]:
+        raise UsageStoreError(f"the ledger at {self.path} could not be opened") from self._error
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _make_spool(folder: str | os.PathLike[str] | Literal[False] | None, *, explicit: bool) -> Spool | None:
+    if not folder:
+        return None
+    try:
+        return Spool(folder)
+    except OSError as err:
+        if explicit:
+            raise ConfigurationError(f"cannot use {os.fspath(folder)!r} as the spool folder: {err}") from err
+        logger.warning("usage ledger: no spool (cannot create %s: %s)", os.fspath(folder), err)
+        return None

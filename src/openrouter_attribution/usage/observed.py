@@ -15,10 +15,12 @@ does not report stays ``None`` (an unknown cost is never ``0``).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,10 +30,12 @@ from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.usage.records import UsageRecord, parse_cost
 
 __all__ = [
+    "USAGE_RECORD_ID",
     "CallTracker",
     "Observed",
     "ObservedCall",
     "build_record",
+    "claim_record_id",
     "never_raises",
     "openai_usage",
     "outcome_of",
@@ -50,6 +54,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 # as the models' own ledger records it (see `client._Abandoned`).
 _ABANDONED = frozenset({"GeneratorExit", "CancelledError", "_Abandoned"})
 
+USAGE_RECORD_ID = "usage_record_id"
+"""The attribute a failed call's exception carries: the ``record_id`` its usage record was written under."""
+
+# The call a handler saw start last in this context. A stream closed early is recorded twice with no
+# shared id on either side (LangChain tells its handlers before the model's own pipeline sees the
+# close, LlamaIndex after it): both sides agree on one record id through this call instead.
+_CURRENT: contextvars.ContextVar[ObservedCall | None] = contextvars.ContextVar(
+    "openrouter_attribution_observed_call", default=None
+)
+_CLAIM = threading.Lock()
+
 
 @dataclass(slots=True)
 class ObservedCall:
@@ -65,6 +80,10 @@ class ObservedCall:
     """Epoch seconds at the start."""
     first: float | None = None
     """``time.perf_counter()`` at the first streamed token, for streams."""
+    record_id: str | None = None
+    """The record id agreed with a model's own ledger for this call (see :func:`claim_record_id`)."""
+    finished: float | None = None
+    """``time.perf_counter()`` when the handler wrote the record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +115,10 @@ class CallTracker(Generic[K]):
         self._lock = threading.Lock()
 
     def start(self, key: K, call: ObservedCall) -> None:
-        """Remember ``call`` under ``key``."""
+        """Remember ``call`` under ``key`` (and as the call of this context, see :func:`claim_record_id`)."""
         with self._lock:
             self._calls[key] = call
+        _CURRENT.set(call)
 
     def token(self, key: K) -> None:
         """Note a streamed token; the first one sets the time to first token."""
@@ -248,4 +268,36 @@ def build_record(
         streamed=call.first is not None,
         outcome=outcome_of(error),
         framework=framework,
+        record_id=_handler_record_id(call, observed, error, now),
     )
+
+
+def _handler_record_id(call: ObservedCall, observed: Observed, error: BaseException | None, now: float) -> str:
+    # A model with `ledger=` attached its record id to the error it raised, or agreed one for a stream
+    # through the call of this context: the same call, one record.
+    attached = getattr(error, USAGE_RECORD_ID, None) if error is not None else None
+    with _CLAIM:
+        if isinstance(attached, str) and attached:
+            record_id = attached
+        else:
+            record_id = observed.generation_id or call.record_id or uuid.uuid4().hex
+        call.record_id, call.finished = record_id, now
+    return record_id
+
+
+def claim_record_id(record_id: str, *, started: float, model: str | None) -> str:
+    """The record id a model's own pipeline writes a stream under, agreed with a usage handler.
+
+    When a handler observes the same call (its start was the last in this context, before the stream
+    started, and it had not finished by then; same model), both sides use whichever id came first.
+    Otherwise ``record_id`` itself.
+    """
+    call = _CURRENT.get()
+    if call is None or call.started > started or (call.finished is not None and call.finished < started):
+        return record_id
+    if model is not None and call.model_requested is not None and model != call.model_requested:
+        return record_id
+    with _CLAIM:
+        if call.record_id is None:
+            call.record_id = record_id
+        return call.record_id

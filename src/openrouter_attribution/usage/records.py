@@ -18,6 +18,8 @@ import time as _time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime as _datetime
+from datetime import timezone as _timezone
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Literal, get_args
 
@@ -31,14 +33,19 @@ __all__ = [
     "UsageTotals",
     "add_costs",
     "format_cost",
+    "format_time",
+    "parse_record_time",
     "parse_cost",
     "sort_totals",
 ]
 
-TotalsBy = Literal["user", "model", "day", "session", "provider"]
+TotalsBy = Literal["user", "model", "day", "session", "provider", "kind"]
 """Grouping keys accepted by ``totals(by=...)``."""
 
 TOTALS_BY: tuple[str, ...] = get_args(TotalsBy)
+
+KINDS: tuple[str, ...] = ("chat", "embeddings")
+"""The values of :attr:`UsageRecord.kind`."""
 
 # Additions in this context never round: the exponent range and precision are
 # the largest Decimal supports, so sums of costs stay exact.
@@ -83,6 +90,27 @@ def parse_cost(value: object) -> Decimal | None:
     return cost
 
 
+def format_time(epoch: float) -> str:
+    """ISO 8601 UTC with microseconds and a ``Z``: ``1764623630.123456`` -> ``"2025-12-01T21:13:50.123456Z"``."""
+    return _datetime.fromtimestamp(epoch, tz=_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_record_time(value: object) -> float:
+    """Epoch seconds from a number or from the ISO 8601 text :func:`format_time` writes (exports)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+        moment = _datetime.fromisoformat(iso)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=_timezone.utc)).timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"time must be epoch seconds or an ISO 8601 string, not {type(value).__name__}")
+
+
 def format_cost(cost: Decimal) -> str:
     """Plain decimal notation without exponent (``Decimal("1.5E-7")`` -> ``"0.00000015"``)."""
     return format(cost, "f")
@@ -102,7 +130,7 @@ class UsageRecord:
     """One model call, attributed to an end-user.
 
     All fields are keyword-only; everything but ``time``, ``streamed``,
-    ``outcome`` and ``record_id`` defaults to ``None`` (unknown).
+    ``outcome``, ``kind`` and ``record_id`` defaults to ``None`` (unknown).
 
     Example:
         >>> from decimal import Decimal
@@ -146,17 +174,23 @@ class UsageRecord:
     """``"ok"``, the error class name (e.g. ``"RateLimitError"``) or ``"abandoned"``."""
     framework: str | None = None
     """``"langchain"``, ``"llama_index"`` or ``None`` for direct use."""
-    record_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    """Unique id; a store keeps one record per id, so re-writing a record is harmless."""
+    kind: str = "chat"
+    """What the call was: ``"chat"`` (chat completions) or ``"embeddings"``."""
+    record_id: str = ""
+    """The record's identity: a store keeps one record per id, so writing a record again (two recorders on
+    one call, a retried batch, a replayed spool) keeps one row. Defaults to ``generation_id`` when known,
+    otherwise to a new random id (32 hex digits)."""
 
     def __post_init__(self) -> None:
+        if not self.record_id:
+            object.__setattr__(self, "record_id", self.generation_id or uuid.uuid4().hex)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if not (self.cost is None or isinstance(self.cost, Decimal)):
             # Frozen dataclass: normalise through object.__setattr__, as dataclasses document.
             object.__setattr__(self, "cost", parse_cost(self.cost))
         elif self.cost is not None and not self.cost.is_finite():
             raise ValueError("cost must be finite")
-        if not self.record_id:
-            raise ValueError("record_id must be a non-empty string")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field; ``cost`` becomes a decimal string (or ``None``)."""
@@ -179,7 +213,7 @@ class UsageRecord:
         if "cost" in kwargs:
             kwargs["cost"] = parse_cost(kwargs["cost"])
         if "time" in kwargs:
-            kwargs["time"] = float(kwargs["time"])
+            kwargs["time"] = parse_record_time(kwargs["time"])
         return cls(**kwargs)
 
 

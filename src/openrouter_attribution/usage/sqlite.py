@@ -4,7 +4,12 @@ Concurrency: the database runs in WAL mode (https://www.sqlite.org/wal.html),
 so readers never block the writer; every batch is one ``BEGIN IMMEDIATE``
 transaction, and a writer that finds the database locked by another process
 waits up to ``busy_timeout`` seconds before failing. Inside one process the
-store shares a single connection guarded by a lock.
+store writes through one connection guarded by a lock and reads through a second.
+A record whose ``record_id`` is stored already is skipped (``ON CONFLICT DO NOTHING``).
+
+Durability: ``synchronous = NORMAL`` in WAL mode: a committed transaction survives
+the process being killed (SIGKILL included); an operating-system crash or power
+loss can undo the last transactions before it.
 
 Cost is stored as TEXT holding the exact decimal (``"0.00000015"``), never as
 REAL. SQL sums it with ``usage_decimal_sum``, an aggregate this store
@@ -24,7 +29,6 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from openrouter_attribution.usage.records import (
@@ -36,60 +40,49 @@ from openrouter_attribution.usage.records import (
     add_costs,
     format_cost,
 )
+from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
 
-__all__ = ["SQLiteUsageStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteUsageStore"]
 
-SCHEMA_VERSION = 1
-
-_COLUMNS = (
-    "record_id",
-    "time",
-    "user",
-    "session_id",
-    "model_requested",
-    "model_used",
-    "provider",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost",
-    "latency_s",
-    "ttft_s",
-    "generation_id",
-    "streamed",
-    "outcome",
-    "framework",
+# Each entry moves the schema from version i to i + 1 (index 0 creates version 1). Version 1 is the
+# schema of the first release; a file with a lower user_version is brought up to date when opened.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS usage_records (
+            record_id TEXT PRIMARY KEY NOT NULL,
+            time REAL NOT NULL,
+            user TEXT,
+            session_id TEXT,
+            model_requested TEXT,
+            model_used TEXT,
+            provider TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            cost TEXT,
+            latency_s REAL,
+            ttft_s REAL,
+            generation_id TEXT,
+            streamed INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            framework TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time)",
+        "CREATE INDEX IF NOT EXISTS usage_records_user_time ON usage_records (user, time)",
+    ),
+    (
+        "ALTER TABLE usage_records ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat'",
+        "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records (COALESCE(model_used, model_requested))",
+        "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
+    ),
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage_records (
-    record_id TEXT PRIMARY KEY NOT NULL,
-    time REAL NOT NULL,
-    user TEXT,
-    session_id TEXT,
-    model_requested TEXT,
-    model_used TEXT,
-    provider TEXT,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    cached_tokens INTEGER,
-    reasoning_tokens INTEGER,
-    cost TEXT,
-    latency_s REAL,
-    ttft_s REAL,
-    generation_id TEXT,
-    streamed INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    framework TEXT
-);
-CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time);
-CREATE INDEX IF NOT EXISTS usage_records_user_time ON usage_records (user, time);
-"""
+SCHEMA_VERSION = len(_MIGRATIONS)
+"""The schema version this release writes (``PRAGMA user_version``)."""
 
-_INSERT = (
-    f"INSERT OR IGNORE INTO usage_records ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
-)
+_INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) " \
+    "ON CONFLICT (record_id) DO NOTHING"  # fmt: skip
 
 # floor(time) keeps SQL and Python (storage.group_key) on the same UTC day near midnight.
 _DAY = "strftime('%Y-%m-%d', CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), 'unixepoch')"
@@ -99,6 +92,7 @@ _KEY_SQL: dict[str, str] = {
     "day": _DAY,
     "session": "session_id",
     "provider": "provider",
+    "kind": "kind",
 }
 
 _PAGE = 1000
@@ -125,35 +119,6 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in str(err) or "busy" in str(err)
 
 
-def _to_row(rec: UsageRecord) -> tuple[object, ...]:
-    return (
-        rec.record_id,
-        rec.time,
-        rec.user,
-        rec.session_id,
-        rec.model_requested,
-        rec.model_used,
-        rec.provider,
-        rec.prompt_tokens,
-        rec.completion_tokens,
-        rec.cached_tokens,
-        rec.reasoning_tokens,
-        None if rec.cost is None else format_cost(rec.cost),
-        rec.latency_s,
-        rec.ttft_s,
-        rec.generation_id,
-        int(rec.streamed),
-        rec.outcome,
-        rec.framework,
-    )
-
-
-def _from_row(row: Sequence[object]) -> UsageRecord:
-    data = dict(zip(_COLUMNS, row, strict=True))
-    data["streamed"] = bool(data["streamed"])
-    return UsageRecord.from_dict(data)
-
-
 def _where(since: float | None, until: float | None, user: str | None) -> tuple[str, list[object]]:
     clauses: list[str] = []
     params: list[object] = []
@@ -172,14 +137,17 @@ def _where(since: float | None, until: float | None, user: str | None) -> tuple[
 class SQLiteUsageStore:
     """Usage records in one SQLite file (see the module docstring for concurrency and cost).
 
+    Opening a file written by an earlier release migrates its schema (``PRAGMA user_version``) to
+    :data:`SCHEMA_VERSION` in one transaction; a file from a newer release is refused.
+
     Args:
-        path: The database file (parent directories are created), or ``":memory:"``.
+        path: The database file (its folder must exist; the file is created), or ``":memory:"``.
         busy_timeout: Seconds a write waits for another process's lock before failing.
         create: When false, open an existing ledger only and raise :class:`UsageStoreError`
             if there is none (what read-only tools such as the CLI want).
 
     Raises:
-        UsageStoreError: ``create=False`` and no ledger exists at ``path``.
+        UsageStoreError: ``create=False`` and no ledger exists at ``path``, or the schema is newer.
         sqlite3.Error, OSError: the file cannot be created or opened.
 
     Example:
@@ -196,29 +164,19 @@ class SQLiteUsageStore:
         self.path = os.fspath(path)
         """The database file."""
         self.busy_timeout = busy_timeout
+        """Seconds a write waits for another process's lock."""
+        self.migrated_from: int | None = None
+        """The schema version the file had when opened, if it was migrated (``0``: a new file)."""
         self._lock = threading.RLock()
-        memory = self.path == ":memory:"
-        if create and not memory:
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        if create or memory:
-            target, uri = (self.path if memory else os.path.expanduser(self.path)), False
-        else:
-            quoted = urllib.parse.quote(os.path.abspath(os.path.expanduser(self.path)))
-            target, uri = f"file:{quoted}?mode=rw", True
-        try:
-            conn = sqlite3.connect(
-                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
-            )
-        except sqlite3.OperationalError as err:
-            if not create:
-                raise UsageStoreError(f"no ledger at {self.path}") from err
-            raise
+        self._read_lock = threading.Lock()
+        self._memory = self.path == ":memory:"
+        self._create = create
+        conn = self._open()
         try:
             self._configure_connection(conn)
-            if create:
-                self._create_schema(conn)
-            else:
+            if not create:
                 self._check_schema(conn)
+            self._migrate(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
             if not create:
@@ -227,47 +185,73 @@ class SQLiteUsageStore:
         except BaseException:
             conn.close()
             raise
+        self._conn: sqlite3.Connection | None = conn
+        # WAL lets a second connection read while the first writes: reports never hold up commits.
+        self._reader: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._create or self._memory:
+            target, uri = (self.path if self._memory else os.path.expanduser(self.path)), False
+        else:
+            quoted = urllib.parse.quote(os.path.abspath(os.path.expanduser(self.path)))
+            target, uri = f"file:{quoted}?mode=rw", True
+        try:
+            conn = sqlite3.connect(
+                target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
+            )
+        except sqlite3.OperationalError as err:
+            if not self._create:
+                raise UsageStoreError(f"no ledger at {self.path}") from err
+            raise
         # typeshed types aggregate values as int; ours receives the TEXT cost column.
         conn.create_aggregate("usage_decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
-        self._conn: sqlite3.Connection | None = conn
+        return conn
 
     def _configure_connection(self, conn: sqlite3.Connection) -> None:
         """Per-connection settings; subclasses may add pragmas (tests use ``max_page_count``)."""
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        # WAL + NORMAL: a commit survives the process being killed; an OS crash or power loss may lose
+        # the last commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
         conn.execute("PRAGMA synchronous = NORMAL")
 
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         # Switching to WAL needs an exclusive lock and SQLite reports SQLITE_BUSY for it without calling
         # the busy handler when other processes open the same new file at once: retry until busy_timeout.
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
-                self._create_schema_once(conn)
+                self._migrate_once(conn)
                 return
             except sqlite3.OperationalError as err:
                 if not _is_busy(err) or time.monotonic() >= deadline:
                     raise
                 time.sleep(random.uniform(0.005, 0.05))
 
-    def _create_schema_once(self, conn: sqlite3.Connection) -> None:
+    def _migrate_once(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # the common case: no write lock taken
         # WAL is persistent in the file; a filesystem without WAL support keeps its journal mode.
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if not self._memory and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise UsageStoreError(
-                    f"{self.path} has ledger schema {version}; this library knows {SCHEMA_VERSION}"
+                    f"{self.path} has ledger schema {version}; this library knows {SCHEMA_VERSION}: upgrade "
+                    "openrouter-attribution"
                 )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        if version < SCHEMA_VERSION:
+            self.migrated_from = version
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        with self._lock:
+            return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         try:
@@ -284,32 +268,63 @@ class SQLiteUsageStore:
             raise UsageStoreError(f"the ledger store {self.path} is closed")
         return self._conn
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``: the write lock is taken first, so a check-then-write
+        inside it is atomic across processes); rolled back on any error."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                # The original error propagates; a failed rollback adds nothing to it.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write transaction on this store's connection (for features built on the store)."""
+        with self._lock, self._transaction(self._connection()) as conn:
+            yield conn
+
     def write_many(self, records: Sequence[UsageRecord]) -> None:
         """Insert records in one transaction; ids already stored are ignored.
 
         Raises:
             sqlite3.Error: locked beyond ``busy_timeout``, disk full, read-only file, ...
         """
-        rows = [_to_row(rec) for rec in records]
-        if not rows:
-            return
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+        rows = [to_row(rec, cost_as_text=True) for rec in records]
+        if len(rows) == 1:
+            with self._lock:  # one statement is its own transaction: no BEGIN / COMMIT round
+                self._connection().execute(_INSERT, rows[0])
+        elif rows:
+            with self.transaction() as conn:
                 conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
-            finally:
-                if conn.in_transaction:
-                    # The original error propagates; a failed rollback adds nothing to it.
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
+
+    def prune(self, before: float, *, dry_run: bool = False) -> int:
+        """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""
+        if dry_run:
+            return int(self._fetch("SELECT COUNT(*) FROM usage_records WHERE time < ?", [before])[0][0])
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM usage_records WHERE time < ?", (before,)).rowcount
+
+    def _read_connection(self) -> sqlite3.Connection:
+        conn = self._connection()
+        if self._memory:
+            return conn
+        if self._reader is None:
+            reader = self._open()
+            self._configure_connection(reader)
+            self._reader = reader
+        return self._reader
 
     def _fetch(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            conn = self._connection()
+        lock = self._lock if self._memory else self._read_lock
+        with lock:
             try:
-                return conn.execute(sql, params).fetchall()
+                return self._read_connection().execute(sql, params).fetchall()
             except sqlite3.Error as err:
                 raise UsageStoreError(f"cannot read the ledger {self.path}: {err}") from err
 
@@ -325,14 +340,14 @@ class SQLiteUsageStore:
         cursor_clause = " AND " if where else " WHERE "
         after: tuple[object, object] | None = None
         while True:
-            sql = f"SELECT {', '.join(_COLUMNS)} FROM usage_records{where}"
+            sql = f"SELECT {', '.join(COLUMNS)} FROM usage_records{where}"
             page_params = list(params)
             if after is not None:
                 sql += f"{cursor_clause}(time, record_id) > (?, ?)"
                 page_params.extend(after)
             rows = self._fetch(sql + f" ORDER BY time, record_id LIMIT {_PAGE}", page_params)
             for row in rows:
-                yield _from_row(row)
+                yield from_row(row)
             if len(rows) < _PAGE:
                 return
             after = (rows[-1][1], rows[-1][0])
@@ -355,28 +370,15 @@ class SQLiteUsageStore:
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
             f"usage_decimal_sum(cost), COUNT(*) - COUNT(cost) FROM usage_records{where} GROUP BY k"
         )
-        rows = self._fetch(sql, params)
-        return [
-            UsageTotals(
-                key=k,
-                requests=n,
-                errors=e,
-                prompt_tokens=p,
-                completion_tokens=c,
-                cached_tokens=ca,
-                reasoning_tokens=r,
-                cost=None if cost is None else Decimal(str(cost)),
-                unknown_cost_requests=u,
-            )
-            for k, n, e, p, c, ca, r, cost, u in rows
-        ]
+        return [totals_row(row) for row in self._fetch(sql, params)]
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Close the connections; idempotent."""
+        with self._lock, self._read_lock:
+            for conn in (self._reader, self._conn):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._reader = None
 
     def __repr__(self) -> str:
         return f"SQLiteUsageStore({self.path!r})"

@@ -92,6 +92,8 @@ def group_key(record: UsageRecord, by: TotalsBy | None) -> str | None:
         return record.session_id
     if by == "provider":
         return record.provider
+    if by == "kind":
+        return record.kind
     raise ValueError(f"cannot group by {by!r}")
 
 

@@ -1,0 +1,196 @@
+"""The usage ledger's cost: client CPU per call as a share of a call, and records per second from 4 processes.
+
+Variants: no ledger, SQLite durable, SQLite buffered, PostgreSQL durable (a throwaway server started here,
+fsync on; skipped with its reason when the machine has no PostgreSQL binaries).
+
+- ``share``: the ledger's CPU per call (building the record, ``ledger.record()`` and the writer thread's
+  commit, all counted by ``time.process_time()``) measured in isolation, one call at a time, so every
+  durable record is its own commit (the worst case: no group commit), divided by the client CPU of our
+  LangChain model's call without a ledger, measured in the same run.
+- ``end to end``: the model's sync call CPU with each ledger (noisy: shown, not judged).
+- ``records/s``: 4 processes x 8 threads recording durable records as fast as they can (wall clock).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import measure
+from clients import API_KEY, MODEL, PROMPT
+
+TARGETS = {"sqlite-durable": 0.05, "sqlite-buffered": 0.02, "postgres-durable": 0.10}
+LABELS = {"none": "no ledger", "sqlite-durable": "SQLite, durable", "sqlite-buffered": "SQLite, buffered",
+          "postgres-durable": "PostgreSQL, durable"}  # fmt: skip
+PROCESSES, THREADS = 4, 8
+
+
+def _locations(folder: Path, pg: Any) -> dict[str, tuple[str, str] | None]:
+    spots: dict[str, tuple[str, str] | None] = {
+        "none": None,
+        "sqlite-durable": (str(folder / "durable.db"), "durable"),
+        "sqlite-buffered": (str(folder / "buffered.db"), "buffered"),
+    }
+    if pg is not None:
+        spots["postgres-durable"] = (pg.create_database("bench"), "durable")
+    return spots
+
+
+def _record_loop(ledger: Any, n: int) -> float:
+    """CPU µs per call of the ledger's part of a call: build the record, record it (commit included)."""
+    from openrouter_attribution.attribution import Attribution
+    from openrouter_attribution.usage.calls import record_call
+
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "user": "app_1"}
+    attribution = Attribution(user="app_1")
+    usage = SimpleNamespace(prompt_tokens=9, completion_tokens=9, cached_tokens=0, reasoning_tokens=0,
+                            cost=Decimal("0.0000054"))  # fmt: skip
+    completion = SimpleNamespace(id="", model=MODEL, provider="OpenAI", usage=usage)  # what parse_completion gives
+    start = time.process_time()
+    for i in range(n):
+        completion.id = f"gen-bench-{time.time_ns()}-{i}"
+        record_call(ledger, body=body, attribution=attribution, started=time.perf_counter(), first=None,
+                    source=completion, error=None, framework="langchain")  # fmt: skip
+    ledger.flush()
+    return (time.process_time() - start) / n * 1e6
+
+
+def _worker(location: str, per_thread: int, barrier: Any) -> None:
+    from openrouter_attribution.usage import UsageLedger, UsageRecord
+
+    with UsageLedger(location) as ledger:
+        barrier.wait(60)
+
+        def work(t: int) -> None:
+            for i in range(per_thread):
+                ledger.record(UsageRecord(user=f"u{i % 9}", cost="0.0000012", prompt_tokens=9))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def _throughput(location: str, per_thread: int) -> float:
+    from openrouter_attribution.usage import UsageLedger
+
+    UsageLedger(location).close()  # schema first
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES + 1)
+    procs = [ctx.Process(target=_worker, args=(location, per_thread, barrier)) for _ in range(PROCESSES)]
+    for p in procs:
+        p.start()
+    barrier.wait(120)
+    start = time.perf_counter()
+    for p in procs:
+        p.join(600)
+    wall = time.perf_counter() - start
+    if any(p.exitcode != 0 for p in procs):
+        raise RuntimeError(f"a writer process failed: exit codes {[p.exitcode for p in procs]}")
+    return PROCESSES * THREADS * per_thread / wall
+
+
+def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> None:
+    """Fill ``results["ledger"]``; a variant that cannot be measured raises (the run must fail)."""
+    from openrouter_attribution.langchain import ChatOpenRouter
+    from openrouter_attribution.usage import UsageLedger
+
+    out: dict[str, Any] = {"variants": {}, "skipped": {}}
+    results["ledger"] = out
+    pg = _start_postgres(out)
+    folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+    rounds, calls = (1, 20) if settings.smoke else (settings.rounds, 300)
+    isolated_n = 50 if settings.smoke else 2000
+    per_thread = 5 if settings.smoke else 250
+    try:
+        spots = _locations(folder, pg)
+        ledgers = {name: UsageLedger(spot[0], durability=spot[1]) for name, spot in spots.items() if spot}  # type: ignore[arg-type]
+        models = {name: ChatOpenRouter(model=MODEL, base_url=base_url, api_key=API_KEY, ledger=ledgers.get(name))
+                  for name in spots}  # fmt: skip
+        for model in models.values():
+            model.invoke(PROMPT)  # warm up
+        e2e: dict[str, list[float]] = {name: [] for name in spots}
+        iso: dict[str, list[float]] = {name: [] for name in ledgers}
+        for round_no in range(rounds):
+            names = list(spots)
+            names = names[round_no % len(names):] + names[: round_no % len(names)]
+            for name in names:
+                e2e[name].append(_cpu_per_call(models[name], calls))
+                if name in ledgers:
+                    iso[name].append(_record_loop(ledgers[name], isolated_n))
+        base = measure.median(e2e["none"])
+        for name in spots:
+            data = out["variants"][name] = {"label": LABELS[name], "e2e_cpu_us": measure.median(e2e[name])}
+            if name in ledgers:
+                cost = measure.median(iso[name])
+                data.update(ledger_cpu_us=cost, share=cost / base if base else None)
+        for ledger in ledgers.values():
+            ledger.close()
+        for name, spot in spots.items():
+            if spot is not None and spot[1] == "durable":
+                target = spot[0] if name.startswith("postgres") else str(folder / f"tp-{name}.db")
+                out["variants"][name]["records_per_s"] = _throughput(target, per_thread)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _cpu_per_call(model: Any, calls: int) -> float:
+    start = time.process_time()
+    for _ in range(calls):
+        model.invoke(PROMPT)
+    return (time.process_time() - start) / calls * 1e6
+
+
+def _start_postgres(out: dict[str, Any]) -> Any:
+    try:
+        from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
+    except ImportError as err:
+        out["skipped"]["postgres-durable"] = f"cannot import the PostgreSQL launcher: {err}"
+        return None
+    try:
+        return PostgresServer(fsync=True).start()
+    except PostgresUnavailable as err:
+        out["skipped"]["postgres-durable"] = str(err)
+        return None
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Target verdicts for the ledger."""
+    variants = results.get("ledger", {}).get("variants", {})
+    targets = []
+    for name, limit in TARGETS.items():
+        share = variants.get(name, {}).get("share")
+        targets.append({"target": f"ledger {LABELS[name]} <= {limit:.0%} of a call's client CPU",
+                        "measured": f"{share:.2%}" if share is not None else "n/a",
+                        "met": share <= limit if share is not None else None})  # fmt: skip
+    return targets
+
+
+def markdown_lines(results: dict[str, Any]) -> list[str]:
+    """The report section."""
+    ledger = results.get("ledger")
+    if not ledger:
+        return []
+    lines = ["", "## Cost of the usage ledger (our LangChain model, sync calls)", "",
+             "| ledger | call CPU µs (end to end, noisy) | ledger CPU µs/call (isolated) | share of a call | "
+             "records/s, 4 processes x 8 threads |", "|---|---|---|---|---|"]  # fmt: skip
+    for data in ledger["variants"].values():
+        share = data.get("share")
+        cells = [data["label"], _fmt(data.get("e2e_cpu_us")), _fmt(data.get("ledger_cpu_us"), 1),
+                 f"{share:.2%}" if share is not None else "", _fmt(data.get("records_per_s"))]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    for name, reason in ledger.get("skipped", {}).items():
+        lines.append(f"\n- {LABELS[name]} skipped: {reason}")
+    return lines
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"

@@ -1,0 +1,354 @@
+"""A PostgreSQL usage store (psycopg 3): one ledger shared by every process on every host.
+
+Install with ``pip install "openrouter-attribution[postgres]"``. Records go to the table
+``usage_records``; ``record_id`` is the primary key and every insert is
+``ON CONFLICT (record_id) DO NOTHING``, so two recorders of one call, a retried batch or a replayed
+spool keep one row. ``cost`` is ``NUMERIC`` (exact, summed exactly by SQL); ``time`` is epoch seconds
+(``double precision``), as in SQLite, so records read back exactly as written and UTC days are
+computed from ``floor(time)`` like :func:`~openrouter_attribution.usage.storage.group_key`.
+
+The schema is versioned in ``usage_schema``; opening the store applies missing migrations inside one
+transaction under a PostgreSQL advisory lock, so processes starting together migrate once.
+
+Connections are opened on first use (a server that is down when the app starts does not fail it),
+one for writes and one for reads; a connection found closed or broken is replaced on the next use.
+Every message this module produces or passes on has the DSN's password redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.usage.location import redact
+from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
+from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
+
+__all__ = ["SCHEMA_VERSION", "PostgresUsageStore"]
+
+# Each entry moves the schema from version i to i + 1; the numbering matches the SQLite store's.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS usage_records (
+            record_id text COLLATE "C" PRIMARY KEY,
+            time double precision NOT NULL,
+            "user" text,
+            session_id text,
+            model_requested text,
+            model_used text,
+            provider text,
+            prompt_tokens bigint,
+            completion_tokens bigint,
+            cached_tokens bigint,
+            reasoning_tokens bigint,
+            cost numeric,
+            latency_s double precision,
+            ttft_s double precision,
+            generation_id text,
+            streamed boolean NOT NULL,
+            outcome text NOT NULL,
+            framework text
+        )""",
+        "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time)",
+        'CREATE INDEX IF NOT EXISTS usage_records_user_time ON usage_records ("user", time)',
+    ),
+    (
+        "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'chat'",
+        "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records ((COALESCE(model_used, model_requested)))",
+        "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
+    ),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+"""The schema version this release writes."""
+
+_LOCK_KEY = 0x6F726174  # the advisory lock that serialises migrations ("orat")
+_QUOTED = tuple('"user"' if c == "user" else c for c in COLUMNS)
+_TYPES = ("text", "float8", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "numeric",
+          "float8", "float8", "text", "bool", "text", "text", "text")  # fmt: skip
+# One statement per batch, whatever its size: each column travels as one array parameter, so the SQL text
+# never changes (psycopg prepares it after a few uses) and a batch costs one round trip. A single
+# statement in autocommit mode is its own transaction: all rows or none.
+_INSERT_MANY = (
+    f"INSERT INTO usage_records ({', '.join(_QUOTED)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _TYPES)}) ON CONFLICT (record_id) DO NOTHING"
+)
+# A batch of one (a lone durable call) is cheaper to send as plain values than as 19 one-element arrays.
+_INSERT_ONE = (
+    f"INSERT INTO usage_records ({', '.join(_QUOTED)}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
+    "ON CONFLICT (record_id) DO NOTHING"
+)
+_DAY = "to_char(to_timestamp(floor(time)) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+_KEY_SQL: dict[str, str] = {
+    "user": '"user"',
+    "model": "COALESCE(model_used, model_requested)",
+    "day": _DAY,
+    "session": "session_id",
+    "provider": "provider",
+    "kind": "kind",
+}
+_PAGE = 1000
+
+
+def _where(since: float | None, until: float | None, user: str | None) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        clauses.append("time >= %s")
+        params.append(since)
+    if until is not None:
+        clauses.append("time < %s")
+        params.append(until)
+    if user is not None:
+        clauses.append('"user" = %s')
+        params.append(user)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as err:
+        raise ConfigurationError(
+            'A PostgreSQL ledger needs psycopg 3: pip install "openrouter-attribution[postgres]"'
+        ) from err
+    return psycopg
+
+
+class PostgresUsageStore:
+    """Usage records in a PostgreSQL database (see the module docstring).
+
+    Args:
+        dsn: ``postgresql://user:password@host:5432/dbname`` (or ``postgres://``, or a libpq
+            key/value string). The password never appears in ``repr``, logs or errors.
+        connect_timeout: Seconds to wait for a connection (libpq ``connect_timeout``, at least 1).
+        create: When false, the ledger must exist already (what read-only tools want).
+
+    Raises:
+        ConfigurationError: psycopg is not installed, or ``dsn`` is not a valid connection string.
+
+    Example:
+        >>> store = PostgresUsageStore("postgresql://app:secret@db.internal:5432/usage")
+        >>> store
+        PostgresUsageStore('postgresql://app:***@db.internal:5432/usage')
+    """
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 5.0, create: bool = True) -> None:
+        self._psycopg = _import_psycopg()
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(dsn)
+        except Exception:  # the parser's message may quote the string, password included
+            raise ConfigurationError(f"{redact(dsn)!r} is not a valid PostgreSQL connection string") from None
+        self._password = str(params.get("password") or "")
+        self._dsn = dsn
+        self.path = redact(dsn)
+        """The DSN with its password redacted."""
+        self.connect_timeout = max(1, round(connect_timeout))
+        """Seconds to wait for a connection."""
+        self.migrated_from: int | None = None
+        """The schema version found when the store was first opened, if it was migrated (``0``: new)."""
+        self._create = create
+        self._ready = False
+        self._closed = False
+        self._lock = threading.RLock()
+        self._read_lock = threading.Lock()
+        self._writer: Any = None
+        self._reader: Any = None
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this store's password."""
+        return text.replace(self._password, "***") if self._password else text
+
+    def _connect(self) -> Any:
+        if self._closed:
+            raise UsageStoreError(f"the ledger store {self.path} is closed")
+        try:
+            conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.connect_timeout)
+        except self._psycopg.Error as err:
+            raise UsageStoreError(f"cannot connect to the ledger {self.path}: {self.scrub(str(err))}") from None
+        if not self._ready:
+            try:
+                self._migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._ready = True
+        return conn
+
+    def _live(self, conn: Any) -> Any:
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            return self._connect()
+        return conn
+
+    def _migrate(self, conn: Any) -> None:
+        found = conn.execute("SELECT to_regclass('usage_schema') IS NOT NULL").fetchone()[0]
+        if found and conn.execute("SELECT version FROM usage_schema").fetchone()[0] == SCHEMA_VERSION:
+            return
+        if not self._create and not conn.execute("SELECT to_regclass('usage_records') IS NOT NULL").fetchone()[0]:
+            raise UsageStoreError(f"no ledger at {self.path}")
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS usage_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
+                "version integer NOT NULL)"
+            )
+            row = conn.execute("SELECT version FROM usage_schema").fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise UsageStoreError(
+                    f"{self.path} has ledger schema {version}; this library knows {SCHEMA_VERSION}: upgrade "
+                    "openrouter-attribution"
+                )
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO usage_schema (one, version) VALUES (true, %s) "
+                "ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version",
+                (SCHEMA_VERSION,),
+            )
+        if version < SCHEMA_VERSION:
+            self.migrated_from = version
+
+    def open(self) -> PostgresUsageStore:
+        """Connect (and migrate) now instead of at first use; returns the store.
+
+        Raises:
+            UsageStoreError: the server cannot be reached or the schema is newer than this release.
+        """
+        with self._lock:
+            self._writer = self._live(self._writer)
+        return self
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version in the database."""
+        return int(self._fetch("SELECT version FROM usage_schema", [])[0][0])
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One atomic transaction on the write connection (for features built on the store; a row lock
+        taken with ``SELECT ... FOR UPDATE`` inside it is held until it ends). Yields the connection.
+
+        Raises:
+            UsageStoreError: the server cannot be reached.
+            psycopg.Error: the transaction failed (the connection is replaced on the next use).
+        """
+        with self._lock:
+            self._writer = conn = self._live(self._writer)
+            try:
+                with conn.transaction():
+                    yield conn
+            except self._psycopg.Error as err:
+                if conn.broken or conn.closed:
+                    self._writer = None
+                raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
+
+    def write_many(self, records: Sequence[UsageRecord]) -> None:
+        """Insert records in one transaction; ids already stored are ignored.
+
+        Raises:
+            UsageStoreError: the server cannot be reached or the transaction failed.
+        """
+        if not records:
+            return
+        if len(records) == 1:
+            sql, params = _INSERT_ONE, list(to_row(records[0], cost_as_text=False))
+        else:
+            sql = _INSERT_MANY
+            params = [list(column) for column in zip(*(to_row(r, cost_as_text=False) for r in records), strict=True)]
+        with self._lock:
+            self._writer = conn = self._live(self._writer)
+            try:
+                conn.execute(sql, params)
+            except self._psycopg.Error as err:
+                if conn.broken or conn.closed:
+                    self._writer = None
+                raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
+
+    def prune(self, before: float, *, dry_run: bool = False) -> int:
+        """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""
+        if dry_run:
+            return int(self._fetch("SELECT COUNT(*) FROM usage_records WHERE time < %s", [before])[0][0])
+        with self.transaction() as conn:
+            return int(conn.execute("DELETE FROM usage_records WHERE time < %s", (before,)).rowcount)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _fetch(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            for attempt in (1, 2):  # a connection dropped since the last read is replaced once
+                self._reader = conn = self._live(self._reader)
+                try:
+                    return conn.execute(sql, params).fetchall()
+                except self._psycopg.OperationalError as err:
+                    self._reader = None
+                    conn.close()
+                    if attempt == 2:
+                        raise UsageStoreError(f"cannot read the ledger {self.path}: {self.scrub(str(err))}") from None
+                except self._psycopg.Error as err:
+                    raise UsageStoreError(f"cannot read the ledger {self.path}: {self.scrub(str(err))}") from None
+        raise AssertionError("unreachable")
+
+    def iter_records(
+        self, since: float | None = None, until: float | None = None, user: str | None = None
+    ) -> Iterator[UsageRecord]:
+        """Yield matching records ordered by time, then record id, read in pages (no long transaction)."""
+        where, params = _where(since, until, user)
+        joiner = " AND " if where else " WHERE "
+        after: tuple[object, object] | None = None
+        while True:
+            sql = f"SELECT {', '.join(_QUOTED)} FROM usage_records{where}"
+            page_params = list(params)
+            if after is not None:
+                sql += f"{joiner}(time, record_id) > (%s, %s)"
+                page_params.extend(after)
+            rows = self._fetch(sql + f" ORDER BY time, record_id LIMIT {_PAGE}", page_params)
+            for row in rows:
+                yield from_row(row)
+            if len(rows) < _PAGE:
+                return
+            after = (rows[-1][1], rows[-1][0])
+
+    def totals(
+        self,
+        by: TotalsBy | None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+    ) -> list[UsageTotals]:
+        """Aggregate in SQL (exact ``NUMERIC`` sums); unsorted."""
+        if by is not None and by not in TOTALS_BY:
+            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
+        key = "NULL::text" if by is None else _KEY_SQL[by]
+        where, params = _where(since, until, user)
+        sql = (
+            f"SELECT {key} AS k, COUNT(*), COUNT(*) FILTER (WHERE outcome NOT IN ('ok', 'abandoned')), "
+            "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+            "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
+            f"SUM(cost), COUNT(*) - COUNT(cost) FROM usage_records{where} GROUP BY 1"
+        )
+        return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def close(self) -> None:
+        """Close the connections; idempotent."""
+        with self._lock, self._read_lock:
+            self._closed = True
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+
+    def __repr__(self) -> str:
+        return f"PostgresUsageStore({self.path!r})"

@@ -1,0 +1,295 @@
+"""The ledger's writer thread: group commit, the spool when the store is down or slow, write-behind.
+
+Callers append records to one queue and, in durable mode, wait until the writer has handled them.
+The writer takes everything queued at once and commits it in one transaction (group commit), so many
+threads finishing calls together share one commit. A batch the store refuses goes to the spool and
+the store is left alone for ``retry_interval`` seconds (batches in between go straight to the spool,
+so callers never wait on a store that is down); then the next batch probes it, and once it answers
+the spool is replayed. A caller whose record is not handled within ``commit_timeout`` (a store that is
+slow, not down) spools the record itself and returns; the writer still commits its copy, and record
+ids keep the two to one row.
+
+Nothing here raises into a model call: failures are counted and logged once per kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
+from openrouter_attribution.usage.spool import Spool
+from openrouter_attribution.usage.storage import UsageStore
+
+__all__ = ["Writer"]
+
+logger = logging.getLogger("openrouter_attribution.usage")
+
+BATCH = 2000
+
+
+def _error_kind(err: BaseException) -> str:
+    if isinstance(err, sqlite3.Error):
+        # Python 3.11+ names the SQLite result code (SQLITE_FULL, SQLITE_BUSY, SQLITE_READONLY, ...).
+        return str(getattr(err, "sqlite_errorname", None) or type(err).__name__)
+    if isinstance(err, OSError) and err.errno is not None:
+        return type(err).__name__ + f"[errno {err.errno}]"
+    return type(err).__name__
+
+
+def _error_text(err: BaseException) -> str:
+    # SQLite, OS and store messages never contain bound values (store messages are already stripped of
+    # passwords); other exceptions might, so only their type is logged.
+    if isinstance(err, (sqlite3.Error, OSError, UsageStoreError)):
+        return f"{type(err).__name__}: {err}"
+    return type(err).__name__
+
+
+def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class Writer:
+    """Queue, writer thread and spool of one :class:`~openrouter_attribution.usage.UsageLedger`."""
+
+    def __init__(
+        self,
+        store: UsageStore,
+        *,
+        name: str,
+        durable: bool,
+        commit_timeout: float,
+        flush_interval: float,
+        max_queue: int,
+        retry_interval: float,
+        spool: Spool | None,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.durable = durable
+        self.commit_timeout = commit_timeout
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.retry_interval = retry_interval
+        self.spool = spool
+        self.lock = threading.Lock()
+        self._work = threading.Condition(self.lock)
+        self._done = threading.Condition(self.lock)
+        self._queue: deque[UsageRecord] = deque()
+        self._waiters: deque[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[bool]]] = deque()
+        self.queued = self.processed = 0
+        self.written = self.spooled = self.dropped = self.errors = 0
+        self._flush_to = 0
+        self._down_until = 0.0
+        self._closed = False
+        self._logged: set[str] = set()
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="openrouter-usage-writer", daemon=True)
+        self._thread.start()
+
+    # -- callers -------------------------------------------------------------------------------------
+
+    def enqueue(self, records: Sequence[UsageRecord]) -> int | None:
+        """Queue records (caller holds ``lock``); returns the sequence number of the last, or ``None``."""
+        if self._closed or len(self._queue) + len(records) > self.max_queue:
+            return None
+        self._queue.extend(records)
+        self.queued += len(records)
+        if self.durable or len(self._queue) >= BATCH:
+            self._work.notify()
+        return self.queued
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def on_writer_thread(self) -> bool:
+        """True when called by the writer thread itself (a store calling back into the ledger)."""
+        return threading.current_thread() is self._thread
+
+    def live(self) -> bool:
+        """False in a forked child (the writer thread exists only in the parent) and after it died."""
+        return self._pid == os.getpid() and self._thread.is_alive()
+
+    def wait(self, seq: int, timeout: float | None) -> bool:
+        """Wait (caller holds ``lock``) until record ``seq`` is committed or spooled."""
+        return self._done.wait_for(lambda: self.processed >= seq, timeout)
+
+    def watch(self, seq: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
+        """A future (caller holds ``lock``) that becomes True once ``seq`` is handled, False after
+        ``commit_timeout``."""
+        fut: asyncio.Future[bool] = loop.create_future()
+        if self.processed >= seq:
+            fut.set_result(True)
+            return fut
+        self._waiters.append((seq, loop, fut))
+        handle = loop.call_later(self.commit_timeout, _resolve, fut, False)
+        fut.add_done_callback(lambda _: handle.cancel())
+        return fut
+
+    def spool_late(self, records: Sequence[UsageRecord]) -> None:
+        """Records a caller gave up waiting for: to the spool now (the writer still commits its copy)."""
+        if self.spool is None:
+            self.note("slow", f"the store did not commit within {self.commit_timeout} s and there is no spool; "
+                      "the record stays queued", dropped=0, error=False)  # fmt: skip
+            return
+        try:
+            self.spool.append(records)
+        except Exception as err:  # never raised into a model call
+            self.fail("spool", err, dropped=len(records))
+            return
+        with self.lock:
+            self.spooled += len(records)
+
+    def request_flush(self) -> int:
+        """Ask the writer to write everything queued now (caller holds ``lock``); returns the target."""
+        self._flush_to = self.queued
+        self._work.notify()
+        return self.queued
+
+    def close(self, timeout: float | None) -> None:
+        """Handle what is queued, stop the thread and close this process's spool file."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._work.notify()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self.spool is not None and not self._thread.is_alive():
+            self.spool.close()
+
+    # -- the writer thread ---------------------------------------------------------------------------
+
+    def _pop(self) -> list[UsageRecord]:
+        n = min(len(self._queue), BATCH)
+        return [self._queue.popleft() for _ in range(n)]
+
+    def _take(self) -> list[UsageRecord] | None:
+        """The next batch; ``[]`` when it is time to retry the spool; ``None`` once closed and drained."""
+        with self.lock:
+            while True:
+                if self._queue and (self.durable or self._closed or len(self._queue) >= BATCH
+                                    or self._flush_to > self.processed):  # fmt: skip
+                    return self._pop()
+                if self._closed:
+                    return None
+                retry = self.spool is not None and self.spool.pending > 0
+                if retry and not self._down():
+                    return []
+                timeout = None if self.durable else self.flush_interval
+                if retry:
+                    left = max(0.01, self._down_until - time.monotonic())
+                    timeout = left if timeout is None else min(timeout, left)
+                if not self._work.wait(timeout) and self._queue and not self.durable:
+                    return self._pop()  # the flush interval has passed
+
+    def _down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _run(self) -> None:
+        self._replay(others=True)
+        while True:
+            batch = self._take()
+            if batch is None:
+                break
+            if batch:
+                self._write(batch)
+            elif self.spool is not None and self.spool.pending:
+                self._replay(others=True)
+        if self.spool is not None and self.spool.pending:
+            self._replay(others=False)
+
+    def _write(self, batch: list[UsageRecord]) -> None:
+        if self._down() and self.spool is not None:
+            self._to_spool(batch)
+            return
+        try:
+            self.store.write_many(batch)
+        except Exception as err:  # storage errors are counted and logged, never raised into model calls
+            self._down_until = time.monotonic() + self.retry_interval
+            self.fail("write", err, dropped=0 if self.spool is not None else len(batch))
+            if self.spool is not None:
+                self._to_spool(batch)
+            else:
+                self._handled(len(batch))
+            return
+        self._handled(len(batch), written=len(batch))
+        if self.spool is not None and (self.spool.pending or self._down_until):
+            self._down_until = 0.0
+            self._replay(others=True)
+
+    def _to_spool(self, batch: list[UsageRecord]) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.append(batch)
+        except Exception as err:
+            self.fail("spool", err, dropped=len(batch))
+            self._handled(len(batch))
+            return
+        self._handled(len(batch), spooled=len(batch))
+
+    def _replay(self, *, others: bool) -> None:
+        if self.spool is None:
+            return
+        try:
+            count = self.spool.replay(self.store.write_many, others=others)
+        except Exception as err:
+            self._down_until = time.monotonic() + self.retry_interval
+            self.fail("replay", err, dropped=0)
+            return
+        if count:
+            logger.info("usage ledger %s: %d spooled record(s) replayed", self.name, count)
+
+    def _handled(self, n: int, *, written: int = 0, spooled: int = 0) -> None:
+        with self.lock:
+            self.processed += n
+            self.written += written
+            self.spooled += spooled
+            self._done.notify_all()
+            while self._waiters and self._waiters[0][0] <= self.processed:
+                _, loop, fut = self._waiters.popleft()
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    loop.call_soon_threadsafe(_resolve, fut, True)
+
+    # -- failures ------------------------------------------------------------------------------------
+
+    def fail(self, stage: str, err: BaseException, *, dropped: int) -> None:
+        """Count and log a failure (once per kind at WARNING, then at DEBUG)."""
+        kind = f"{stage}:{_error_kind(err)}"
+        self.note(kind, f"{stage} failed ({_error_text(err)})", dropped=dropped, error=True)
+
+    def note(self, kind: str, message: str, *, dropped: int, error: bool) -> None:
+        """Count and log an event that loses records (``dropped``) or may (``error``)."""
+        with self.lock:
+            self.dropped += dropped
+            self.errors += error
+            first = kind not in self._logged
+            self._logged.add(kind)
+        level = logging.WARNING if first else logging.DEBUG
+        later = "; later occurrences are logged at DEBUG level" if first else ""
+        if dropped:
+            logger.log(level, "usage ledger %s: %s; %d record(s) dropped%s", self.name, message, dropped, later)
+        elif self.spool is not None and error:
+            logger.log(level, "usage ledger %s: %s; records wait in the spool %s%s", self.name, message,
+                       self.spool.folder, later)  # fmt: skip
+        else:
+            logger.log(level, "usage ledger %s: %s%s", self.name, message, later)
+
+    def __repr__(self) -> str:
+        return f"Writer({self.name!r}, queued={self.queued}, processed={self.processed})"
+
+
+def running_loop() -> Any:
+    """The event loop running in this thread, or ``None`` (cheap: no exception on the common path)."""
+    return asyncio._get_running_loop()

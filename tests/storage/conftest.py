@@ -1,0 +1,74 @@
+"""Backends for the store contract tests: a real SQLite file and a real PostgreSQL server.
+
+The PostgreSQL server is a throwaway cluster the suite starts itself (``openrouter_attribution.testing.
+postgres``) once per session, with a fresh database per test. Without PostgreSQL binaries the
+PostgreSQL cases skip with a one-line reason, except when ``CI=true``: then they fail.
+A new backend is one more entry in ``BACKENDS`` and one branch in :func:`backend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
+
+BACKENDS = ["sqlite", "postgres"]
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (fsync off: the tests kill clients, not the server)."""
+    try:
+        server = PostgresServer(fsync=False)
+    except PostgresUnavailable as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and PostgreSQL is unavailable: {err}", pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {err}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Backend:
+    """One store under test: where it is, and a way to look at its rows without the library."""
+
+    name: str
+    location: str
+    tmp_path: Path
+    server: PostgresServer | None = None
+
+    def rows(self, sql: str = "SELECT record_id FROM usage_records") -> list[tuple[Any, ...]]:
+        """Run ``sql`` directly against the database (the tests' independent view of what is stored)."""
+        if self.name == "sqlite":
+            with contextlib.closing(sqlite3.connect(self.location)) as conn:
+                return conn.execute(sql).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.location) as conn:
+            return conn.execute(sql).fetchall()
+
+    def record_ids(self) -> list[str]:
+        return [row[0] for row in self.rows()]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend in turn, empty."""
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "usage.db"), tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    dsn = server.create_database(f"t{os.getpid()}_{next(_databases)}")
+    return Backend("postgres", dsn, tmp_path, server)

@@ -1,0 +1,63 @@
+"""Code the storage tests run in other processes (spawned, or ``python -m tests.storage.workers``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from openrouter_attribution.usage import UsageLedger, UsageRecord
+
+THREADS = 8
+
+
+def thread_records(proc: int, thread: int, n: int) -> list[UsageRecord]:
+    return [UsageRecord(user=f"u{i % 7}", cost="0.000000123", prompt_tokens=1, record_id=f"p{proc}-t{thread}-{i:04d}")
+            for i in range(n)]  # fmt: skip
+
+
+def per_thread(proc: int) -> int:
+    """4 processes x 8 threads write 5,000 records: process 0's threads 157 each, the others' 156."""
+    return 157 if proc == 0 else 156
+
+
+def write_from_threads(location: str, proc: int, barrier: object) -> None:
+    """One process of the concurrency test: 8 threads, each record written once more (must not duplicate)."""
+    barrier.wait(60)  # type: ignore[attr-defined]
+    with UsageLedger(location) as ledger:
+
+        def work(thread: int) -> None:
+            recs = thread_records(proc, thread, per_thread(proc))
+            for rec in recs:
+                ledger.record(rec)
+            for rec in recs[:5]:
+                ledger.record(rec)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if ledger.errors or ledger.dropped:
+        raise SystemExit(f"process {proc}: errors={ledger.errors} dropped={ledger.dropped}")
+
+
+def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, calls: int) -> None:
+    """Make ``calls`` model calls with ``ledger=``, then receive ``sig`` right after the last one returned."""
+    from openrouter_attribution.langchain import ChatOpenRouter
+
+    ledger = UsageLedger(location)
+    model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
+                           ledger=ledger)  # fmt: skip
+    for i in range(calls):
+        model.invoke(f"question {i}", user=f"app_{i % 5}")
+    print("returned", calls, flush=True)
+    os.kill(os.getpid(), getattr(signal, sig))
+    threading.Event().wait(30)  # never reached for SIGKILL / default SIGTERM
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command == "calls":
+        calls_then_signal(args[0], args[1], args[2], args[3], int(args[4]))
