@@ -16,6 +16,7 @@ from openrouter_attribution.errors import (
     AttributionError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConfigurationError,
     InsufficientCreditsError,
     InvalidResponseError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from openrouter_attribution.attribution import Attribution, current_attribution, propagate, user_context
     from openrouter_attribution.identity import UserIdPolicy
     from openrouter_attribution.usage import UsageLedger, UsageRecord
+    from openrouter_attribution.usage.budget import UserBudget
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,7 @@ _LAZY = {
     "UserIdPolicy": "openrouter_attribution.identity",
     "UsageLedger": "openrouter_attribution.usage",
     "UsageRecord": "openrouter_attribution.usage",
+    "UserBudget": "openrouter_attribution.usage.budget",
 }
 
 
@@ -70,6 +73,7 @@ __all__ = [
     "AttributionError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "InsufficientCreditsError",
     "InvalidResponseError",
@@ -81,6 +85,7 @@ __all__ = [
     "RequestTimeoutError",
     "UsageLedger",
     "UsageRecord",
+    "UserBudget",
     "UserIdError",
     "UserIdPolicy",
     "current_attribution",

@@ -5,6 +5,8 @@ Subcommands:
     export       every record of a ledger as CSV or JSON Lines
     prune        delete the records older than a date (``--dry-run`` only counts them)
     migrate      bring a ledger's schema up to date
+    budget       one user's budget window: spend, reservations in flight, limit, reset time
+    reconcile    fetch OpenRouter's billed cost of every unreconciled record (``GET /generation``)
     fake-server  a local OpenRouter-compatible server for development
     demo         the end-to-end demo (``--live`` talks to the real OpenRouter)
 
@@ -14,11 +16,15 @@ in a DSN never appears in output or errors.
 ``report --format json`` prints a list of objects whose first field is named
 after ``--by`` (``"user"``, ``"model"``, ``"day"``, ``"session"``, ``"provider"``)
 followed by ``requests``, ``errors``, ``prompt_tokens``, ``completion_tokens``,
-``cached_tokens``, ``reasoning_tokens``, ``cost`` and ``unknown_cost_requests``.
-``cost`` is a JSON number written with the exact decimal digits of the sum
-(``null`` when no cost of the group is known): plain ``json.loads`` yields a
-float to compare with OpenRouter's reported costs, ``parse_float=Decimal``
-yields the exact value.
+``cached_tokens``, ``reasoning_tokens``, ``cost``, ``unknown_cost_requests``,
+``reported_cost``, ``reconciled`` and ``user_mismatches``. ``cost`` is the billed
+cost where a record is reconciled (``reconcile``) and the reported one elsewhere;
+``reported_cost`` is what the responses reported, ``reconciled`` how many records
+carry a billed cost. Costs are JSON numbers written with the exact decimal digits
+of the sum (``null`` when no cost of the group is known): plain ``json.loads``
+yields a float to compare with OpenRouter's reported costs, ``parse_float=Decimal``
+yields the exact value. See :mod:`openrouter_attribution.cli_billing` for ``budget``
+and ``reconcile``.
 
 Exports write ``time`` as ISO 8601 UTC and ``cost`` as exact decimal digits (a JSON number in
 JSON Lines); see :mod:`openrouter_attribution.usage.export`. A group without a key (a call whose model
@@ -39,7 +45,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import IO, NoReturn
 
-from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution import cli_billing
+from openrouter_attribution.errors import AuthenticationError, ConfigurationError
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.ledger import open_store
 from openrouter_attribution.usage.location import parse_location, redact
@@ -95,6 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="bring a ledger's schema up to date")
     _add_db(migrate)
+
+    cli_billing.add_parsers(sub, _add_db)
 
     fake = sub.add_parser("fake-server", help="run a local OpenRouter-compatible server until Ctrl-C")
     fake.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
@@ -168,6 +177,8 @@ def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) 
         "reasoning",
         "cost (USD)",
         "unknown cost",
+        "reported (USD)",
+        "reconciled",
     )
 
     def cells(row: UsageTotals, label: str) -> list[str]:
@@ -180,7 +191,9 @@ def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) 
             row.cached_tokens,
             row.reasoning_tokens,
         )
-        return [label, *(f"{n:,}" for n in numbers), cost, f"{row.unknown_cost_requests:,}"]
+        reported = "-" if row.reported_cost is None else format_cost(row.reported_cost)
+        return [label, *(f"{n:,}" for n in numbers), cost, f"{row.unknown_cost_requests:,}", reported,
+                f"{row.reconciled:,}"]
 
     body = [cells(r, "(none)" if r.key is None else r.key) for r in rows]
     total = cells(overall, "TOTAL")
@@ -294,8 +307,16 @@ def _demo(args: argparse.Namespace, out: IO[str]) -> int:
     return int(result or 0)
 
 
-_COMMANDS = {"report": _report, "export": _export, "prune": _prune, "migrate": _migrate,
-             "fake-server": _fake_server, "demo": _demo}  # fmt: skip
+def _budget(args: argparse.Namespace, out: IO[str]) -> int:
+    return cli_billing.budget_command(args, out, _open_store)
+
+
+def _reconcile(args: argparse.Namespace, out: IO[str]) -> int:
+    return cli_billing.reconcile_command(args, out, _open_store)
+
+
+_COMMANDS = {"report": _report, "export": _export, "prune": _prune, "migrate": _migrate, "budget": _budget,
+             "reconcile": _reconcile, "fake-server": _fake_server, "demo": _demo}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,7 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.demo_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return _run(args, _passwords(getattr(args, "db", None)))
+    secrets = _passwords(getattr(args, "db", None))
+    key = os.environ.get("OPENROUTER_API_KEY")
+    if key:
+        secrets.append(key)  # never echoed, whatever a message holds
+    return _run(args, secrets)
 
 
 def _passwords(location: str | None) -> list[str]:
@@ -329,7 +354,7 @@ def _run(args: argparse.Namespace, secrets: list[str]) -> int:
         # The reader went away (`... | head`): stop quietly, as the Python docs recommend for pipes.
         _silence_stdout()
         return 1
-    except (CLIError, UsageStoreError, UsageQueryError, ConfigurationError) as err:
+    except (CLIError, UsageStoreError, UsageQueryError, ConfigurationError, AuthenticationError) as err:
         return _fail(str(err), secrets)
     except ModuleNotFoundError as err:
         return _fail(f"missing module {err.name!r}; install openrouter-attribution[all,testing]", secrets)

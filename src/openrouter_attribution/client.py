@@ -1,4 +1,4 @@
-"""One model call, framework-neutral: resolve -> policy -> build -> call -> parse -> record.
+"""One model call, framework-neutral: resolve -> policy -> build -> budget -> call -> parse -> record.
 
 Both framework adapters hand an :class:`Invoker` their messages (OpenAI chat
 format), per-call overrides and attribution layers, and get back parsed
@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from openrouter_attribution.attribution import LAYERS, Attribution, resolve
 from openrouter_attribution.errors import MissingUserError
@@ -26,6 +26,12 @@ from openrouter_attribution.transport import (
 )
 from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
 from openrouter_attribution.wire.response import Completion, Usage, parse_chunk, parse_completion
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from openrouter_attribution.usage.budget_guard import BudgetGuard, Hold
+    from openrouter_attribution.usage.records import UsageRecord
 
 __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
 
@@ -80,7 +86,7 @@ class StreamMeta:
 class Invoker:
     """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
 
-    __slots__ = ("connection", "default", "extra_body", "framework", "ledger", "params", "policy",
+    __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ledger", "params", "policy",
                  "require_user", "_warned_sites")  # fmt: skip
 
     def __init__(
@@ -94,7 +100,9 @@ class Invoker:
         require_user: bool | str,
         ledger: Any,
         framework: str,
+        budget: BudgetGuard | None = None,
     ) -> None:
+        self.budget = budget
         self.connection = connection
         self.params = params
         self.extra_body = extra_body
@@ -202,70 +210,105 @@ class Invoker:
 
     def complete(self, prepared: Prepared) -> Completion:
         """Send a non-streamed request and parse the answer."""
-        started = time.perf_counter()
-        try:
-            completion = parse_completion(post_json(self.connection, prepared.body))
-        except BaseException as err:
-            self._record(prepared, started, None, error=err)
-            raise
-        self._record(prepared, started, None, completion=completion)
-        return completion
+        with self.hold(prepared) as hold:
+            started = time.perf_counter()
+            try:
+                completion = parse_completion(post_json(self.connection, prepared.body))
+            except BaseException as err:
+                hold.record = self._record(prepared, started, None, error=err)
+                raise
+            hold.record = self._record(prepared, started, None, completion=completion)
+            return completion
 
     async def acomplete(self, prepared: Prepared) -> Completion:
         """Async :meth:`complete`."""
-        started = time.perf_counter()
-        try:
-            completion = parse_completion(await apost_json(self.connection, prepared.body))
-        except BaseException as err:
-            await self._arecord(prepared, started, None, error=err)
-            raise
-        await self._arecord(prepared, started, None, completion=completion)
-        return completion
+        async with await self.ahold(prepared) as hold:
+            started = time.perf_counter()
+            try:
+                completion = parse_completion(await apost_json(self.connection, prepared.body))
+            except BaseException as err:
+                hold.record = await self._arecord(prepared, started, None, error=err)
+                raise
+            hold.record = await self._arecord(prepared, started, None, completion=completion)
+            return completion
 
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
         """Send a streamed request; yields ``(delta, finish_reason)`` per chunk and fills ``meta``.
 
         A mid-stream error event raises the matching typed error; it never ends the stream quietly.
         """
-        error: BaseException | None = None
-        try:
-            for chunk in post_stream(self.connection, prepared.body):
-                yield meta.take(chunk)
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            self._record_stream(prepared, meta, error)
+        with self.hold(prepared) as hold:
+            error: BaseException | None = None
+            try:
+                for chunk in post_stream(self.connection, prepared.body):
+                    yield meta.take(chunk)
+            except BaseException as err:
+                error = err
+                raise
+            finally:
+                hold.record = self._record_stream(prepared, meta, error)
 
     async def astream(
         self, prepared: Prepared, meta: StreamMeta
     ) -> AsyncIterator[tuple[dict[str, Any], str | None]]:
         """Async :meth:`stream`."""
-        error: BaseException | None = None
-        try:
-            async for chunk in apost_stream(self.connection, prepared.body):
-                yield meta.take(chunk)
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            if self.ledger is not None:
-                await self._record_stream(prepared, meta, error, wait=True)
+        async with await self.ahold(prepared) as hold:
+            error: BaseException | None = None
+            try:
+                async for chunk in apost_stream(self.connection, prepared.body):
+                    yield meta.take(chunk)
+            except BaseException as err:
+                error = err
+                raise
+            finally:
+                if self.ledger is not None:
+                    hold.record = await self._record_stream(prepared, meta, error, wait=True)
+
+    # -- budget: one step around every call (chat and embeddings alike) -------------------------------
+
+    def hold(self, prepared: Prepared) -> Hold | NoHold:
+        """Reserve the call's share of its user's budget before any network I/O; a context manager
+        that settles the reservation when the call ends (set ``hold.record`` to the call's usage
+        record inside the block; without one the reservation is released).
+
+        Raises:
+            BudgetExceededError: the call would exceed the user's budget (nothing is sent).
+            MissingUserError: no user while the budget refuses unattributed calls.
+        """
+        guard = self.budget
+        if guard is None:
+            return NO_HOLD
+        return guard.reserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
+
+    async def ahold(self, prepared: Prepared) -> Hold | NoHold:
+        """Async :meth:`hold` (``async with await invoker.ahold(prepared) as hold:``)."""
+        guard = self.budget
+        if guard is None:
+            return NO_HOLD
+        if guard.budget.reserve is None:
+            from openrouter_attribution import pricing
+
+            await pricing.aprices(self.connection)  # the sync estimate below then reads the cache
+        return await guard.areserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
+
+    def _ceiling(self, body: Mapping[str, Any]) -> Decimal | None:
+        from openrouter_attribution import pricing
+
+        return pricing.ceiling(pricing.prices(self.connection), body)
 
     # -- usage records -------------------------------------------------------------------------------
 
     def _record_stream(
         self, prepared: Prepared, meta: StreamMeta, error: BaseException | None, *, wait: bool = False
     ) -> Any:
-        """Record a finished stream; with ``wait`` returns an awaitable (the async path)."""
+        """Record a finished stream and return the record; with ``wait`` returns an awaitable of it."""
         if self.ledger is None:
             return None
         if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
             error = _Abandoned()
         if wait:
             return self._arecord(prepared, meta.started, meta.first, meta=meta, error=error)
-        self._record(prepared, meta.started, meta.first, meta=meta, error=error)
-        return None
+        return self._record(prepared, meta.started, meta.first, meta=meta, error=error)
 
     def _record(
         self,
@@ -276,12 +319,12 @@ class Invoker:
         completion: Completion | None = None,
         meta: StreamMeta | None = None,
         error: BaseException | None = None,
-    ) -> None:
+    ) -> UsageRecord | None:
         if self.ledger is None:
-            return
+            return None
         from openrouter_attribution.usage.calls import record_call
 
-        record_call(
+        return record_call(
             self.ledger,
             body=prepared.body,
             attribution=prepared.attribution,
@@ -301,13 +344,13 @@ class Invoker:
         completion: Completion | None = None,
         meta: StreamMeta | None = None,
         error: BaseException | None = None,
-    ) -> None:
+    ) -> UsageRecord | None:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
-            return
+            return None
         from openrouter_attribution.usage.calls import arecord_call
 
-        await arecord_call(
+        return await arecord_call(
             self.ledger,
             body=prepared.body,
             attribution=prepared.attribution,
@@ -317,6 +360,28 @@ class Invoker:
             error=error,
             framework=self.framework,
         )
+
+
+class NoHold:
+    """The hold of a call without a budget: nothing reserved, nothing to settle."""
+
+    __slots__ = ()
+    record = property(lambda self: None, lambda self, value: None, doc="Ignored: nothing was reserved.")
+
+    def __enter__(self) -> NoHold:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    async def __aenter__(self) -> NoHold:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+NO_HOLD = NoHold()
 
 
 class _Abandoned(Exception):

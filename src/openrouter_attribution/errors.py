@@ -13,6 +13,8 @@ framework's own exception classes where one exists (for example LangChain's
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "InsufficientCreditsError",
     "InvalidResponseError",
@@ -80,6 +83,55 @@ class MissingUserError(UserIdError):
         super().__init__(message, rule="missing")
         self.searched = searched
         """The places the library looked for a user, in resolution order."""
+
+
+class BudgetExceededError(OpenRouterError):
+    """A call would take its end-user over their :class:`~openrouter_attribution.UserBudget`.
+
+    Raised before any network I/O: the request is not sent and no usage record is written. The
+    attributes say which limit, how much of it is used, and when the window resets; ``user`` is the id
+    as it would have been sent (after the identity policy), never a raw id.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        user: str | None,
+        limit: Decimal | int,
+        spent: Decimal | int,
+        reserved: Decimal | int,
+        requested: Decimal | int,
+        kind: str,
+        period: str,
+        resets_at: datetime | None,
+    ) -> None:
+        super().__init__(message)
+        self.user = user
+        """The end-user id as sent (after the identity policy); ``None`` for the shared unattributed budget."""
+        self.kind = kind
+        """Which limit: ``"cost"`` (``max_cost``, USD) or ``"requests"`` (``max_requests``)."""
+        self.limit = limit
+        """The limit of the window: USD for ``"cost"``, a count for ``"requests"``."""
+        self.spent = spent
+        """Used in the window by calls that ended (their usage records): USD or requests."""
+        self.reserved = reserved
+        """Held by calls of this user still in flight (USD or requests)."""
+        self.requested = requested
+        """What this call would have held: its reserve (USD) or 1 (requests)."""
+        self.period = period
+        """The budget period: ``"day"``, ``"week"``, ``"month"`` or ``"total"``."""
+        self.resets_at = resets_at
+        """When the window resets (UTC, timezone-aware); ``None`` for ``period="total"``."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {name: getattr(self, name) for name in
+                 ("user", "limit", "spent", "reserved", "requested", "kind", "period", "resets_at")}  # fmt: skip
+        return (_rebuild_budget_error, (str(self), state))
+
+
+def _rebuild_budget_error(message: str, state: dict[str, Any]) -> BudgetExceededError:
+    return BudgetExceededError(message, **state)
 
 
 class APIError(OpenRouterError):

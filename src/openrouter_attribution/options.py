@@ -84,6 +84,9 @@ class ClientOptions(BaseModel):
     ``"warn"``: log a warning once per call site instead."""
     ledger: Any = None
     """A :class:`~openrouter_attribution.UsageLedger` that records usage and cost of every call."""
+    budget: Any = Field(default=None, exclude=True)
+    """A :class:`~openrouter_attribution.UserBudget` enforced before every call (needs ``ledger=``, whose
+    SQLite or PostgreSQL store holds spend and reservations for every process sharing it)."""
 
     _invoker: Any = PrivateAttr(default=None)
 
@@ -145,6 +148,16 @@ class ClientOptions(BaseModel):
         if self.ledger is not None and not hasattr(self.ledger, "record"):
             raise ConfigurationError("ledger must be a UsageLedger (an object with a record() method).")
         require_user = self.require_user or bool(getattr(self.user_policy, "require_user", False))
+        budget = None
+        if self.budget is not None:
+            if self.ledger is None:
+                raise ConfigurationError(
+                    "budget= needs ledger=: pass ledger=UsageLedger('usage.db') (or a PostgreSQL DSN), whose "
+                    "store holds the spend and the reservations the budget is checked against."
+                )
+            from openrouter_attribution.usage.budget_guard import BudgetGuard
+
+            budget = BudgetGuard(self.budget, self.ledger)
         return Invoker(
             connection=connection,
             params=self._body_params(),
@@ -154,6 +167,7 @@ class ClientOptions(BaseModel):
             require_user=require_user,
             ledger=self.ledger,
             framework=framework,
+            budget=budget,
         )
 
 

@@ -27,7 +27,8 @@ from openrouter_attribution.wire.errors import from_sdk_error
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["ConnectionSettings", "async_client", "post_json", "apost_json", "post_stream", "apost_stream"]
+__all__ = ["ConnectionSettings", "async_client", "get_json", "aget_json", "post_json", "apost_json", "post_stream",
+           "apost_stream"]  # fmt: skip
 
 _PATH = "/chat/completions"
 _DRAIN_SECONDS = 0.1
@@ -150,6 +151,18 @@ async def apost_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
     """Async :func:`post_json`."""
     with translated_errors():
         return await async_client(settings).post(_PATH, cast_to=object, body=body)
+
+
+def get_json(settings: ConnectionSettings, path: str, params: dict[str, str] | None = None) -> Any:
+    """GET ``path`` (relative to the base URL, e.g. ``/models``); returns the decoded JSON body."""
+    with translated_errors():
+        return sync_client(settings).get(path, cast_to=object, options={"params": params or {}})
+
+
+async def aget_json(settings: ConnectionSettings, path: str, params: dict[str, str] | None = None) -> Any:
+    """Async :func:`get_json`."""
+    with translated_errors():
+        return await async_client(settings).get(path, cast_to=object, options={"params": params or {}})
 
 
 _stream_classes: tuple[type, type] | None = None

@@ -60,6 +60,18 @@ class Backend:
         with psycopg.connect(self.location) as conn:
             return conn.execute(sql).fetchall()
 
+    def write(self, sql: str) -> None:
+        """Run a data-changing statement directly against the database and commit it."""
+        if self.name == "sqlite":
+            with contextlib.closing(sqlite3.connect(self.location)) as conn:
+                conn.execute(sql)
+                conn.commit()
+            return
+        import psycopg
+
+        with psycopg.connect(self.location) as conn:
+            conn.execute(sql)
+
     def record_ids(self) -> list[str]:
         return [row[0] for row in self.rows()]
 

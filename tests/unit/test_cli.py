@@ -66,6 +66,9 @@ def test_report_json_by_user_compares_with_wire_floats(capsys, db):
         "reasoning_tokens": 0,
         "cost": pytest.approx(0.000123 + 1.953e-05),
         "unknown_cost_requests": 0,
+        "reported_cost": pytest.approx(0.000123 + 1.953e-05),
+        "reconciled": 0,
+        "user_mismatches": 0,
     }
     assert rows[0]["errors"] == 1
     assert rows[0]["unknown_cost_requests"] == 1
@@ -281,8 +284,8 @@ def test_migrate_a_v1_file(capsys, tmp_path):
     conn.executescript(V1_SQLITE)
     conn.execute("PRAGMA user_version = 1")
     conn.close()
-    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 1 -> 2: migrated\n")
-    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 2: up to date\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 1 -> 3: migrated\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 3: up to date\n")
 
 
 ARGUMENT_ERRORS = [

@@ -111,6 +111,9 @@ def test_totals_to_json_writes_exact_cost_numbers(ledger):
             "reasoning_tokens": 0,
             "cost": 0.25000015,
             "unknown_cost_requests": 0,
+            "reported_cost": 0.25000015,
+            "reconciled": 0,
+            "user_mismatches": 0,
         },
         {
             "user": "app_2",
@@ -122,6 +125,9 @@ def test_totals_to_json_writes_exact_cost_numbers(ledger):
             "reasoning_tokens": 0,
             "cost": None,
             "unknown_cost_requests": 1,
+            "reported_cost": None,
+            "reconciled": 0,
+            "user_mismatches": 0,
         },
     ]
     assert json.loads(text, parse_float=Decimal)[0]["cost"] == Decimal("0.25000015")

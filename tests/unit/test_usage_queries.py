@@ -102,6 +102,7 @@ def row(key, requests, errors, pt, ct, cached, reasoning, cost, unknown=0):
         reasoning_tokens=reasoning,
         cost=None if cost is None else Decimal(cost),
         unknown_cost_requests=unknown,
+        reported_cost=None if cost is None else Decimal(cost),  # nothing reconciled: billed is reported
     )
 
 

@@ -43,8 +43,9 @@ def li_handler(ledger):
 
 
 def _server_charges(server: Any) -> dict[str, tuple[str | None, Decimal]]:
-    """generation id -> (user, cost) as the server recorded them."""
-    return {gid: (g["user"], Decimal(str(g["total_cost"]))) for gid, g in server.generations.items()}
+    """generation id -> (user, reported cost) as the server recorded them (billed + cache discount)."""
+    return {gid: (g["user"], Decimal(str(g["total_cost"])) + Decimal(str(g["cache_discount"] or 0)))
+            for gid, g in server.generations.items()}  # fmt: skip
 
 
 def _recorded_charges(ledger: UsageLedger) -> dict[str | None, tuple[str | None, Decimal | None]]:

@@ -19,6 +19,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from openrouter_attribution.attribution import Attribution, resolve
+from openrouter_attribution.errors import BudgetExceededError
 from openrouter_attribution.langchain.config import call_layers
 from openrouter_attribution.usage.observed import (
     EMPTY,
@@ -167,7 +168,7 @@ class UsageCallbackHandler(BaseCallbackHandler):
 
     def _finish(self, run_id: UUID, response: LLMResult | None, error: BaseException | None) -> None:
         call = self._calls.pop(run_id)
-        if call is None:
+        if call is None or isinstance(error, BudgetExceededError):  # refused by a budget: nothing was sent
             return
         observed = from_llm_result(response) if response is not None else EMPTY
         self.ledger.record(build_record(call, observed, error=error, framework="langchain", policy=self.policy))

@@ -32,6 +32,7 @@ from llama_index.core.instrumentation.events.span import SpanDropEvent
 from pydantic import Field, PrivateAttr
 
 from openrouter_attribution.attribution import Attribution, resolve
+from openrouter_attribution.errors import BudgetExceededError
 from openrouter_attribution.usage.observed import (
     CallTracker,
     Observed,
@@ -159,7 +160,7 @@ class UsageEventHandler(BaseEventHandler):
 
     def _finish(self, key: str | None, observed: Observed | None, error: BaseException | None) -> None:
         call = self._calls.pop(key)
-        if call is None:
+        if call is None or isinstance(error, BudgetExceededError):  # refused by a budget: nothing was sent
             return
         record = build_record(call, observed or Observed(), error=error, framework="llama_index", policy=self.policy)
         self.ledger.record(record)

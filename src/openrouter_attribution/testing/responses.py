@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from openrouter_attribution.testing.catalog import ModelInfo, compute_cost
@@ -99,6 +100,8 @@ class Usage:
     cost: float
     prompt_cost: float
     completion_cost: float
+    cache_discount: float = 0.0
+    """What billing takes off ``cost`` for the cached prompt tokens (see :data:`CACHED_PROMPT_SHARE`)."""
 
     def to_payload(self) -> dict[str, Any]:
         """Return OpenRouter's ``usage`` object."""
@@ -127,18 +130,32 @@ class Usage:
         }
 
 
+CACHED_PROMPT_SHARE = Decimal("0.25")
+"""The share of the prompt price the local server bills for a cached prompt token.
+
+The rule that makes reconciliation testable offline: a response's ``usage.cost`` prices every prompt
+token at the full prompt price (what was known at answer time), while ``GET /generation`` bills cached
+prompt tokens at a quarter of it and reports the difference as ``cache_discount``:
+``total_cost = usage.cost - cache_discount``, ``cache_discount = 0.75 x cached_tokens x prompt price``.
+Prompt tokens are cached when the same ``user`` sends the same leading messages to the same model again
+(:class:`~openrouter_attribution.testing.state.PromptCache`)."""
+
+
 def build_usage(model: ModelInfo, prompt_tokens: int, cached_tokens: int, completion: Completion) -> Usage:
     """Return the usage of ``completion`` priced with ``model``'s catalog prices."""
     completion_tokens = completion.completion_tokens
     cost, prompt_cost, completion_cost = compute_cost(model, prompt_tokens, completion_tokens)
+    cached = min(cached_tokens, prompt_tokens)
+    discount = Decimal(model.prompt_price) * cached * (1 - CACHED_PROMPT_SHARE)
     return Usage(
         prompt_tokens,
         completion_tokens,
         completion.reasoning_tokens,
-        min(cached_tokens, prompt_tokens),
+        cached,
         cost,
         prompt_cost,
         completion_cost,
+        float(discount),
     )
 
 
@@ -304,14 +321,16 @@ def build_generation(
 
     Besides the fields of OpenRouter's ``GenerationResponse`` (where the end-user
     is ``external_user``), ``user`` repeats the request's ``user`` for convenience.
+    ``total_cost`` is what is billed: ``usage.cost`` minus ``cache_discount`` (see
+    :data:`CACHED_PROMPT_SHARE`). A generation that failed mid-way is ``cancelled``.
     """
     referer = headers.get("HTTP-Referer")
+    billed = float(Decimal(str(usage.cost)) - Decimal(str(usage.cache_discount)))
     finish, native = (
         ("error", "error") if failed else (completion.finish_reason, completion.native_finish_reason)
     )
     nulls = (
         "app_id",
-        "cache_discount",
         "moderation_latency",
         "num_media_prompt",
         "num_media_completion",
@@ -337,7 +356,7 @@ def build_generation(
         "session_id": session_id,
         "created_at": datetime.fromtimestamp(envelope.created, tz=timezone.utc).isoformat(),
         "streamed": streamed,
-        "cancelled": False,
+        "cancelled": failed,
         "finish_reason": finish,
         "native_finish_reason": native,
         "tokens_prompt": usage.prompt_tokens,
@@ -347,9 +366,10 @@ def build_generation(
         "native_tokens_reasoning": usage.reasoning_tokens,
         "native_tokens_cached": usage.cached_tokens,
         "native_tokens_completion_images": 0,
-        "total_cost": usage.cost,
-        "usage": usage.cost,
-        "upstream_inference_cost": usage.cost,
+        "total_cost": billed,
+        "usage": billed,
+        "cache_discount": usage.cache_discount if usage.cached_tokens else None,
+        "upstream_inference_cost": billed,
         "is_byok": False,
         "origin": referer or "",
         "http_referer": referer,

@@ -128,6 +128,8 @@ def _generation(state: ServerState, request: RecordedRequest) -> Reply:
     generation_id = request.query.get("id")
     if not generation_id:
         return error_reply(400, "Missing required query parameter: id")
+    if state.generation_latency > 0:
+        time.sleep(state.generation_latency)
     generation = state.generation(generation_id)
     if generation is None:
         return error_reply(404, f"Generation {generation_id} not found")

@@ -152,6 +152,30 @@ class FakeOpenRouter:
     def latency(self, seconds: float) -> None:
         self._state.latency = seconds
 
+    @property
+    def generation_delay(self) -> float:
+        """Seconds after a generation ends before ``GET /generation`` knows it (until then: 404, as
+        OpenRouter answers for fresh ids); settable, reset to 0 by :meth:`reset`."""
+        return self._state.generation_delay
+
+    @generation_delay.setter
+    def generation_delay(self, seconds: float) -> None:
+        self._state.generation_delay = seconds
+
+    @property
+    def generation_latency(self) -> float:
+        """Seconds to wait before answering each ``GET /generation``; settable, reset by :meth:`reset`."""
+        return self._state.generation_latency
+
+    @generation_latency.setter
+    def generation_latency(self, seconds: float) -> None:
+        self._state.generation_latency = seconds
+
+    def forget_generation(self, generation_id: str) -> bool:
+        """Make ``GET /generation`` answer 404 for ``generation_id`` from now on (a generation OpenRouter
+        does not know); returns whether it was known."""
+        return self._state.forget_generation(generation_id)
+
     # -- records ------------------------------------------------------------------------------------
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -67,6 +68,8 @@ class ServerState:
         log: Every request received.
         faults: Queued faults.
         cache: Simulated prompt cache.
+        generation_delay: Seconds after a generation before ``GET /generation`` knows it (404 until then).
+        generation_latency: Seconds to wait before answering each ``GET /generation``.
     """
 
     def __init__(self, api_key: str, latency: float) -> None:
@@ -78,18 +81,37 @@ class ServerState:
         self.cache = PromptCache()
         self._lock = threading.Lock()
         self._generations: dict[str, dict[str, Any]] = {}
+        self._visible_at: dict[str, float] = {}
+        self.generation_delay = 0.0
+        self.generation_latency = 0.0
         self._connections = 0
         self._internal_errors: list[str] = []
 
     def store_generation(self, generation: dict[str, Any]) -> None:
-        """Remember a generation for ``GET /generation``."""
+        """Remember a generation for ``GET /generation`` (visible after ``generation_delay`` seconds)."""
         with self._lock:
             self._generations[generation["id"]] = generation
+            self._visible_at[generation["id"]] = time.monotonic() + self.generation_delay
 
     def generation(self, generation_id: str) -> dict[str, Any] | None:
-        """Return the stored generation ``generation_id``, or ``None``."""
+        """Return the stored generation ``generation_id`` once it is visible, or ``None``."""
         with self._lock:
+            if self._visible_at.get(generation_id, 0.0) > time.monotonic():
+                return None
             return self._generations.get(generation_id)
+
+    def forget_generation(self, generation_id: str) -> bool:
+        """Forget a generation (``GET /generation`` answers 404 for it); returns whether it was known."""
+        with self._lock:
+            self._visible_at.pop(generation_id, None)
+            return self._generations.pop(generation_id, None) is not None
+
+    def cancel_generation(self, generation_id: str | None) -> None:
+        """Mark a generation cancelled (its stream did not reach the client whole)."""
+        with self._lock:
+            generation = self._generations.get(generation_id or "")
+            if generation is not None:
+                generation["cancelled"] = True
 
     def generations(self) -> dict[str, dict[str, Any]]:
         """Return a copy of every stored generation by id."""
@@ -124,12 +146,15 @@ class ServerState:
             return list(self._internal_errors)
 
     def reset(self) -> None:
-        """Clear records, generations, queued faults, the prompt cache and counters; restore latency."""
+        """Clear records, generations, queued faults, the prompt cache and counters; restore latency and
+        the generation delay and latency."""
         self.log.clear()
         self.faults.clear()
         self.cache.clear()
         with self._lock:
             self._generations.clear()
+            self._visible_at.clear()
+            self.generation_delay = self.generation_latency = 0.0
             self._connections = 0
             self._internal_errors.clear()
         self.latency = self.initial_latency

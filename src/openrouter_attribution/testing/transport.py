@@ -67,6 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
         except (ConnectionError, TimeoutError):
             self.close_connection = True  # the client went away; nothing to answer
+            if isinstance(reply, StreamReply):  # the stream did not reach the client whole
+                self._state.cancel_generation(reply.headers.get("X-Generation-Id"))
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -124,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for index, event in enumerate(reply.events):
             if reply.drop_after is not None and index >= reply.drop_after:
+                self._state.cancel_generation(reply.headers.get("X-Generation-Id"))
                 self._abort()
                 return
             data = b"%x\r\n%s\r\n" % (len(event), event)

@@ -1,10 +1,12 @@
 """Per-user usage ledger: records, storage, queries and exports (framework-neutral)."""
 
+from openrouter_attribution.usage.budget import BudgetStatus, BudgetUsage, UserBudget
 from openrouter_attribution.usage.export import export_csv, export_jsonl, totals_to_json, write_totals_csv
 from openrouter_attribution.usage.ledger import DEFAULT_COMMIT_TIMEOUT, UsageLedger, default_spool_folder, open_store
 from openrouter_attribution.usage.location import redact
 from openrouter_attribution.usage.postgres import PostgresUsageStore
 from openrouter_attribution.usage.queries import TimeBound, parse_time
+from openrouter_attribution.usage.reconcile import ReconcileSummary
 from openrouter_attribution.usage.records import (
     TotalsBy,
     UsageQueryError,
@@ -17,9 +19,12 @@ from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import MemoryUsageStore, SupportsTotals, UsageStore
 
 __all__ = [
+    "BudgetStatus",
+    "BudgetUsage",
     "DEFAULT_COMMIT_TIMEOUT",
     "MemoryUsageStore",
     "PostgresUsageStore",
+    "ReconcileSummary",
     "SQLiteUsageStore",
     "Spool",
     "SupportsTotals",
@@ -31,6 +36,7 @@ __all__ = [
     "UsageStore",
     "UsageStoreError",
     "UsageTotals",
+    "UserBudget",
     "default_spool_folder",
     "export_csv",
     "export_jsonl",

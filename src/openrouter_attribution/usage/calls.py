@@ -85,8 +85,8 @@ def record_call(
     error: BaseException | None,
     framework: str,
     kind: str = "chat",
-) -> None:
-    """Write the record of one call to ``ledger``; never raises into the model call.
+) -> UsageRecord:
+    """Write the record of one call to ``ledger`` and return it; never raises into the model call.
 
     Args:
         ledger: Anything with ``record(UsageRecord)`` (a :class:`UsageLedger`).
@@ -99,16 +99,19 @@ def record_call(
         framework: ``"langchain"`` or ``"llama_index"``.
         kind: ``"chat"`` or ``"embeddings"``.
     """
-    ledger.record(build_call_record(body=body, attribution=attribution, started=started, first=first,
-                                    source=source, error=error, framework=framework, kind=kind))  # fmt: skip
+    record = build_call_record(body=body, attribution=attribution, started=started, first=first,
+                               source=source, error=error, framework=framework, kind=kind)  # fmt: skip
+    ledger.record(record)
+    return record
 
 
-async def arecord_call(ledger: Any, **call: Any) -> None:
+async def arecord_call(ledger: Any, **call: Any) -> UsageRecord:
     """Async :func:`record_call`: awaits ``ledger.arecord`` (the event loop keeps running while the
-    record is committed); a ledger without ``arecord`` gets ``record``."""
+    record is committed); a ledger without ``arecord`` gets ``record``. Returns the record."""
     record = build_call_record(**call)
     arecord = getattr(ledger, "arecord", None)
     if arecord is None:
         ledger.record(record)
     else:
         await arecord(record)
+    return record

@@ -135,7 +135,8 @@ def totals_to_json(rows: Iterable[UsageTotals], key_name: str = "key", *, indent
         >>> row = UsageTotals(key="app_1", requests=1, cost=Decimal("1.5E-7"))
         >>> totals_to_json([row], "user", indent=None)
         '[{"user": "app_1", "requests": 1, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, \
-"cached_tokens": 0, "reasoning_tokens": 0, "cost": 0.00000015, "unknown_cost_requests": 0}]'
+"cached_tokens": 0, "reasoning_tokens": 0, "cost": 0.00000015, "unknown_cost_requests": 0, \
+"reported_cost": null, "reconciled": 0, "user_mismatches": 0}]'
     """
     objects = []
     for row in rows:

@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import export, queries
@@ -32,6 +32,10 @@ from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import UsageStore
 from openrouter_attribution.usage.writer import Writer, running_loop
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.budget import BudgetStatus, UserBudget
+    from openrouter_attribution.usage.reconcile import ReconcileSummary
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
@@ -166,6 +170,11 @@ class UsageLedger:
     def path(self) -> str:
         """The ledger's location (a DSN with its password redacted; a store's ``path`` or repr)."""
         return self._path
+
+    @property
+    def store(self) -> UsageStore:
+        """The store the ledger writes to (budgets and reconciliation work through it)."""
+        return self._store
 
     @property
     def durability(self) -> Durability:
@@ -356,6 +365,26 @@ class UsageLedger:
     ) -> int:
         """Write matching records as CSV (see :func:`export.export_csv`); returns the count."""
         return export.export_csv(self.records(since, until, user), path_or_file)
+
+    def budget_status(self, user: str | None, budget: UserBudget | None = None) -> BudgetStatus:
+        """``user``'s budget window (id as sent): spend, requests, what calls in flight hold, limits, reset.
+
+        ``budget`` gives the period and limits (default: a UTC day, no limit); see :class:`UserBudget`.
+        """
+        from openrouter_attribution.usage.budget import budget_status
+
+        return budget_status(self._readable(), user, budget)
+
+    def reconcile(self, *, since: TimeBound = None, **options: Any) -> ReconcileSummary:
+        """Fetch OpenRouter's billed cost for every record not reconciled yet (``GET /generation``).
+
+        See :func:`~openrouter_attribution.usage.reconcile.reconcile` for ``api_key``, ``base_url``,
+        ``concurrency``, ``recent``, ``retry_for``, ``retry_not_found`` and ``progress``; ``since`` takes
+        the same values as :meth:`totals`. Afterwards :meth:`totals` reports billed costs where known.
+        """
+        from openrouter_attribution.usage.reconcile import reconcile
+
+        return reconcile(self._readable(), since=queries.parse_time(since), **options)
 
     def export_jsonl(
         self,

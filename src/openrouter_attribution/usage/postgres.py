@@ -24,6 +24,7 @@ from typing import Any
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage.location import redact
+from openrouter_attribution.usage.postgres_billing import POSTGRES_BILLING_MIGRATION
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
 
@@ -60,6 +61,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records ((COALESCE(model_used, model_requested)))",
         "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
     ),
+    # Reconciliation columns, budget reservations and the two budget functions (usage/postgres_billing.py).
+    POSTGRES_BILLING_MIGRATION,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -255,6 +258,24 @@ class PostgresUsageStore:
                     self._writer = None
                 raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
 
+    def execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement on the write connection and return its rows (for features built on the store).
+
+        The connection is in autocommit mode, so the statement is its own transaction: one round trip.
+
+        Raises:
+            UsageStoreError: the server cannot be reached or the statement failed.
+        """
+        with self._lock:
+            self._writer = conn = self._live(self._writer)
+            try:
+                cursor = conn.execute(sql, params)
+                return cursor.fetchall() if cursor.description is not None else []
+            except self._psycopg.Error as err:
+                if conn.broken or conn.closed:
+                    self._writer = None
+                raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
+
     def write_many(self, records: Sequence[UsageRecord]) -> None:
         """Insert records in one transaction; ids already stored are ignored.
 
@@ -328,7 +349,7 @@ class PostgresUsageStore:
         until: float | None = None,
         user: str | None = None,
     ) -> list[UsageTotals]:
-        """Aggregate in SQL (exact ``NUMERIC`` sums); unsorted."""
+        """Aggregate in SQL (exact ``NUMERIC`` sums; ``cost`` is billed where reconciled); unsorted."""
         if by is not None and by not in TOTALS_BY:
             raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
         key = "NULL::text" if by is None else _KEY_SQL[by]
@@ -337,7 +358,8 @@ class PostgresUsageStore:
             f"SELECT {key} AS k, COUNT(*), COUNT(*) FILTER (WHERE outcome NOT IN ('ok', 'abandoned')), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
-            f"SUM(cost), COUNT(*) - COUNT(cost) FROM usage_records{where} GROUP BY 1"
+            "SUM(COALESCE(billed_cost, cost)), COUNT(*) - COUNT(COALESCE(billed_cost, cost)), SUM(cost), "
+            f"COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch) FROM usage_records{where} GROUP BY 1"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 

@@ -245,9 +245,17 @@ class UsageTotals:
     reasoning_tokens: int = 0
     """Sum of known reasoning tokens."""
     cost: Decimal | None = None
-    """Exact sum of known costs in USD; ``None`` when no cost was known."""
+    """Exact sum of known costs in USD: the billed cost where a call is reconciled, the reported one
+    elsewhere; ``None`` when no cost was known."""
     unknown_cost_requests: int = 0
     """Calls whose cost is unknown (not included in ``cost``)."""
+    reported_cost: Decimal | None = None
+    """Exact sum of the costs reported in the responses (``usage.cost``), reconciled or not."""
+    reconciled: int = 0
+    """Calls whose billed cost was fetched from ``GET /generation`` (see ``UsageLedger.reconcile``); for
+    those, ``cost`` holds the billed cost instead of the reported one."""
+    user_mismatches: int = 0
+    """Reconciled calls whose ``external_user`` at OpenRouter differs from the user the ledger recorded."""
 
     def to_dict(self, key_name: str = "key") -> dict[str, Any]:
         """Plain dict with the key under ``key_name``; ``cost`` stays a Decimal (or ``None``)."""

@@ -77,8 +77,8 @@ def from_row(row: Sequence[object]) -> UsageRecord:
 
 def totals_row(row: Sequence[object]) -> UsageTotals:
     """A :class:`UsageTotals` from ``(key, requests, errors, prompt, completion, cached, reasoning, cost,
-    unknown_cost_requests)`` as both backends select them."""
-    key, n, errors, prompt, completion, cached, reasoning, cost, unknown = row
+    unknown_cost_requests, reported_cost, reconciled, user_mismatches)`` as both backends select them."""
+    key, n, errors, prompt, completion, cached, reasoning, cost, unknown, reported, reconciled, mismatches = row
     return UsageTotals(
         key=None if key is None else str(key),
         requests=int(n),  # type: ignore[call-overload]
@@ -89,4 +89,7 @@ def totals_row(row: Sequence[object]) -> UsageTotals:
         reasoning_tokens=int(reasoning),  # type: ignore[call-overload]
         cost=None if cost is None else Decimal(str(cost)),
         unknown_cost_requests=int(unknown),  # type: ignore[call-overload]
+        reported_cost=None if reported is None else Decimal(str(reported)),
+        reconciled=int(reconciled),  # type: ignore[call-overload]
+        user_mismatches=int(mismatches),  # type: ignore[call-overload]
     )

@@ -76,6 +76,32 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records (COALESCE(model_used, model_requested))",
         "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
     ),
+    (
+        # Reconciliation with GET /generation (usage/reconcile.py): what OpenRouter billed per record.
+        "ALTER TABLE usage_records ADD COLUMN billed_cost TEXT",
+        "ALTER TABLE usage_records ADD COLUMN cache_discount TEXT",
+        "ALTER TABLE usage_records ADD COLUMN native_prompt_tokens INTEGER",
+        "ALTER TABLE usage_records ADD COLUMN native_completion_tokens INTEGER",
+        "ALTER TABLE usage_records ADD COLUMN native_reasoning_tokens INTEGER",
+        "ALTER TABLE usage_records ADD COLUMN native_cached_tokens INTEGER",
+        "ALTER TABLE usage_records ADD COLUMN cancelled INTEGER",
+        "ALTER TABLE usage_records ADD COLUMN billed_user TEXT",
+        "ALTER TABLE usage_records ADD COLUMN user_mismatch INTEGER",
+        "ALTER TABLE usage_records ADD COLUMN reconcile_status TEXT",
+        "ALTER TABLE usage_records ADD COLUMN reconciled_at REAL",
+        "CREATE INDEX IF NOT EXISTS usage_records_unreconciled ON usage_records (time, record_id) "
+        "WHERE generation_id IS NOT NULL AND reconcile_status IS NULL",
+        # Budgets (usage/budget.py): reservations of calls in flight; user_key '' is the unattributed budget.
+        """CREATE TABLE IF NOT EXISTS budget_reservations (
+            id TEXT PRIMARY KEY NOT NULL,
+            user_key TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            record_id TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS budget_reservations_user ON budget_reservations (user_key, created_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -359,7 +385,7 @@ class SQLiteUsageStore:
         until: float | None = None,
         user: str | None = None,
     ) -> list[UsageTotals]:
-        """Aggregate in SQL (exact cost sums); unsorted."""
+        """Aggregate in SQL (exact cost sums; ``cost`` is the billed cost where a record is reconciled); unsorted."""
         if by is not None and by not in TOTALS_BY:
             raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
         key = "NULL" if by is None else _KEY_SQL[by]
@@ -368,7 +394,9 @@ class SQLiteUsageStore:
             f"SELECT {key} AS k, COUNT(*), COALESCE(SUM(outcome NOT IN ('ok', 'abandoned')), 0), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
-            f"usage_decimal_sum(cost), COUNT(*) - COUNT(cost) FROM usage_records{where} GROUP BY k"
+            "usage_decimal_sum(COALESCE(billed_cost, cost)), COUNT(*) - COUNT(COALESCE(billed_cost, cost)), "
+            "usage_decimal_sum(cost), COUNT(billed_cost), COALESCE(SUM(user_mismatch), 0) "
+            f"FROM usage_records{where} GROUP BY k"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 

@@ -107,6 +107,7 @@ class _Accumulator:
     reasoning_tokens: int = 0
     cost: Decimal | None = None
     unknown_cost_requests: int = 0
+    reported_cost: Decimal | None = None
 
     def add(self, rec: UsageRecord) -> None:
         self.requests += 1
@@ -117,6 +118,7 @@ class _Accumulator:
         self.reasoning_tokens += rec.reasoning_tokens or 0
         self.unknown_cost_requests += rec.cost is None
         self.cost = add_costs(self.cost, rec.cost)
+        self.reported_cost = add_costs(self.reported_cost, rec.cost)  # a record alone carries no billed cost
 
 
 def aggregate_records(records: Iterable[UsageRecord], by: TotalsBy | None) -> list[UsageTotals]:

@@ -1,0 +1,341 @@
+"""Per-user budgets, enforced before a request leaves, shared through the ledger's store.
+
+A :class:`UserBudget` limits what one end-user may spend (``max_cost``, USD) and how many requests they
+may make (``max_requests``) in a window: a UTC day, an ISO week (Monday 00:00 UTC), a calendar month,
+or all time, as OpenRouter resets its key limits. The spend of a window is the sum of the cost of the
+user's usage records in it (the billed cost where a record is reconciled, the reported one elsewhere)
+plus the reservations of the user's calls still in flight.
+
+Every budgeted call goes through one atomic step in the store before any network I/O: check that spend +
+reservations + this call's reservation stay within ``max_cost`` (and requests + calls in flight + 1
+within ``max_requests``), and insert the reservation. SQLite does it in one ``BEGIN IMMEDIATE``
+transaction; PostgreSQL in one statement under a per-user transaction-scoped advisory lock (see
+:mod:`~openrouter_attribution.usage.postgres_billing`). Two processes on two hosts sharing the ledger can
+never both take the last slot.
+
+When the call ends, its reservation settles to the actual cost: it is linked to the call's usage record
+and stops counting as soon as that record is in the store (a durable ledger commits it before the call
+returns; a spooled or buffered record keeps the reservation counting until it lands, so spend is never
+under-counted). A reservation whose process died expires after ``reservation_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.usage.records import parse_cost
+
+__all__ = [
+    "BudgetCheck",
+    "BudgetStatus",
+    "BudgetUsage",
+    "Period",
+    "Reservation",
+    "SupportsBudgets",
+    "UserBudget",
+    "billing_for",
+    "budget_status",
+    "window",
+]
+
+Period = Literal["day", "week", "month", "total"]
+"""Budget windows: UTC day, ISO week (from Monday 00:00 UTC), calendar month (UTC), or all time."""
+Unattributed = Literal["shared", "allow", "refuse"]
+"""What a budget does with calls that resolve no user (see :attr:`UserBudget.unattributed`)."""
+
+PERIODS: tuple[str, ...] = get_args(Period)
+DEFAULT_FALLBACK_RESERVE = Decimal("0.01")
+DEFAULT_RESERVATION_TTL = 900.0
+_UTC = timezone.utc
+
+
+def window(period: str, now: float) -> tuple[float, float | None]:
+    """The window of ``period`` that holds ``now``: ``(start, reset)`` in epoch seconds, UTC.
+
+    ``reset`` (the start of the next window) is ``None`` for ``"total"``, whose window starts at 0.
+
+    Example:
+        >>> window("week", 1767484800.0)  # Sunday 2026-01-04 00:00 UTC
+        (1766966400.0, 1767571200.0)
+    """
+    if period == "total":
+        return 0.0, None
+    moment = datetime.fromtimestamp(math.floor(now), tz=_UTC)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, reset = day, day + timedelta(days=1)
+    elif period == "week":
+        start = day - timedelta(days=day.weekday())
+        reset = start + timedelta(days=7)
+    elif period == "month":
+        start = day.replace(day=1)
+        if start.month == 12:
+            reset = start.replace(year=start.year + 1, month=1)
+        else:
+            reset = start.replace(month=start.month + 1)
+    else:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+    return start.timestamp(), reset.timestamp()
+
+
+def _amount(name: str, value: object) -> Decimal | None:
+    try:
+        amount = parse_cost(value)
+    except ValueError as err:
+        raise ConfigurationError(f"UserBudget {name} must be a Decimal amount in USD: {err}") from None
+    if amount is not None and amount < 0:
+        raise ConfigurationError(f"UserBudget {name} must be >= 0, got {amount}")
+    return amount
+
+
+Limits = Mapping[str, "UserBudget"] | Callable[[str], "UserBudget | None"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserBudget:
+    """How much each end-user may spend and request per window, enforced before each request.
+
+    Pass it as ``budget=`` to a model together with ``ledger=``: the ledger's store holds the spend and
+    the reservations, so every process and host that shares the ledger shares the budget.
+
+    Example:
+        >>> from decimal import Decimal
+        >>> from openrouter_attribution import BudgetExceededError, UsageLedger, UserBudget
+        >>> from openrouter_attribution.langchain import ChatOpenRouter
+        >>> from openrouter_attribution.testing import FakeOpenRouter
+        >>> with FakeOpenRouter() as server, UsageLedger(":memory:") as ledger:
+        ...     llm = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=server.base_url, api_key=server.api_key,
+        ...                          ledger=ledger, budget=UserBudget(max_requests=1, period="day"))
+        ...     _ = llm.invoke("Hello", user="app_42")
+        ...     try:
+        ...         llm.invoke("Hello again", user="app_42")
+        ...     except BudgetExceededError as err:
+        ...         print(err.user, err.kind, err.limit, err.period, len(server.chat_requests))
+        app_42 requests 1 day 1
+    """
+
+    max_cost: Decimal | None = None
+    """USD a user may spend per window (reported cost, or billed cost once reconciled); ``None``: no cost limit."""
+    max_requests: int | None = None
+    """Requests a user may make per window (calls in flight included, failed calls counted); ``None``: no limit."""
+    period: Period = "day"
+    """The window: ``"day"`` (UTC midnight), ``"week"`` (Monday 00:00 UTC), ``"month"`` or ``"total"``."""
+    reserve: Decimal | None = None
+    """USD held for each call while it runs. ``None``: derived per call from the model's pricing in
+    ``GET /models`` (prompt estimated at one token per 3 characters, completion at the call's
+    ``max_tokens``, else the model's maximum completion tokens), else :attr:`fallback_reserve`."""
+    fallback_reserve: Decimal = DEFAULT_FALLBACK_RESERVE
+    """USD held for a call whose model has no known pricing (``reserve=None`` only)."""
+    limits: Limits | None = None
+    """Per-user budgets that replace this one: a mapping from user id *as sent* (after the identity
+    policy) to a :class:`UserBudget`, or a callable taking that id and returning one (or ``None`` for
+    the default). A replacement's own ``limits`` and ``unattributed`` are not used."""
+    unattributed: Unattributed = "shared"
+    """Calls that resolve no user: ``"shared"`` (default) share one budget, the same limits; ``"allow"``
+    sends them unbudgeted; ``"refuse"`` raises ``MissingUserError`` before sending. Under
+    ``require_user=True`` they are refused anyway, before the budget is consulted."""
+    reservation_ttl: float = DEFAULT_RESERVATION_TTL
+    """Seconds a reservation counts at most (a process that died mid-call cannot hold budget forever).
+    Keep it above your longest call or stream."""
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    """Epoch seconds now; replaceable for tests of window boundaries."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_cost", _amount("max_cost", self.max_cost))
+        object.__setattr__(self, "reserve", _amount("reserve", self.reserve))
+        fallback = _amount("fallback_reserve", self.fallback_reserve)
+        object.__setattr__(self, "fallback_reserve", DEFAULT_FALLBACK_RESERVE if fallback is None else fallback)
+        if self.max_requests is not None and (isinstance(self.max_requests, bool) or not isinstance(
+                self.max_requests, int) or self.max_requests < 0):  # fmt: skip
+            raise ConfigurationError(f"UserBudget max_requests must be a whole number >= 0, got {self.max_requests!r}")
+        if self.period not in PERIODS:
+            raise ConfigurationError(f"UserBudget period must be one of {', '.join(PERIODS)}, not {self.period!r}")
+        if self.unattributed not in get_args(Unattributed):
+            raise ConfigurationError(
+                f"UserBudget unattributed must be 'shared', 'allow' or 'refuse', not {self.unattributed!r}"
+            )
+        if not (isinstance(self.reservation_ttl, (int, float)) and self.reservation_ttl > 0):
+            raise ConfigurationError(f"UserBudget reservation_ttl must be > 0 seconds, got {self.reservation_ttl!r}")
+        if isinstance(self.limits, Mapping):
+            for key, value in self.limits.items():
+                if not isinstance(value, UserBudget):
+                    raise ConfigurationError(f"UserBudget limits values must be UserBudget, not {type(value).__name__}")
+                if not isinstance(key, str):
+                    raise ConfigurationError("UserBudget limits keys must be user ids (str) as sent")
+        elif self.limits is not None and not callable(self.limits):
+            raise ConfigurationError("UserBudget limits must be a mapping of user id -> UserBudget, or a callable")
+
+    @property
+    def limited(self) -> bool:
+        """Whether this budget limits anything."""
+        return self.max_cost is not None or self.max_requests is not None
+
+    def for_user(self, user: str | None) -> UserBudget:
+        """The budget that applies to ``user`` (as sent): its entry in :attr:`limits`, else this one."""
+        if user is None or self.limits is None:
+            return self
+        found = self.limits.get(user) if isinstance(self.limits, Mapping) else self.limits(user)
+        if found is None:
+            return self
+        if not isinstance(found, UserBudget):
+            raise ConfigurationError(f"UserBudget limits returned {type(found).__name__}, not a UserBudget or None")
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One call's claim on its user's budget, as the store receives it."""
+
+    id: str
+    """Random id (32 hex digits)."""
+    user: str | None
+    """The user as sent; ``None`` for the shared unattributed budget."""
+    amount: Decimal
+    """USD held while the call runs."""
+    since: float
+    """Start of the window (epoch seconds)."""
+    now: float
+    """When the reservation is made."""
+    expires_at: float
+    """When it stops counting even if never settled."""
+    max_cost: Decimal | None
+    """The cost limit of the window."""
+    max_requests: int | None
+    """The request limit of the window."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUsage:
+    """What a user has used in a window."""
+
+    spent: Decimal = Decimal(0)
+    """USD of the usage records in the window (billed where reconciled, reported elsewhere)."""
+    requests: int = 0
+    """Usage records in the window."""
+    reserved: Decimal = Decimal(0)
+    """USD held by calls in flight."""
+    in_flight: int = 0
+    """Calls in flight (unsettled reservations that have not expired)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCheck(BudgetUsage):
+    """The outcome of one reserve step: the usage before this call, and whether it was granted."""
+
+    granted: bool = False
+    """True when the reservation was taken."""
+
+
+@runtime_checkable
+class SupportsBudgets(Protocol):
+    """A store that can enforce budgets: one atomic check-and-reserve across processes and hosts."""
+
+    def budget_reserve(self, reservation: Reservation) -> BudgetCheck:
+        """Atomically: if within both limits, insert ``reservation``; return the usage before it."""
+        ...
+
+    def budget_settle(self, reservation_id: str, record_id: str | None) -> None:
+        """End a reservation: linked to ``record_id`` (it counts until that record is stored), or
+        released when ``record_id`` is ``None``."""
+        ...
+
+    def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
+        """The user's usage in the window starting at ``since``."""
+        ...
+
+
+_billing: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def billing_for(store: Any) -> Any:
+    """The budget and reconciliation backend of ``store``; ``None`` when it has none.
+
+    The SQL stores get theirs from :mod:`~openrouter_attribution.usage.sqlite_billing` and
+    :mod:`~openrouter_attribution.usage.postgres_billing`; a custom store that implements
+    :class:`SupportsBudgets` is its own backend.
+    """
+    if isinstance(store, SupportsBudgets):
+        return store
+    from openrouter_attribution.usage.postgres import PostgresUsageStore
+    from openrouter_attribution.usage.sqlite import SQLiteUsageStore
+
+    if not isinstance(store, (SQLiteUsageStore, PostgresUsageStore)):
+        return None
+    backend = _billing.get(store)
+    if backend is None:
+        if isinstance(store, SQLiteUsageStore):
+            from openrouter_attribution.usage.sqlite_billing import SQLiteBilling
+
+            backend = SQLiteBilling(store)
+        else:
+            from openrouter_attribution.usage.postgres_billing import PostgresBilling
+
+            backend = PostgresBilling(store)
+        backend = _billing.setdefault(store, backend)
+    return backend
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A user's budget window as it stands: what is used, what is held, the limits and the reset."""
+
+    user: str | None
+    """The user id as sent; ``None`` for the shared unattributed budget."""
+    period: str
+    """``"day"``, ``"week"``, ``"month"`` or ``"total"``."""
+    window_start: datetime
+    """Start of the current window (UTC)."""
+    resets_at: datetime | None
+    """Start of the next window (UTC); ``None`` for ``"total"``."""
+    usage: BudgetUsage
+    """Spend and requests of ended calls, and what calls in flight hold."""
+    max_cost: Decimal | None
+    """The cost limit, if any."""
+    max_requests: int | None
+    """The request limit, if any."""
+
+    @property
+    def remaining_cost(self) -> Decimal | None:
+        """USD left in the window (``max_cost`` - spent - reserved, at least 0); ``None`` without a limit."""
+        if self.max_cost is None:
+            return None
+        return max(Decimal(0), self.max_cost - self.usage.spent - self.usage.reserved)
+
+    @property
+    def remaining_requests(self) -> int | None:
+        """Requests left in the window (calls in flight count as made); ``None`` without a limit."""
+        if self.max_requests is None:
+            return None
+        return max(0, self.max_requests - self.usage.requests - self.usage.in_flight)
+
+
+def budget_status(store: Any, user: str | None, budget: UserBudget | None = None) -> BudgetStatus:
+    """The budget window of ``user`` (as sent) in ``store``, under ``budget`` (default: a day, no limit).
+
+    Raises:
+        ConfigurationError: the store holds no budgets (neither SQLite nor PostgreSQL nor a
+            :class:`SupportsBudgets` store).
+    """
+    budget = (budget or UserBudget()).for_user(user)
+    backend = billing_for(store)
+    if backend is None:
+        raise ConfigurationError(f"{type(store).__name__} holds no budgets; use an SQLite or PostgreSQL ledger")
+    now = budget.clock()
+    start, reset = window(budget.period, now)
+    return BudgetStatus(
+        user=user,
+        period=budget.period,
+        window_start=datetime.fromtimestamp(start, tz=_UTC),
+        resets_at=None if reset is None else datetime.fromtimestamp(reset, tz=_UTC),
+        usage=backend.budget_usage(user, start, now),
+        max_cost=budget.max_cost,
+        max_requests=budget.max_requests,
+    )

@@ -1,0 +1,204 @@
+"""Budgets and reconciliation on a PostgreSQL ledger: the SQL behind ``budget=`` and ``reconcile``.
+
+Atomicity of a budget check: ``budget_reserve(...)``, a PL/pgSQL function created by the schema
+migration, runs as one statement (one round trip, its own transaction on the store's autocommit
+connection). It first takes a transaction-scoped advisory lock keyed by the user
+(``pg_advisory_xact_lock(class, hashtext(user))``), so the reserve steps of one user run one at a
+time on every connection of every host, while other users proceed in parallel (two users whose
+hashes collide only wait for each other). In READ COMMITTED, each statement of a volatile function
+takes a fresh snapshot, so the read that follows the lock sees every reservation committed by the
+previous holder; records and reservations are read in one statement, hence one snapshot, so a record
+committed meanwhile by a ledger writer is never missed on both sides. A row lock would need a row per
+user and SERIALIZABLE would need retries; the advisory lock needs neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.postgres import PostgresUsageStore
+    from openrouter_attribution.usage.reconcile import Billed, Candidate
+
+__all__ = ["POSTGRES_BILLING_MIGRATION", "PostgresBilling"]
+
+_BUDGET_LOCK_CLASS = 0x6F726162  # first key of the per-user advisory locks ("orab")
+
+_RECORDS_WINDOW = """(SELECT COALESCE(SUM(COALESCE(u.billed_cost, u.cost)), 0) AS s, COUNT(*) AS n
+             FROM usage_records u WHERE {user} AND u.time >= p_since)"""
+_RESERVED_WINDOW = """(SELECT COALESCE(SUM(r.amount), 0) AS s, COUNT(*) AS n FROM budget_reservations r
+             WHERE r.user_key = v_key AND r.created_at >= p_since AND r.expires_at > p_now
+               AND (r.record_id IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id)))"""
+
+
+def _usage_select(user: str) -> str:
+    return (f"SELECT a.s, a.n, b.s, b.n INTO spent, requests, reserved, in_flight "
+            f"FROM {_RECORDS_WINDOW.format(user=user)} a, {_RESERVED_WINDOW} b;")  # fmt: skip
+
+
+_RESERVE_FUNCTION = f"""CREATE OR REPLACE FUNCTION budget_reserve(
+    p_id text, p_user text, p_amount numeric, p_since double precision, p_now double precision,
+    p_expires double precision, p_max_cost numeric, p_max_requests bigint)
+RETURNS TABLE (granted boolean, spent numeric, requests bigint, reserved numeric, in_flight bigint)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_key text := COALESCE(p_user, '');
+BEGIN
+    PERFORM pg_advisory_xact_lock({_BUDGET_LOCK_CLASS}, hashtext(v_key));
+    DELETE FROM budget_reservations r WHERE r.user_key = v_key AND (r.expires_at <= p_now
+        OR (r.record_id IS NOT NULL AND EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id)));
+    IF p_user IS NULL THEN
+        {_usage_select('u."user" IS NULL')}
+    ELSE
+        {_usage_select('u."user" = p_user')}
+    END IF;
+    granted := (p_max_cost IS NULL OR spent + reserved + p_amount <= p_max_cost)
+        AND (p_max_requests IS NULL OR requests + in_flight + 1 <= p_max_requests);
+    IF granted THEN
+        INSERT INTO budget_reservations (id, user_key, amount, created_at, expires_at)
+        VALUES (p_id, v_key, p_amount, p_now, p_expires);
+    END IF;
+    RETURN NEXT;
+END
+$fn$"""
+
+_SETTLE_FUNCTION = """CREATE OR REPLACE FUNCTION budget_settle(p_id text, p_record text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    IF p_record IS NULL THEN
+        DELETE FROM budget_reservations WHERE id = p_id;
+    ELSE
+        -- The record is stored: the reservation goes. Not yet (spooled, buffered): it counts until it is.
+        DELETE FROM budget_reservations WHERE id = p_id
+            AND EXISTS (SELECT 1 FROM usage_records WHERE record_id = p_record);
+        IF NOT FOUND THEN
+            UPDATE budget_reservations SET record_id = p_record WHERE id = p_id;
+        END IF;
+    END IF;
+END
+$fn$"""
+
+POSTGRES_BILLING_MIGRATION: tuple[str, ...] = (
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS billed_cost numeric",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS cache_discount numeric",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS native_prompt_tokens bigint",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS native_completion_tokens bigint",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS native_reasoning_tokens bigint",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS native_cached_tokens bigint",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS cancelled boolean",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS billed_user text",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS user_mismatch boolean",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS reconcile_status text",
+    "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS reconciled_at double precision",
+    "CREATE INDEX IF NOT EXISTS usage_records_unreconciled ON usage_records (time, record_id) "
+    "WHERE generation_id IS NOT NULL AND reconcile_status IS NULL",
+    """CREATE TABLE IF NOT EXISTS budget_reservations (
+        id text COLLATE "C" PRIMARY KEY,
+        user_key text NOT NULL,
+        amount numeric NOT NULL,
+        created_at double precision NOT NULL,
+        expires_at double precision NOT NULL,
+        record_id text COLLATE "C"
+    )""",
+    "CREATE INDEX IF NOT EXISTS budget_reservations_user ON budget_reservations (user_key, created_at)",
+    _RESERVE_FUNCTION,
+    _SETTLE_FUNCTION,
+)
+"""Schema step 2 -> 3 of the PostgreSQL ledger (kept here, beside the SQL that uses it)."""
+
+_RESERVE = "SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s)"
+_SETTLE = "SELECT budget_settle(%s, %s)"
+_USAGE = {
+    True: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" IS NULL '
+          "AND time >= %s",
+    False: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" = %s '
+           "AND time >= %s",
+}  # fmt: skip
+_RESERVED = (
+    "SELECT COALESCE(SUM(r.amount), 0), COUNT(*) FROM budget_reservations r WHERE r.user_key = %s "
+    "AND r.created_at >= %s AND r.expires_at > %s AND (r.record_id IS NULL OR NOT EXISTS "
+    "(SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))"
+)
+_PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= %s"
+_CANDIDATES = (
+    'SELECT record_id, generation_id, "user", cost, time FROM usage_records WHERE {pending} '
+    "AND (time, record_id) > (%s, %s) ORDER BY time, record_id LIMIT %s"
+)
+_APPLY = (
+    "UPDATE usage_records SET reconcile_status = v.status, billed_cost = v.billed, cache_discount = v.discount, "
+    "native_prompt_tokens = v.np, native_completion_tokens = v.nc, native_reasoning_tokens = v.nr, "
+    "native_cached_tokens = v.ncached, cancelled = v.cancelled, billed_user = v.buser, "
+    "user_mismatch = v.mismatch, reconciled_at = v.at FROM unnest(%s::text[], %s::text[], %s::numeric[], "
+    "%s::numeric[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::bool[], %s::text[], %s::bool[], "
+    "%s::float8[]) AS v(rid, status, billed, discount, np, nc, nr, ncached, cancelled, buser, mismatch, at) "
+    "WHERE usage_records.record_id = v.rid"
+)
+
+
+class PostgresBilling:
+    """Budget reservations and reconciliation results in a :class:`PostgresUsageStore`."""
+
+    def __init__(self, store: PostgresUsageStore) -> None:
+        self.store = store
+
+    # -- budgets -----------------------------------------------------------------------------------
+
+    def budget_reserve(self, reservation: Reservation) -> BudgetCheck:
+        """One statement: lock the user, read records and reservations, insert when within the limits."""
+        r = reservation
+        ((granted, spent, requests, reserved, in_flight),) = self.store.execute(
+            _RESERVE, (r.id, r.user, r.amount, r.since, r.now, r.expires_at, r.max_cost, r.max_requests)
+        )
+        return BudgetCheck(spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved),
+                           in_flight=int(in_flight), granted=bool(granted))  # fmt: skip
+
+    def budget_settle(self, reservation_id: str, record_id: str | None) -> None:
+        """Link the reservation to its record (or release it), in one statement."""
+        self.store.execute(_SETTLE, (reservation_id, record_id))
+
+    def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
+        """Records and reservations of ``user`` in the window (a read; no lock)."""
+        params: list[object] = [since] if user is None else [user, since]
+        ((spent, requests),) = self.store._fetch(_USAGE[user is None], params)
+        ((reserved, in_flight),) = self.store._fetch(_RESERVED, [user or "", since, now])
+        return BudgetUsage(spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved),
+                           in_flight=int(in_flight))  # fmt: skip
+
+    # -- reconciliation ----------------------------------------------------------------------------
+
+    def reconcile_pending(self, since: float | None, *, retry_not_found: bool = False) -> int:
+        """How many records with a generation id are not reconciled yet."""
+        sql = "SELECT COUNT(*) FROM usage_records WHERE " + _pending(retry_not_found)
+        return int(self.store._fetch(sql, [since or 0.0])[0][0])
+
+    def reconcile_candidates(
+        self, since: float | None, after: tuple[float, str] | None, limit: int, *, retry_not_found: bool = False
+    ) -> list[Candidate]:
+        """The next ``limit`` unreconciled records after ``after`` (``(time, record_id)``), in time order."""
+        from openrouter_attribution.usage.reconcile import Candidate
+
+        low = after or (float("-inf"), "")
+        sql = _CANDIDATES.format(pending=_pending(retry_not_found))
+        rows = self.store._fetch(sql, [since or 0.0, low[0], low[1], limit])
+        return [Candidate(record_id=row[0], generation_id=row[1], user=row[2],
+                          cost=None if row[3] is None else Decimal(row[3]), time=float(row[4]))
+                for row in rows]  # fmt: skip
+
+    def reconcile_apply(self, results: Sequence[Billed]) -> None:
+        """Store reconciliation results in one statement."""
+        if not results:
+            return
+        rows = [(b.record_id, b.status, b.billed_cost, b.cache_discount, b.native_prompt_tokens,
+                 b.native_completion_tokens, b.native_reasoning_tokens, b.native_cached_tokens, b.cancelled,
+                 b.billed_user, b.user_mismatch, b.at) for b in results]  # fmt: skip
+        columns = list(zip(*rows, strict=True))
+        self.store.execute(_APPLY, [list(column) for column in columns])
+
+
+def _pending(retry_not_found: bool) -> str:
+    return _PENDING.format(retry=" OR reconcile_status = 'not_found'" if retry_not_found else "")

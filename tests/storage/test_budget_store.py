@@ -1,0 +1,194 @@
+"""The budget step on every backend: check-and-reserve is atomic, settles to records, expires, windows roll."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
+from openrouter_attribution.usage.budget import billing_for, window
+from openrouter_attribution.usage.budget_guard import BudgetGuard
+
+DAY = 86400.0
+NOW = 1767312000.0 + 3600  # 2026-01-02T01:00:00Z, a Friday
+
+
+class Clock:
+    """An injectable clock: budgets read it, tests move it."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ledger(backend):
+    with UsageLedger(backend.location) as ledger:
+        yield ledger
+
+
+AT_NOW = UserBudget(clock=Clock())  # what budget_status reads: the window of NOW
+
+
+def guard(ledger, clock=None, **budget) -> BudgetGuard:
+    return BudgetGuard(UserBudget(clock=clock or Clock(), **budget), ledger)
+
+
+def no_estimate():
+    raise AssertionError("a fixed reserve needs no estimate")
+
+
+def record(user, cost, *, time=NOW, record_id=None, **fields):
+    return UsageRecord(time=time, user=user, cost=None if cost is None else Decimal(cost),
+                       record_id=record_id or "", **fields)  # fmt: skip
+
+
+def test_reservations_count_until_the_limit(ledger, backend):
+    g = guard(ledger, max_cost=Decimal("0.30"), reserve=Decimal("0.10"))
+    holds = [g.reserve("app_1", no_estimate) for _ in range(3)]
+    with pytest.raises(BudgetExceededError) as refused:
+        g.reserve("app_1", no_estimate)
+    err = refused.value
+    assert (err.user, err.kind, err.limit, err.spent, err.reserved, err.requested) == (
+        "app_1", "cost", Decimal("0.30"), Decimal(0), Decimal("0.30"), Decimal("0.10"))
+    assert err.period == "day"
+    assert err.resets_at.timestamp() == window("day", NOW)[1]
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(3,)]
+    assert g.reserve("app_2", no_estimate) is not None  # another user's budget is their own
+    assert ledger.budget_status("app_1", AT_NOW).usage.in_flight == 3
+    for hold in holds:
+        hold.settle()  # released without a record: nothing was spent
+    assert ledger.budget_status("app_1", AT_NOW).usage.in_flight == 0
+    assert g.reserve("app_1", no_estimate) is not None
+
+
+def test_a_settled_reservation_gives_way_to_its_record(ledger, backend):
+    g = guard(ledger, max_cost=Decimal("1"), reserve=Decimal("0.4"))
+    hold = g.reserve("app_1", no_estimate)
+    rec = record("app_1", "0.25", record_id="gen-1")
+    ledger.record(rec)  # durable: committed before record() returns
+    hold.record = rec
+    hold.settle()
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(0,)]
+    status = ledger.budget_status("app_1", UserBudget(max_cost=Decimal(1), clock=Clock()))
+    assert (status.usage.spent, status.usage.requests, status.usage.in_flight) == (Decimal("0.25"), 1, 0)
+    assert status.remaining_cost == Decimal("0.75")
+
+
+def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, backend):
+    """A spooled or buffered record lands later: until then the reservation counts, never neither."""
+    g = guard(ledger, max_cost=Decimal("1"), reserve=Decimal("0.4"))
+    hold = g.reserve("app_1", no_estimate)
+    hold.record = record("app_1", "0.25", record_id="gen-late")
+    hold.settle()
+    usage = ledger.budget_status("app_1", AT_NOW).usage
+    assert (usage.spent, usage.reserved, usage.in_flight) == (Decimal(0), Decimal("0.4"), 1)
+    ledger.record(hold.record)  # the record arrives: the reservation stops counting at once
+    usage = ledger.budget_status("app_1", AT_NOW).usage
+    assert (usage.spent, usage.reserved, usage.in_flight) == (Decimal("0.25"), Decimal(0), 0)
+    g.reserve("app_1", no_estimate)  # the next reserve step clears the linked reservation away
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(0,)]
+
+
+def test_a_reservation_of_a_dead_process_expires(ledger):
+    clock = Clock()
+    g = guard(ledger, clock, max_requests=1, reservation_ttl=60)
+    g.reserve("app_1", no_estimate)  # never settled
+    with pytest.raises(BudgetExceededError, match="in flight"):
+        g.reserve("app_1", no_estimate)
+    clock.now += 61
+    assert g.reserve("app_1", no_estimate) is not None
+
+
+def test_requests_count_records_and_calls_in_flight(ledger):
+    g = guard(ledger, max_requests=3)
+    ledger.record(record("app_1", None, outcome="RateLimitError"))  # failed calls are requests too
+    g.reserve("app_1", no_estimate)
+    g.reserve("app_1", no_estimate)
+    with pytest.raises(BudgetExceededError) as refused:
+        g.reserve("app_1", no_estimate)
+    err = refused.value
+    assert (err.kind, err.spent, err.reserved, err.limit) == ("requests", 1, 2, 3)
+
+
+def test_a_window_that_has_passed_no_longer_counts(ledger):
+    clock = Clock()
+    g = guard(ledger, clock, max_cost=Decimal("0.5"), reserve=Decimal("0.1"))
+    ledger.record(record("app_1", "0.45", time=NOW - 60))
+    with pytest.raises(BudgetExceededError):
+        g.reserve("app_1", no_estimate)
+    clock.now = window("day", NOW)[1]  # midnight UTC: a new day
+    assert g.reserve("app_1", no_estimate) is not None
+    weekly = guard(ledger, clock, max_cost=Decimal("0.5"), reserve=Decimal("0.1"), period="week")
+    with pytest.raises(BudgetExceededError):  # the same Friday is still in this week
+        weekly.reserve("app_1", no_estimate)
+    clock.now = window("week", NOW)[1]
+    assert weekly.reserve("app_1", no_estimate) is not None
+
+
+def test_billed_cost_counts_where_a_record_is_reconciled(ledger, backend):
+    ledger.record(record("app_1", "0.40", record_id="gen-b"))
+    backend.write("UPDATE usage_records SET billed_cost = 0.10, reconcile_status = 'billed'")
+    g = guard(ledger, max_cost=Decimal("0.5"), reserve=Decimal("0.3"))
+    assert g.reserve("app_1", no_estimate) is not None  # 0.10 billed + 0.3 <= 0.5, though 0.40 was reported
+
+
+def test_unattributed_calls_share_one_budget(ledger):
+    g = guard(ledger, max_requests=2)
+    ledger.record(record(None, "0.1"))
+    g.reserve(None, no_estimate)
+    with pytest.raises(BudgetExceededError) as refused:
+        g.reserve(None, no_estimate)
+    assert refused.value.user is None
+    assert "shared unattributed budget" in str(refused.value)
+    assert g.reserve("app_1", no_estimate) is not None
+
+
+def test_per_user_limits(ledger):
+    g = guard(ledger, max_requests=1, limits={"app_vip": UserBudget(max_requests=3), "app_free": UserBudget()})
+    assert [g.reserve("app_vip", no_estimate) is not None for _ in range(3)] == [True] * 3
+    with pytest.raises(BudgetExceededError):
+        g.reserve("app_vip", no_estimate)
+    assert g.reserve("app_free", no_estimate) is None  # a budget without limits: not budgeted at all
+    g.reserve("app_1", no_estimate)
+    with pytest.raises(BudgetExceededError):
+        g.reserve("app_1", no_estimate)
+
+
+def test_a_derived_reserve_is_used_when_none_is_fixed(ledger):
+    g = guard(ledger, max_cost=Decimal("1"), fallback_reserve=Decimal("0.2"))
+    g.reserve("app_1", lambda: Decimal("0.7"))  # the call's ceiling, from the model's pricing
+    g.reserve("app_1", lambda: None)  # no pricing known: the fallback reserve
+    with pytest.raises(BudgetExceededError) as refused:
+        g.reserve("app_1", lambda: Decimal("0.15"))
+    assert (refused.value.reserved, refused.value.requested) == (Decimal("0.9"), Decimal("0.15"))
+
+
+def test_threads_never_take_more_than_the_limit(ledger):
+    g = guard(ledger, max_cost=Decimal("1.0"), reserve=Decimal("0.1"))
+    granted, refused = [], []
+    barrier = threading.Barrier(20)
+
+    def take() -> None:
+        barrier.wait()
+        try:
+            granted.append(g.reserve("app_1", no_estimate))
+        except BudgetExceededError:
+            refused.append(1)
+
+    threads = [threading.Thread(target=take) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (len(granted), len(refused)) == (10, 10)
+
+
+def test_stores_without_budgets_are_reported():
+    from openrouter_attribution.usage import MemoryUsageStore
+
+    assert billing_for(MemoryUsageStore()) is None

@@ -1,0 +1,136 @@
+"""UserBudget: windows in UTC, validation, per-user limits, the error it raises, reserve ceilings."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openrouter_attribution import BudgetExceededError, ConfigurationError, OpenRouterError, UserBudget
+from openrouter_attribution.pricing import ModelPrice, ceiling, parse_prices, prompt_tokens
+from openrouter_attribution.usage.budget import window
+
+
+def utc(*args: int) -> float:
+    return datetime(*args, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("period", "now", "start", "reset"),
+    [
+        ("day", utc(2026, 3, 5, 23, 59, 59), utc(2026, 3, 5), utc(2026, 3, 6)),
+        ("day", utc(2026, 3, 6), utc(2026, 3, 6), utc(2026, 3, 7)),
+        ("week", utc(2026, 1, 4, 23, 0), utc(2025, 12, 29), utc(2026, 1, 5)),  # Sunday: the week began Monday
+        ("week", utc(2026, 1, 5), utc(2026, 1, 5), utc(2026, 1, 12)),  # Monday 00:00 starts a week
+        ("month", utc(2026, 2, 28, 12), utc(2026, 2, 1), utc(2026, 3, 1)),
+        ("month", utc(2025, 12, 31, 23, 59), utc(2025, 12, 1), utc(2026, 1, 1)),
+        ("total", utc(2026, 3, 5), 0.0, None),
+    ],
+)
+def test_windows_are_utc_like_openrouter_key_limits(period, now, start, reset):
+    assert window(period, now) == (start, reset)
+
+
+@given(now=st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False),
+       period=st.sampled_from(["day", "week", "month"]))  # fmt: skip
+def test_a_window_holds_now_and_starts_on_a_boundary(now, period):
+    start, reset = window(period, now)
+    assert start <= now < reset
+    begin = datetime.fromtimestamp(start, tz=timezone.utc)
+    assert (begin.hour, begin.minute, begin.second) == (0, 0, 0)
+    if period == "week":
+        assert begin.weekday() == 0
+    if period == "month":
+        assert begin.day == 1
+    assert window(period, reset)[0] == reset  # the next window starts where this one ends
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_cost": Decimal("-1")}, "max_cost must be >= 0"),
+        ({"max_cost": "five"}, "max_cost must be a Decimal"),
+        ({"max_requests": -1}, "max_requests"),
+        ({"max_requests": True}, "max_requests"),
+        ({"max_requests": 2.5}, "max_requests"),
+        ({"period": "hour"}, "period must be one of"),
+        ({"reserve": Decimal("-0.1")}, "reserve must be >= 0"),
+        ({"unattributed": "ignore"}, "unattributed"),
+        ({"reservation_ttl": 0}, "reservation_ttl"),
+        ({"limits": {"app_1": 5}}, "limits values must be UserBudget"),
+        ({"limits": 42}, "limits must be a mapping"),
+    ],
+)
+def test_bad_budgets_are_refused_at_construction(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        UserBudget(**kwargs)
+
+
+def test_amounts_become_exact_decimals():
+    budget = UserBudget(max_cost="0.30", reserve=0.1)
+    assert (budget.max_cost, budget.reserve) == (Decimal("0.30"), Decimal("0.1"))
+
+
+def test_per_user_limits_from_a_mapping_or_a_callable():
+    vip = UserBudget(max_cost=Decimal(50))
+    budget = UserBudget(max_cost=Decimal(5), limits={"app_vip": vip})
+    assert budget.for_user("app_vip") is vip
+    assert budget.for_user("app_1") is budget
+    assert budget.for_user(None) is budget  # the shared unattributed budget keeps the defaults
+    computed = UserBudget(max_cost=Decimal(5), limits=lambda user: vip if user.startswith("app_v") else None)
+    assert computed.for_user("app_vera") is vip
+    assert computed.for_user("app_1") is computed
+    broken = UserBudget(max_cost=Decimal(5), limits=lambda user: 7)
+    with pytest.raises(ConfigurationError, match="not a UserBudget"):
+        broken.for_user("app_1")
+
+
+def test_the_error_carries_the_window_and_survives_pickling():
+    resets = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    err = BudgetExceededError("over", user="app_1", limit=Decimal(1), spent=Decimal("0.9"), reserved=Decimal("0.05"),
+                              requested=Decimal("0.1"), kind="cost", period="day", resets_at=resets)  # fmt: skip
+    assert isinstance(err, OpenRouterError)
+    assert not isinstance(err, ValueError)  # nothing was wrong with the input
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.user, back.limit, back.spent, back.reserved, back.kind, back.period, back.resets_at, str(back)) == (
+        "app_1", Decimal(1), Decimal("0.9"), Decimal("0.05"), "cost", "day", resets, "over")
+
+
+MODELS = {"data": [
+    {"id": "a/cheap", "pricing": {"prompt": "0.000001", "completion": "0.000002", "request": "0"},
+     "top_provider": {"max_completion_tokens": 1000}},
+    {"id": "a/dear", "pricing": {"prompt": "0.00001", "completion": "0.00003", "request": "0.001"},
+     "top_provider": {"max_completion_tokens": None}},
+    {"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}},
+    {"id": "broken", "pricing": {"prompt": "free"}},
+]}  # fmt: skip
+
+
+def test_prices_keep_only_models_with_known_prices():
+    table = parse_prices(MODELS)
+    assert set(table) == {"a/cheap", "a/dear"}
+    assert table["a/cheap"] == ModelPrice(Decimal("0.000001"), Decimal("0.000002"), Decimal(0), 1000)
+
+
+def test_the_ceiling_prices_the_prompt_generously_and_the_completion_at_its_cap():
+    table = parse_prices(MODELS)
+    body = {"model": "a/cheap", "messages": [{"role": "user", "content": "x" * 30}]}
+    assert prompt_tokens(body) == 4 + 10
+    assert ceiling(table, body) == Decimal("0.000001") * 14 + Decimal("0.000002") * 1000
+    assert ceiling(table, {**body, "max_tokens": 10}) == Decimal("0.000001") * 14 + Decimal("0.000002") * 10
+    # Fallback models: the costliest candidate; its completion cap is unknown, so 4,096 tokens.
+    dear = Decimal("0.00001") * 14 + Decimal("0.00003") * 4096 + Decimal("0.001")
+    assert ceiling(table, {**body, "models": ["a/dear"]}) == dear
+    assert ceiling(table, {**body, "model": "openrouter/auto"}) is None  # variable price: no ceiling
+    assert ceiling(table, {"model": "a/cheap", "input": ["abc", "defgh"]}) == Decimal("0.000001") * 3  # embeddings
+
+
+def test_non_text_parts_and_tools_count_toward_the_prompt():
+    body = {"model": "a/cheap", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "abc"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}],
+        "tools": [{"type": "function", "function": {"name": "f"}}]}  # fmt: skip
+    assert prompt_tokens(body) > 4 + 1 + 1000
