@@ -135,11 +135,13 @@ def reconcile_command(args: argparse.Namespace, out: IO[str], open_store: Callab
         raise ConfigurationError("--concurrency must be >= 1")
     store = open_store(args.db)
     progress = _progress if sys.stderr.isatty() else None
-    summary = None
     try:
         summary = reconcile(store, base_url=args.base_url, since=queries.parse_time(args.since),
                             concurrency=args.concurrency, recent=args.recent, retry_for=args.retry_for,
                             retry_not_found=args.retry_not_found, progress=progress)  # fmt: skip
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted: what was fetched is stored; run the command again to resume\n")
+        raise
     finally:
         store.close()
         if progress is not None:

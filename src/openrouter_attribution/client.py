@@ -285,7 +285,7 @@ class Invoker:
         guard = self.budget
         if guard is None:
             return NO_HOLD
-        if guard.budget.reserve is None:
+        if guard.prices_needed(prepared.attribution.user):
             from openrouter_attribution import pricing
 
             await pricing.aprices(self.connection)  # the sync estimate below then reads the cache

@@ -192,3 +192,32 @@ def test_stores_without_budgets_are_reported():
     from openrouter_attribution.usage import MemoryUsageStore
 
     assert billing_for(MemoryUsageStore()) is None
+
+
+def test_the_budget_command_shows_spend_reservations_limit_and_reset(backend, capsys):
+    import json
+    import time
+
+    from openrouter_attribution.cli import main
+
+    now = time.time()
+    with UsageLedger(backend.location) as ledger:
+        ledger.record(record("app_1", "0.125", time=now - 1))
+        ledger.record(record("app_1", "0.25", time=now - 2 * DAY))  # another day: not in today's window
+        guard(ledger, Clock(now), max_cost=Decimal("1"), reserve=Decimal("0.5")).reserve("app_1", no_estimate)
+    assert main(["budget", "--db", backend.location, "--user", "app_1", "--max-cost", "1", "--max-requests", "10"]) == 0
+    out = capsys.readouterr().out
+    _, reset = window("day", now)
+    assert "spent      0.125 USD in 1 request(s)\n" in out
+    assert "in flight  0.5 USD held by 1 call(s)\n" in out
+    assert "limit      1 USD, 10 requests\n" in out
+    assert "remaining  0.375 USD, 8 requests\n" in out
+    assert time.strftime("resets %Y-%m-%dT00:00:00Z", time.gmtime(reset)) in out
+    assert main(["budget", "--db", backend.location, "--user", "app_1", "--period", "total", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["max_cost"], data["remaining_cost"], data["resets_at"]) == (None, None, None)
+    assert (data["requests"], data["spent"], data["in_flight"]) == (2, 0.375, 1)
+    with pytest.raises(SystemExit) as bad:
+        main(["budget", "--db", backend.location, "--user", "app_1", "--max-cost", "-1"])
+    assert bad.value.code == 2
+    assert "must be a finite amount >= 0" in capsys.readouterr().err

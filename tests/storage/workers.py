@@ -57,6 +57,56 @@ def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, call
     threading.Event().wait(30)  # never reached for SIGKILL / default SIGTERM
 
 
+def budgeted_calls(location: str, base_url: str, api_key: str, limit: str, reserve: str, style: str, calls: int,
+                   barrier: object, results: object) -> None:
+    """One process of the budget race: ``calls`` concurrent calls for one user; reports (sent, refused)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from decimal import Decimal
+
+    from openrouter_attribution import BudgetExceededError, UserBudget
+
+    budget = UserBudget(max_cost=Decimal(limit), reserve=Decimal(reserve))
+    with UsageLedger(location) as ledger:
+        if style == "langchain-async":
+            from openrouter_attribution.langchain import ChatOpenRouter
+
+            model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
+                                   ledger=ledger, budget=budget)  # fmt: skip
+
+            async def one() -> bool:
+                try:
+                    await model.ainvoke("the same question", user="app_budgeted")
+                except BudgetExceededError:
+                    return False
+                return True
+
+            async def all_at_once() -> list[bool]:
+                return await asyncio.gather(*(one() for _ in range(calls)))
+
+            barrier.wait(60)  # type: ignore[attr-defined]
+            outcomes = asyncio.run(all_at_once())
+        else:
+            from llama_index.core.llms import ChatMessage
+
+            from openrouter_attribution.llama_index import OpenRouter
+
+            llm = OpenRouter(model="openai/gpt-4o-mini", api_base=base_url, api_key=api_key, max_retries=0,
+                             ledger=ledger, budget=budget)  # fmt: skip
+
+            def sync_one(_: int) -> bool:
+                try:
+                    llm.chat([ChatMessage(role="user", content="the same question")], user="app_budgeted")
+                except BudgetExceededError:
+                    return False
+                return True
+
+            barrier.wait(60)  # type: ignore[attr-defined]
+            with ThreadPoolExecutor(calls) as pool:
+                outcomes = list(pool.map(sync_one, range(calls)))
+    results.put((sum(outcomes), calls - sum(outcomes)))  # type: ignore[attr-defined]
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "calls":

@@ -77,6 +77,11 @@ class BudgetGuard:
         request, budget = planned
         return self._granted(request, budget, await asyncio.to_thread(self.backend.budget_reserve, request))
 
+    def prices_needed(self, user: str | None) -> bool:
+        """Whether a call of ``user`` is held at its priced ceiling (a cost limit without a fixed reserve)."""
+        budget = self.budget.for_user(user) if user is not None else self.budget
+        return budget.max_cost is not None and budget.reserve is None
+
     def _plan(self, user: str | None, estimate: Estimate) -> tuple[Reservation, UserBudget] | None:
         budget = self.budget
         if user is None:
