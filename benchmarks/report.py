@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import budget_bench
 import ledger_bench
 from clients import REFERENCE
 
@@ -129,6 +130,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{_fmt(ours_lc, 1)} ms vs {_fmt(lc_openai, 1)} ms" if ours_lc and lc_openai else "n/a",
         ours_lc <= lc_openai if ours_lc and lc_openai else None)  # fmt: skip
     targets += ledger_bench.evaluate(results)
+    targets += budget_bench.evaluate(results)
     return targets
 
 
@@ -218,6 +220,7 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
                      f"{_fmt(attribution['policy_delta_us'], 1)} µs = {attribution['policy_share_of_call']:.2%} "
                      "of our sync call's client CPU.")  # fmt: skip
     lines += ledger_bench.markdown_lines(results)
+    lines += budget_bench.markdown_lines(results)
     lines += ["", "## Targets (our LangChain model vs the raw openai SDK)", ""]
     verdict = {True: "met", False: "**NOT met**", None: "n/a"}
     lines += _table(["target", "measured", "verdict"],

@@ -72,11 +72,33 @@ def test_a_settled_reservation_gives_way_to_its_record(ledger, backend):
     rec = record("app_1", "0.25", record_id="gen-1")
     ledger.record(rec)  # durable: committed before record() returns
     hold.record = rec
-    hold.settle()
-    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(0,)]
+    hold.settle()  # queued: applied by the next reserve step, a read of the budget, or within 50 ms
     status = ledger.budget_status("app_1", UserBudget(max_cost=Decimal(1), clock=Clock()))
     assert (status.usage.spent, status.usage.requests, status.usage.in_flight) == (Decimal("0.25"), 1, 0)
     assert status.remaining_cost == Decimal("0.75")
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(0,)]
+
+
+def test_settles_travel_with_the_next_reserve_step(ledger, backend):
+    g = guard(ledger, max_requests=2)
+    billing_for(ledger.store).settles.delay = 3600  # no background apply during this test
+    g.reserve("app_1", no_estimate).settle()
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(1,)]  # queued, still counting
+    second = g.reserve("app_1", no_estimate)  # within 2 requests: the first call's release came along
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(1,)]
+    second.settle()
+    ledger.close()  # a closing ledger applies what is queued
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(0,)]
+
+
+def test_a_settle_no_reserve_step_takes_is_applied_soon_after(ledger, backend):
+    import time
+
+    guard(ledger, max_requests=2).reserve("app_1", no_estimate).settle()
+    deadline = time.monotonic() + 10
+    while backend.rows("SELECT COUNT(*) FROM budget_reservations") != [(0,)] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(0,)]
 
 
 def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, backend):
@@ -90,7 +112,10 @@ def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, bac
     ledger.record(hold.record)  # the record arrives: the reservation stops counting at once
     usage = ledger.budget_status("app_1", AT_NOW).usage
     assert (usage.spent, usage.reserved, usage.in_flight) == (Decimal("0.25"), Decimal(0), 0)
-    g.reserve("app_1", no_estimate)  # the next reserve step clears the linked reservation away
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(1,)]
+    sweeper = guard(ledger, max_requests=1000)
+    for _ in range(64):  # every 64th reserve step sweeps the user's linked and expired reservations away
+        sweeper.reserve("app_1", no_estimate).settle()
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(0,)]
 
 
@@ -221,3 +246,23 @@ def test_the_budget_command_shows_spend_reservations_limit_and_reset(backend, ca
         main(["budget", "--db", backend.location, "--user", "app_1", "--max-cost", "-1"])
     assert bad.value.code == 2
     assert "must be a finite amount >= 0" in capsys.readouterr().err
+
+
+def test_spend_follows_every_change_to_the_records(ledger, backend):
+    """Inserts, billed-cost updates and deletes by any writer count at once (SQLite keeps a rollup)."""
+    g = guard(ledger, max_cost=Decimal("10"), reserve=Decimal("0.01"))
+    g.reserve("app_1", no_estimate).settle()  # budgets now in use on this ledger
+    ledger.record_many([record("app_1", "0.5", record_id="a"), record("app_1", "0.25", record_id="b"),
+                        record("app_1", "0.125", time=NOW - DAY, record_id="yesterday")])  # fmt: skip
+    backend.write("UPDATE usage_records SET billed_cost = 0.1 WHERE record_id = 'a'")  # reconciled
+    backend.write("INSERT INTO usage_records (record_id, time, \"user\", cost, streamed, outcome, kind) "
+                  f"VALUES ('other-tool', {NOW}, 'app_1', 0.0625, {'false' if backend.name == 'postgres' else 0}, "
+                  "'ok', 'chat')")  # fmt: skip
+    usage = ledger.budget_status("app_1", AT_NOW).usage
+    assert (usage.spent, usage.requests) == (Decimal("0.4125"), 3)
+    ledger.store.prune(NOW)  # the day before goes; today's window is unchanged
+    backend.write("DELETE FROM usage_records WHERE record_id = 'b'")
+    usage = ledger.budget_status("app_1", AT_NOW).usage
+    assert (usage.spent, usage.requests) == (Decimal("0.1625"), 2)
+    total = ledger.budget_status("app_1", UserBudget(period="total", clock=Clock())).usage
+    assert total.requests == 2  # the pruned record is gone from every window

@@ -43,6 +43,7 @@ __all__ = [
     "UserBudget",
     "billing_for",
     "budget_status",
+    "close_billing",
     "window",
 ]
 
@@ -242,9 +243,9 @@ class SupportsBudgets(Protocol):
         """Atomically: if within both limits, insert ``reservation``; return the usage before it."""
         ...
 
-    def budget_settle(self, reservation_id: str, record_id: str | None) -> None:
+    def budget_settle(self, reservation: Reservation, record_id: str | None) -> None:
         """End a reservation: linked to ``record_id`` (it counts until that record is stored), or
-        released when ``record_id`` is ``None``."""
+        released when ``record_id`` is ``None``. May return before the store is written."""
         ...
 
     def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
@@ -281,6 +282,14 @@ def billing_for(store: Any) -> Any:
             backend = PostgresBilling(store)
         backend = _billing.setdefault(store, backend)
     return backend
+
+
+def close_billing(store: Any) -> None:
+    """Apply the settles ``store``'s backend still holds (called when a ledger closes)."""
+    backend = _billing.pop(store, None)
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 @dataclass(frozen=True, slots=True)

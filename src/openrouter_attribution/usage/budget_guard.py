@@ -9,7 +9,10 @@ get the model's no-op hold instead. See :mod:`openrouter_attribution.usage.budge
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
+import os
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -25,6 +28,17 @@ __all__ = ["BudgetGuard", "Estimate", "Hold"]
 logger = logging.getLogger("openrouter_attribution.usage")
 
 _UTC = timezone.utc
+_ids = itertools.count()
+_prefix = ("", 0)
+
+
+def new_reservation_id() -> str:
+    """A unique id: 16 random hex digits chosen once per process, then a counter (cheaper than 16 fresh random
+    bytes per call, and as unique: a forked child picks new random digits)."""
+    global _prefix
+    if _prefix[1] != os.getpid():
+        _prefix = (secrets.token_hex(8), os.getpid())
+    return f"{_prefix[0]}{next(_ids):016x}"
 
 Estimate = Callable[[], Decimal | None]
 
@@ -36,7 +50,7 @@ class BudgetGuard:
         ConfigurationError: the ledger's store cannot enforce budgets (a memory or custom store).
     """
 
-    __slots__ = ("backend", "budget")
+    __slots__ = ("_windows", "backend", "budget")
 
     def __init__(self, budget: UserBudget, ledger: Any) -> None:
         if not isinstance(budget, UserBudget):
@@ -50,6 +64,7 @@ class BudgetGuard:
             )
         self.budget = budget
         self.backend = backend
+        self._windows: dict[str, tuple[float, float | None]] = {}
 
     def reserve(self, user: str | None, estimate: Estimate) -> Hold | None:
         """Reserve this call's share of ``user``'s budget; ``None`` when the call is not budgeted.
@@ -93,39 +108,40 @@ class BudgetGuard:
                     "(UserBudget(unattributed='refuse')). Pass user=... or wrap the call in user_context(...).",
                     searched=(),
                 )
-        else:
+        elif budget.limits is not None:
             budget = budget.for_user(user)
-        if not budget.limited:
+        if budget.max_cost is None and budget.max_requests is None:
             return None
         amount = Decimal(0)
         if budget.max_cost is not None:
             amount = budget.reserve if budget.reserve is not None else (estimate() or budget.fallback_reserve)
         now = self.budget.clock()
-        since, _ = window(budget.period, now)
-        request = Reservation(id=secrets.token_hex(16), user=user, amount=amount, since=since, now=now,
+        since, reset = self._windows.get(budget.period) or (math.inf, None)
+        if not (since <= now and (reset is None or now < reset)):
+            since, reset = self._windows[budget.period] = window(budget.period, now)
+        request = Reservation(id=new_reservation_id(), user=user, amount=amount, since=since, now=now,
                               expires_at=now + budget.reservation_ttl, max_cost=budget.max_cost,
                               max_requests=budget.max_requests)  # fmt: skip
         return request, budget
 
     def _granted(self, request: Reservation, budget: UserBudget, check: BudgetCheck) -> Hold:
         if check.granted:
-            return Hold(self.backend, request.id)
-        over_cost = budget.max_cost is not None and check.spent + check.reserved + request.amount > budget.max_cost
+            return Hold(self.backend, request)
+        over_requests = budget.max_requests is not None and check.requests + check.in_flight + 1 > budget.max_requests
         _, reset = window(budget.period, request.now)
         resets_at = None if reset is None else datetime.fromtimestamp(reset, tz=_UTC)
         limit: Decimal | int
         spent: Decimal | int
         reserved: Decimal | int
         asked: Decimal | int
-        if over_cost:
-            assert budget.max_cost is not None
-            kind, limit, spent, reserved, asked = "cost", budget.max_cost, check.spent, check.reserved, request.amount
-            what = (f"spent {format_cost(check.spent)} USD, calls in flight hold {format_cost(check.reserved)} "
-                    f"USD and this call would hold {format_cost(request.amount)} USD, over the limit of {limit} USD")
-        else:
+        if over_requests or budget.max_cost is None:
             assert budget.max_requests is not None
             kind, limit, spent, reserved, asked = "requests", budget.max_requests, check.requests, check.in_flight, 1
             what = f"made {spent} request(s) and {reserved} more are in flight, of {limit} allowed"
+        else:
+            kind, limit, spent, reserved, asked = "cost", budget.max_cost, check.spent, check.reserved, request.amount
+            what = (f"spent {format_cost(check.spent)} USD, calls in flight hold {format_cost(check.reserved)} "
+                    f"USD and this call would hold {format_cost(request.amount)} USD, over the limit of {limit} USD")
         who = "the shared unattributed budget" if request.user is None else f"user {request.user!r}"
         when = "never resets (period 'total')" if resets_at is None else f"resets {resets_at.isoformat()}"
         message = (f"Budget exceeded for {who}: {what} this {budget.period} ({when}); the call was not sent. "
@@ -142,26 +158,27 @@ class Hold:
     store that is down leaves the reservation to expire after ``reservation_ttl``.
     """
 
-    __slots__ = ("_backend", "id", "record")
+    __slots__ = ("_backend", "record", "reservation")
 
-    def __init__(self, backend: Any, reservation_id: str) -> None:
+    def __init__(self, backend: Any, reservation: Reservation) -> None:
         self._backend = backend
-        self.id = reservation_id
-        """The reservation id."""
+        self.reservation = reservation
+        """The reservation held."""
         self.record: UsageRecord | None = None
         """The usage record the reservation settles to."""
+
+    @property
+    def id(self) -> str:
+        """The reservation id."""
+        return self.reservation.id
 
     def settle(self) -> None:
         """Settle to :attr:`record` (or release); never raises."""
         record_id = None if self.record is None else self.record.record_id
         try:
-            self._backend.budget_settle(self.id, record_id)
+            self._backend.budget_settle(self.reservation, record_id)
         except Exception as err:  # settling runs in a model call's cleanup: it must never raise
             logger.warning("budget: could not settle a reservation (%s); it expires on its own", type(err).__name__)
-
-    async def asettle(self) -> None:
-        """Async :meth:`settle` (on a worker thread)."""
-        await asyncio.to_thread(self.settle)
 
     def __enter__(self) -> Hold:
         return self
@@ -173,5 +190,5 @@ class Hold:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.asettle()
+        self.settle()  # queues the settle (applied with the next reserve step): nothing blocks the loop
 

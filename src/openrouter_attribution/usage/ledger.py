@@ -308,6 +308,9 @@ class UsageLedger:
             return
         atexit.unregister(self.close)
         self._writer.close(timeout)
+        from openrouter_attribution.usage.budget import close_billing
+
+        close_billing(self._store)  # budget reservations of this process's last calls settle to their records
         if self._owns_store:
             self._store.close()
 

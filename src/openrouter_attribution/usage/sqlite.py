@@ -92,15 +92,24 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_unreconciled ON usage_records (time, record_id) "
         "WHERE generation_id IS NOT NULL AND reconcile_status IS NULL",
         # Budgets (usage/budget.py): reservations of calls in flight; user_key '' is the unattributed budget.
+        # One b-tree clustered by user (WITHOUT ROWID): a reserve step writes one page, reads one range.
         """CREATE TABLE IF NOT EXISTS budget_reservations (
-            id TEXT PRIMARY KEY NOT NULL,
             user_key TEXT NOT NULL,
+            id TEXT NOT NULL,
             amount TEXT NOT NULL,
             created_at REAL NOT NULL,
             expires_at REAL NOT NULL,
-            record_id TEXT
-        )""",
-        "CREATE INDEX IF NOT EXISTS budget_reservations_user ON budget_reservations (user_key, created_at)",
+            record_id TEXT,
+            PRIMARY KEY (user_key, id)
+        ) WITHOUT ROWID""",
+        # Spend and requests per user and UTC day (pico-dollars), kept by triggers once a budget is used.
+        """CREATE TABLE IF NOT EXISTS budget_spend (
+            user_key TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            pico INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            PRIMARY KEY (user_key, day)
+        ) WITHOUT ROWID""",
     ),
 )
 

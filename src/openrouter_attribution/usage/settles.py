@@ -1,0 +1,119 @@
+"""Settles of budget reservations, gathered and applied together (group settle).
+
+Ending a reservation is a write; writing it alone after every call would cost a commit per call. A
+:class:`SettleQueue` keeps this process's ended reservations and hands them to the next reserve step
+of the process, which applies them in its own transaction before it counts (so a process's calls see
+their own earlier calls settled), or to a background thread after ``delay`` seconds when no reserve
+step comes. Until a settle is applied its reservation keeps counting: the budget can only be
+over-counted for that short while, never under-counted. A failed apply keeps the settles for the next
+attempt; a process that dies with settles pending leaves reservations that expire on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+__all__ = ["Settle", "SettleQueue"]
+
+logger = logging.getLogger("openrouter_attribution.usage")
+
+Settle = tuple["str | None", str, "str | None"]
+"""``(user, reservation id, record id)``; no record id releases the reservation."""
+
+DEFAULT_DELAY = 0.05
+"""Seconds a settle waits for a reserve step before the background thread applies it."""
+
+
+class SettleQueue:
+    """Ended reservations of one store, waiting to be applied (thread-safe).
+
+    Args:
+        apply: Writes a batch of settles to the store in one transaction; raises on failure.
+        delay: Seconds before the background thread applies what no reserve step took.
+    """
+
+    def __init__(self, apply: Callable[[list[Settle]], None], delay: float = DEFAULT_DELAY) -> None:
+        self._apply = apply
+        self.delay = delay
+        self._pending: list[Settle] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._failed = False
+        self._idle = False
+
+    def add(self, settle: Settle) -> None:
+        """Queue one settle."""
+        with self._lock:
+            self._pending.append(settle)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="openrouter-budget-settles", daemon=True)
+                self._thread.start()
+            elif self._idle:  # only an idle thread is woken; one that is gathering keeps its delay
+                self._wake.notify()
+
+    def take(self) -> list[Settle]:
+        """All pending settles, for a reserve step to apply in its transaction."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        return pending
+
+    def restore(self, settles: list[Settle]) -> None:
+        """Put back settles a failed transaction did not apply."""
+        if settles:
+            with self._lock:
+                self._pending[:0] = settles
+                if self._idle:
+                    self._wake.notify()
+
+    def flush(self) -> None:
+        """Apply what is pending now, in this thread (before a read of the budget, at close)."""
+        settles = self.take()
+        if not settles:
+            return
+        try:
+            self._apply(settles)
+        except Exception:
+            self.restore(settles)
+            raise
+
+    def close(self) -> None:
+        """Apply what is pending (best effort) and stop the background thread."""
+        with self._lock:
+            self._closed = True
+            self._wake.notify()
+        try:
+            self.flush()
+        except Exception as err:  # at close: the reservations expire on their own
+            logger.warning("budget: %d reservation(s) could not be settled at close (%s); they expire on their "
+                           "own", len(self._pending), type(err).__name__)  # fmt: skip
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._idle = True
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                self._idle = False
+                if self._closed:
+                    return
+                # Give a reserve step the chance to take them in its transaction; retry slower after a failure.
+                self._wake.wait(self.delay * (20 if self._failed else 1))
+                if self._closed:
+                    return
+            try:
+                self.flush()
+                self._failed = False
+            except Exception as err:  # the store is down: the reservations keep counting, conservatively
+                if not self._failed:
+                    logger.warning("budget: cannot settle reservations (%s); retrying", type(err).__name__)
+                self._failed = True
+
+    @property
+    def pending(self) -> int:
+        """Settles not applied yet."""
+        with self._lock:
+            return len(self._pending)
