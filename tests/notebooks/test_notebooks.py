@@ -31,6 +31,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Variables that would switch a notebook to the real OpenRouter or change its ids.
 _LIVE_ENV = ("OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", "OPENROUTER_USER_HASH_KEY")
 
+# Notebooks committed with their outputs, so they read as documentation where notebooks are rendered.
+# Saved top to bottom in one run, and a fresh run must reproduce every output exactly.
+SAVED_WITH_OUTPUTS = {"budgets_and_reconciliation.ipynb"}
+
 
 def _runs_this_python(argv0: str) -> bool:
     """Whether a kernelspec's ``argv[0]`` launches the running interpreter."""
@@ -120,7 +124,8 @@ def _check_png(png: Path) -> None:
 
 def test_notebooks_found() -> None:
     names = {path.name for path in NOTEBOOKS}
-    assert {"quickstart_langchain.ipynb", "agents_langgraph.ipynb", "usage_report.ipynb"} <= names
+    assert {"quickstart_langchain.ipynb", "agents_langgraph.ipynb", "usage_report.ipynb",
+            "budgets_and_reconciliation.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
@@ -128,6 +133,10 @@ def test_notebook_is_saved_without_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     code = [(i, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    if path.name in SAVED_WITH_OUTPUTS:
+        counts = [cell.execution_count for _, cell in code]
+        assert counts == list(range(1, len(code) + 1)), f"{path.name}: save it after one run, top to bottom"
+        return
     dirty = [i for i, cell in code if cell.outputs or cell.execution_count is not None]
     assert not dirty, f"{path.name}: cells {dirty} have saved outputs; clear them before committing"
 
@@ -142,7 +151,30 @@ def test_notebook_runs(path: Path, tmp_path: Path, venv_kernel: str, monkeypatch
     workdir = tmp_path / "cwd"
     workdir.mkdir()
 
-    _execute(path, workdir, venv_kernel)
+    executed = _execute(path, workdir, venv_kernel)
 
     if path.name == "usage_report.ipynb":
         _check_png(png)
+    if path.name in SAVED_WITH_OUTPUTS:
+        saved = nbformat.read(path, as_version=4)
+        assert _outputs(executed.cells[:-1]) == _outputs(saved.cells), (
+            f"{path.name}: a fresh run does not reproduce the saved outputs; re-run and save it"
+        )
+
+
+def _outputs(cells: list[nbformat.NotebookNode]) -> list[list[tuple[str, str]]]:
+    """Per code cell, each output's type and text; a stream printed in several pieces counts as one."""
+    result = []
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        texts: list[tuple[str, str]] = []
+        for output in cell.outputs:
+            text = output.get("text") or output.get("data", {}).get("text/plain") or output.get("evalue", "")
+            kind = output.get("name") or output["output_type"]
+            if texts and output["output_type"] == "stream" and texts[-1][0] == kind:
+                texts[-1] = (kind, texts[-1][1] + "".join(text))
+            else:
+                texts.append((kind, "".join(text)))
+        result.append(texts)
+    return result
