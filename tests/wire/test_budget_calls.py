@@ -222,3 +222,36 @@ def test_a_refused_call_leaves_no_record_through_the_usage_handler(fake_openrout
     with pytest.raises(BudgetExceededError):
         model.invoke("hi", user="app_1", config={"callbacks": [handler]})
     assert len(list(ledger.records())) == 1  # one record for the one call sent, none for the refused one
+
+
+@pytest.mark.parametrize("module", ["usage.budget", "usage.reconcile"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    found = importlib.import_module(f"openrouter_attribution.{module}")
+    results = doctest.testmod(found, extraglobs={"Decimal": Decimal})
+    assert results.attempted > 0
+    assert results.failed == 0
+
+
+def test_a_budget_fails_closed_when_its_store_cannot_be_reached(fake_openrouter, tmp_path):
+    import sqlite3
+
+    from openrouter_attribution.usage import UsageStoreError
+
+    path = tmp_path / "usage.db"
+    with UsageLedger(SQLiteUsageStore(path, busy_timeout=0.2)) as ledger:
+        model = langchain(fake_openrouter, ledger=ledger, budget=UserBudget(max_requests=5))
+        model.invoke("hi", user="app_1")
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock longer than busy_timeout
+        try:
+            with pytest.raises(UsageStoreError, match="cannot reserve budget"):
+                model.invoke("hi", user="app_1")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert len(fake_openrouter.chat_requests) == 1  # the call whose budget could not be checked was not sent
+        model.invoke("hi", user="app_1")
+        assert len(fake_openrouter.chat_requests) == 2

@@ -79,11 +79,13 @@ def test_broken_ledger_location_never_breaks_a_call(fake_openrouter, make_chat, 
         path = _FullStore(tmp_path / "full.db")
     ledger = UsageLedger(path)
     if location == "full_database":
-        for i in range(500):  # fill the database up to its size limit, one write at a time
-            ledger.record(UsageRecord(user=f"filler-{i}", model_used="m/filler" * 20))
-            ledger.flush(timeout=5)
-            if ledger.errors:
-                break
+        for size in (20, 1):  # fill the database up to its size limit, one write at a time, large then small
+            errors = ledger.errors
+            for i in range(500):
+                ledger.record(UsageRecord(user=f"filler-{size}-{i}", model_used="m/filler" * size))
+                ledger.flush(timeout=5)
+                if ledger.errors > errors:
+                    break
     failures_before = ledger.errors + ledger.dropped
     answer = make_chat(ledger=ledger).invoke("hi", user="app_1")
     assert answer.content

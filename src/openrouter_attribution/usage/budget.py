@@ -17,6 +17,10 @@ When the call ends, its reservation settles to the actual cost: it is linked to 
 and stops counting as soon as that record is in the store (a durable ledger commits it before the call
 returns; a spooled or buffered record keeps the reservation counting until it lands, so spend is never
 under-counted). A reservation whose process died expires after ``reservation_ttl`` seconds.
+
+Budgets fail closed: when the store cannot be reached (PostgreSQL down, SQLite locked beyond its
+``busy_timeout``), the reserve step raises :class:`~openrouter_attribution.usage.UsageStoreError` and the
+call is not sent, since its spend could not be checked.
 """
 
 from __future__ import annotations
@@ -294,7 +298,16 @@ def close_billing(store: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatus:
-    """A user's budget window as it stands: what is used, what is held, the limits and the reset."""
+    """A user's budget window as it stands: what is used, what is held, the limits and the reset.
+
+    Example:
+        >>> from openrouter_attribution import UsageLedger, UsageRecord
+        >>> with UsageLedger(":memory:") as ledger:
+        ...     ledger.record(UsageRecord(user="app_1", cost=Decimal("0.25")))
+        ...     status = ledger.budget_status("app_1", UserBudget(max_cost=Decimal(1), period="month"))
+        >>> status.usage.spent, status.remaining_cost, status.window_start.day
+        (Decimal('0.25'), Decimal('0.75'), 1)
+    """
 
     user: str | None
     """The user id as sent; ``None`` for the shared unattributed budget."""

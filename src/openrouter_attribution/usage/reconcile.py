@@ -75,7 +75,13 @@ class Billed:
 
 @dataclass
 class ReconcileSummary:
-    """What a reconciliation run did."""
+    """What a reconciliation run did.
+
+    Example:
+        >>> summary = ReconcileSummary(checked=3, updated=2, not_found=1, billed=Decimal("0.9"), reported=Decimal("1"))
+        >>> summary.describe()
+        'checked 3, updated 2, not found 1, user mismatches 0, total drift -0.1 USD (billed 0.9, reported 1)'
+    """
 
     pending: int = 0
     """Records waiting for reconciliation when the run started."""

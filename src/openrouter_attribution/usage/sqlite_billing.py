@@ -22,12 +22,13 @@ next reserve transaction.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
-from openrouter_attribution.usage.records import format_cost
+from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.settles import Settle, SettleQueue
 
 if TYPE_CHECKING:
@@ -180,8 +181,10 @@ class SQLiteBilling:
                 if took == 1:
                     return _GRANTED
                 return _usage(conn.execute(_USAGE, usage).fetchone())  # why it was refused
-        except BaseException:
+        except BaseException as err:
             self.settles.restore(settles)
+            if isinstance(err, sqlite3.Error):  # locked beyond busy_timeout, disk full, ...: the call is not sent
+                raise UsageStoreError(f"cannot reserve budget in the ledger {self.store.path}: {err}") from err
             raise
 
     def budget_settle(self, reservation: Reservation, record_id: str | None) -> None:
