@@ -27,9 +27,12 @@ class FakeOpenRouter:
 
     It speaks OpenRouter's wire format on ``http://127.0.0.1:<port>/api/v1``:
     ``POST /chat/completions`` (plain and streaming, with tool calls, structured
-    output, reasoning and usage with cost), ``GET /models``,
-    ``GET /generation?id=...`` and ``GET /key``, all behind bearer auth. Chat
-    bodies are validated against OpenRouter's published request schema. Answers
+    output, reasoning and usage with cost), ``POST /embeddings`` (deterministic
+    vectors, float or base64, usage with cost; see
+    :mod:`~openrouter_attribution.testing.embeddings`), ``GET /models``,
+    ``GET /embeddings/models``, ``GET /generation?id=...`` and ``GET /key``, all
+    behind bearer auth. Chat and embeddings bodies are validated against
+    OpenRouter's published request schemas. Answers
     are deterministic (see :mod:`~openrouter_attribution.testing.content`),
     every request is recorded, and faults can be injected
     (see :mod:`~openrouter_attribution.testing.faults`).
@@ -38,7 +41,7 @@ class FakeOpenRouter:
         api_key: The only bearer token accepted.
         host: Interface to listen on.
         port: TCP port; ``0`` picks a free one.
-        latency: Seconds to wait before answering each chat request.
+        latency: Seconds to wait before answering each chat or embeddings request.
 
     Example:
         >>> import openai
@@ -145,7 +148,7 @@ class FakeOpenRouter:
 
     @property
     def latency(self) -> float:
-        """Seconds to wait before answering each chat request (settable; restored by :meth:`reset`)."""
+        """Seconds to wait before answering each chat or embeddings request (settable; restored by :meth:`reset`)."""
         return self._state.latency
 
     @latency.setter
@@ -163,6 +166,11 @@ class FakeOpenRouter:
     def chat_requests(self) -> list[RecordedRequest]:
         """Only the ``POST /api/v1/chat/completions`` requests, oldest first; a snapshot."""
         return [r for r in self.requests if r.is_chat]
+
+    @property
+    def embeddings_requests(self) -> list[RecordedRequest]:
+        """Only the ``POST /api/v1/embeddings`` requests (including rejected ones), oldest first; a snapshot."""
+        return [r for r in self.requests if r.is_embeddings]
 
     @property
     def last_request(self) -> RecordedRequest:
@@ -215,12 +223,12 @@ class FakeOpenRouter:
         retry_after: float | None = None,
         delay_ms: int | None = None,
     ) -> None:
-        """Queue a fault for upcoming chat requests.
+        """Queue a fault for upcoming model requests (chat completions and embeddings, in arrival order).
 
         Args:
             name: One of :data:`~openrouter_attribution.testing.faults.FAULT_NAMES`.
-            count: How many chat requests it applies to.
-            after: How many chat requests to let through first (default: none).
+            count: How many model requests it applies to.
+            after: How many model requests to let through first (default: none).
             retry_after: ``Retry-After`` seconds for status faults (``429`` defaults to 1).
             delay_ms: Delay of ``slow-first-byte``.
 
