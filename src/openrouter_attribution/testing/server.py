@@ -6,6 +6,7 @@ request handling in :mod:`~openrouter_attribution.testing.routes`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import TracebackType
 from typing import Any
@@ -20,6 +21,18 @@ __all__ = ["DEFAULT_API_KEY", "FakeOpenRouter"]
 
 DEFAULT_API_KEY = "sk-or-fake-key"
 """The API key a :class:`FakeOpenRouter` accepts unless told otherwise."""
+
+
+def _load_request_schemas() -> None:
+    """Import the OpenRouter SDK's request schemas before serving, on the caller's thread.
+
+    Imported lazily on a server thread at the first request, the SDK (and the legacy ``httpx`` it
+    loads) is half-initialised in ``sys.modules`` for a moment, and the ``openai`` SDK of a client
+    thread that looks ``httpx`` up there at that moment fails with an ``AttributeError``.
+    """
+    with contextlib.suppress(ImportError):
+        import openrouter.components  # noqa: F401
+        import openrouter.operations  # noqa: F401
 
 
 class FakeOpenRouter:
@@ -82,6 +95,7 @@ class FakeOpenRouter:
         """
         if self._server is not None:
             raise RuntimeError("FakeOpenRouter is already running")
+        _load_request_schemas()
         self._server = HTTPServer((self._host, self._requested_port), self._state)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
