@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import doctest
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -296,3 +297,11 @@ def test_call_styles_cover_the_embeddings_interface():
 
     abstract = {name for name, _ in inspect.getmembers(Embeddings) if name.startswith(("embed", "aembed"))}
     assert abstract == set(CALL_STYLES)
+
+
+def test_docstring_example_runs():
+    from openrouter_attribution.langchain import embeddings
+
+    results = doctest.testmod(embeddings)
+    assert results.failed == 0
+    assert results.attempted > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import doctest
 from collections.abc import Callable
 from typing import Any
 
@@ -193,3 +194,11 @@ def test_one_record_per_request_with_tokens_and_cost(fake_openrouter, tmp_path):
     assert totals == {"app_1": (3, charged["app_1"]), "app_2": (1, charged["app_2"])}
     assert all(r.framework == "llama_index" and r.outcome == "ok" and r.prompt_tokens for r in records)
     ledger.close()
+
+
+def test_docstring_example_runs():
+    from openrouter_attribution.llama_index import embeddings
+
+    results = doctest.testmod(embeddings)
+    assert results.failed == 0
+    assert results.attempted > 0
