@@ -17,6 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import embeddings  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
 from clients import ATTRIBUTION_VARIANTS, CLIENTS, REFERENCE, Adapter, Skip, build  # noqa: E402
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     with ServerProcess() as server:
         measure_clients(server, settings, results)
         measure_attribution_micro(server, settings, results)
+        log("embeddings")
+        results["embeddings"] = embeddings.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
+                                                   target_s=settings.target_s)  # fmt: skip
         log("attribution measured; connections (one fresh interpreter per client)")
         for name, data in results["clients"].items():
             # The smoke run only checks that the child path works, on the two clients the targets need.
