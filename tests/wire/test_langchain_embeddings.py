@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableLambda
 
 from openrouter_attribution import UsageLedger, UserIdPolicy, errors, user_context
 from tests.wire.conftest import STATUS_FAULTS
-from tests.wire.embeddings_helpers import attributions, make_lc_embeddings, server_costs_by_user
+from tests.wire.embeddings_helpers import attributions, make_lc_embeddings, make_li_embedding, server_costs_by_user
 
 TEXTS = ["alpha beta", "gamma delta"]
 
@@ -216,6 +216,18 @@ def test_api_key_never_shows(fake_openrouter):
     embeddings = make_lc_embeddings(fake_openrouter)
     assert fake_openrouter.api_key not in repr(embeddings)
     assert fake_openrouter.api_key not in str(embeddings.model_dump())
+
+
+@pytest.mark.xfail(
+    reason="known gap shared with the chat models: a pickled model still holds its API key (in the model "
+    "and in its client settings); remove this mark once pickles leave the key out",
+    strict=True,
+)
+@pytest.mark.parametrize("make", [make_lc_embeddings, make_li_embedding])
+def test_a_pickled_embeddings_model_does_not_hold_the_api_key(fake_openrouter, make):
+    import pickle
+
+    assert fake_openrouter.api_key.encode() not in pickle.dumps(make(fake_openrouter))
 
 
 # -- errors ------------------------------------------------------------------------------------------------

@@ -152,3 +152,4 @@ def test_llama_index_insert_and_streamed_query(fake_openrouter, li_index):
     assert ["Parrots" in prompt for prompt in _prompts(fake_openrouter)] == [True]
     assert _kinds(fake_openrouter) == ["embeddings", "embeddings", "chat"]
     assert [u for u, _ in attributions(fake_openrouter.requests)] == ["app_frank"] * 3
+
