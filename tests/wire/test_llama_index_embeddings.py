@@ -116,6 +116,16 @@ def test_secrets_stay_out_of_serialization(fake_openrouter):
     assert "user_policy" not in model.to_dict()
 
 
+
+def test_to_dict_round_trip_takes_the_key_from_the_environment(fake_openrouter, monkeypatch):
+    monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
+    model = make_li_embedding(fake_openrouter, model="openai/text-embedding-3-large", dimensions=64, user="app_rt")
+    restored = OpenRouterEmbedding.from_dict(model.to_dict())
+    assert restored.model == restored.model_name == "openai/text-embedding-3-large"
+    assert restored.dimensions == 64
+    assert len(restored.get_query_embedding("x")) == 64
+    assert attributions(fake_openrouter.embeddings_requests) == [("app_rt", None)]
+
 # -- bad input: a typed error and nothing sent ----------------------------------------------------------------
 
 
