@@ -11,6 +11,8 @@ from typing import Any
 
 import ledger_bench
 from clients import REFERENCE
+from embeddings import markdown as embeddings_markdown
+from embeddings import targets as embeddings_targets
 
 OURS_LC = "ours-lc"
 PACKAGES = (
@@ -129,6 +131,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{_fmt(ours_lc, 1)} ms vs {_fmt(lc_openai, 1)} ms" if ours_lc and lc_openai else "n/a",
         ours_lc <= lc_openai if ours_lc and lc_openai else None)  # fmt: skip
     targets += ledger_bench.evaluate(results)
+    if "embeddings" in results:
+        targets += embeddings_targets(results["embeddings"])
     return targets
 
 
@@ -218,6 +222,8 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
                      f"{_fmt(attribution['policy_delta_us'], 1)} µs = {attribution['policy_share_of_call']:.2%} "
                      "of our sync call's client CPU.")  # fmt: skip
     lines += ledger_bench.markdown_lines(results)
+    if "embeddings" in results:
+        lines += embeddings_markdown(results["embeddings"])
     lines += ["", "## Targets (our LangChain model vs the raw openai SDK)", ""]
     verdict = {True: "met", False: "**NOT met**", None: "n/a"}
     lines += _table(["target", "measured", "verdict"],

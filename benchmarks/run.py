@@ -17,6 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import embeddings  # noqa: E402
 import ledger_bench  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         measure_attribution_micro(server, settings, results)
         log("usage ledger")
         ledger_bench.measure_ledger(server.base_url(), settings, results)
+        log("embeddings")
+        results["embeddings"] = embeddings.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
+                                                   target_s=settings.target_s)  # fmt: skip
         log("attribution measured; connections (one fresh interpreter per client)")
         for name, data in results["clients"].items():
             # The smoke run only checks that the child path works, on the two clients the targets need.

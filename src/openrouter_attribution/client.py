@@ -2,7 +2,8 @@
 
 Both framework adapters hand an :class:`Invoker` their messages (OpenAI chat
 format), per-call overrides and attribution layers, and get back parsed
-completions or stream chunks. Everything OpenRouter-specific happens here or
+completions or stream chunks; their embeddings classes hand it texts and get
+back vectors, through the same attribution, transport and usage records. Everything OpenRouter-specific happens here or
 below (``wire/``, ``transport``), never in an adapter.
 """
 
@@ -11,18 +12,24 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from openrouter_attribution.attribution import LAYERS, Attribution, resolve
 from openrouter_attribution.errors import MissingUserError
 from openrouter_attribution.identity import validate_user_id
 from openrouter_attribution.transport import (
+    EMBEDDINGS_PATH,
     ConnectionSettings,
     apost_json,
     apost_stream,
     post_json,
     post_stream,
+)
+from openrouter_attribution.wire.embeddings import (
+    build_embedding_bodies,
+    check_same_dimensions,
+    parse_embeddings,
 )
 from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
 from openrouter_attribution.wire.response import Completion, Usage, parse_chunk, parse_completion
@@ -208,7 +215,7 @@ class Invoker:
         except BaseException as err:
             self._record(prepared, started, None, error=err)
             raise
-        self._record(prepared, started, None, completion=completion)
+        self._record(prepared, started, None, source=completion)
         return completion
 
     async def acomplete(self, prepared: Prepared) -> Completion:
@@ -219,7 +226,7 @@ class Invoker:
         except BaseException as err:
             await self._arecord(prepared, started, None, error=err)
             raise
-        await self._arecord(prepared, started, None, completion=completion)
+        await self._arecord(prepared, started, None, source=completion)
         return completion
 
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
@@ -263,8 +270,8 @@ class Invoker:
         if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
             error = _Abandoned()
         if wait:
-            return self._arecord(prepared, meta.started, meta.first, meta=meta, error=error)
-        self._record(prepared, meta.started, meta.first, meta=meta, error=error)
+            return self._arecord(prepared, meta.started, meta.first, source=meta, error=error)
+        self._record(prepared, meta.started, meta.first, source=meta, error=error)
         return None
 
     def _record(
@@ -273,10 +280,12 @@ class Invoker:
         started: float,
         first: float | None,
         *,
-        completion: Completion | None = None,
-        meta: StreamMeta | None = None,
+        source: Any = None,
         error: BaseException | None = None,
+        kind: str = "chat",
     ) -> None:
+        """Write the usage record of one request: ``source`` is the parsed ``Completion``, the stream's
+        ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
         if self.ledger is None:
             return
         from openrouter_attribution.usage.calls import record_call
@@ -287,9 +296,10 @@ class Invoker:
             attribution=prepared.attribution,
             started=started,
             first=first,
-            source=completion or meta,
+            source=source,
             error=error,
             framework=self.framework,
+            kind=kind,
         )
 
     async def _arecord(
@@ -298,9 +308,9 @@ class Invoker:
         started: float,
         first: float | None,
         *,
-        completion: Completion | None = None,
-        meta: StreamMeta | None = None,
+        source: Any = None,
         error: BaseException | None = None,
+        kind: str = "chat",
     ) -> None:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
@@ -313,10 +323,57 @@ class Invoker:
             attribution=prepared.attribution,
             started=started,
             first=first,
-            source=completion or meta,
+            source=source,
             error=error,
             framework=self.framework,
+            kind=kind,
         )
+
+    # -- embeddings: the same attribution, transport, error translation and record path ---------------
+
+    def prepare_embeddings(self, inputs: Sequence[str], attribution: Attribution, *, batch_size: int) -> list[Prepared]:
+        """Build the ``POST /embeddings`` bodies for ``inputs``, ``batch_size`` texts at most each.
+
+        Raises:
+            InvalidInputError: ``inputs`` is not a list of non-empty strings (before any I/O).
+            AttributionError: ``session_id`` or ``trace`` breaks OpenRouter's limits.
+        """
+        bodies = build_embedding_bodies(
+            inputs, params=self.params, attribution=attribution, batch_size=batch_size, extra_body=self.extra_body
+        )
+        return [Prepared(body, attribution) for body in bodies]
+
+    def embed(self, batches: Sequence[Prepared]) -> list[list[float]]:
+        """Send the batches in order; one vector per input, one usage record per request."""
+        vectors: list[list[float]] = []
+        for prepared in batches:
+            started = time.perf_counter()
+            try:
+                body = post_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
+                result = parse_embeddings(body, expected=len(prepared.body["input"]))
+            except BaseException as err:
+                self._record(prepared, started, None, error=err, kind="embeddings")
+                raise
+            self._record(prepared, started, None, source=result, kind="embeddings")
+            vectors += result.vectors
+        check_same_dimensions(vectors)
+        return vectors
+
+    async def aembed(self, batches: Sequence[Prepared]) -> list[list[float]]:
+        """Async :meth:`embed`."""
+        vectors: list[list[float]] = []
+        for prepared in batches:
+            started = time.perf_counter()
+            try:
+                body = await apost_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
+                result = parse_embeddings(body, expected=len(prepared.body["input"]))
+            except BaseException as err:
+                await self._arecord(prepared, started, None, error=err, kind="embeddings")
+                raise
+            await self._arecord(prepared, started, None, source=result, kind="embeddings")
+            vectors += result.vectors
+        check_same_dimensions(vectors)
+        return vectors
 
 
 class _Abandoned(Exception):

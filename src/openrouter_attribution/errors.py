@@ -23,6 +23,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "InsufficientCreditsError",
+    "InvalidInputError",
     "InvalidResponseError",
     "MissingUserError",
     "ModerationError",
@@ -55,6 +56,14 @@ class AttributionError(OpenRouterError, ValueError):
 
     Raised before any network I/O, for example for ``metadata`` with more than
     16 pairs or a value over 512 characters (OpenRouter's limits).
+    """
+
+
+class InvalidInputError(OpenRouterError, ValueError):
+    """The input of a call cannot be sent as it is (for example an empty text to embed).
+
+    Raised before any network I/O. The message names the position and the type of the
+    offending input, never its content.
     """
 
 

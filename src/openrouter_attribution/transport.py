@@ -27,9 +27,22 @@ from openrouter_attribution.wire.errors import from_sdk_error
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["ConnectionSettings", "async_client", "post_json", "apost_json", "post_stream", "apost_stream"]
+__all__ = [
+    "CHAT_PATH",
+    "EMBEDDINGS_PATH",
+    "ConnectionSettings",
+    "async_client",
+    "post_json",
+    "apost_json",
+    "post_stream",
+    "apost_stream",
+]
 
-_PATH = "/chat/completions"
+CHAT_PATH = "/chat/completions"
+"""Path of OpenRouter's chat completions, relative to the base URL."""
+EMBEDDINGS_PATH = "/embeddings"
+"""Path of OpenRouter's embeddings, relative to the base URL."""
+_PATH = CHAT_PATH
 _DRAIN_SECONDS = 0.1
 
 
@@ -140,16 +153,16 @@ def translated_errors() -> Iterator[None]:
         raise mapped from err
 
 
-def post_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
-    """POST a non-streamed chat completion; returns the decoded JSON body."""
+def post_json(settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH) -> Any:
+    """POST a non-streamed request (a chat completion unless ``path`` says otherwise); returns the decoded JSON."""
     with translated_errors():
-        return sync_client(settings).post(_PATH, cast_to=object, body=body)
+        return sync_client(settings).post(path, cast_to=object, body=body)
 
 
-async def apost_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
+async def apost_json(settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH) -> Any:
     """Async :func:`post_json`."""
     with translated_errors():
-        return await async_client(settings).post(_PATH, cast_to=object, body=body)
+        return await async_client(settings).post(path, cast_to=object, body=body)
 
 
 _stream_classes: tuple[type, type] | None = None

@@ -15,10 +15,15 @@ from typing import Any
 
 __all__ = [
     "CATALOG",
+    "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
     "DEFAULT_PRICING",
+    "EMBEDDING_CATALOG",
+    "EmbeddingModelInfo",
     "ModelInfo",
     "compute_cost",
+    "embedding_models_payload",
+    "lookup_embedding_model",
     "lookup_model",
     "models_payload",
     "provider_name_for",
@@ -196,4 +201,101 @@ def models_payload() -> dict[str, Any]:
         "data": [model.to_payload() for model in CATALOG],
         "links": {"next": None},
         "total_count": len(CATALOG),
+    }
+
+
+# -- embeddings models ---------------------------------------------------------------------------------
+#
+# OpenRouter lists embeddings models apart from chat models: `GET /embeddings/models` (and
+# `GET /models?output_modalities=embeddings`); `POST /embeddings` serves only these.
+
+
+@dataclass(frozen=True)
+class EmbeddingModelInfo:
+    """One embeddings model of the catalog.
+
+    Attributes:
+        id: OpenRouter model id, ``vendor/name``.
+        name: Human-readable name.
+        context_length: Most tokens one input may have.
+        prompt_price: US dollars per input token, as a decimal string.
+        dimensions: Size of the vectors it returns.
+        settable_dimensions: Whether ``dimensions`` may ask for shorter vectors.
+    """
+
+    id: str
+    name: str
+    context_length: int
+    prompt_price: str
+    dimensions: int
+    settable_dimensions: bool
+
+    @property
+    def provider_name(self) -> str:
+        """The upstream provider that serves this model."""
+        return provider_name_for(self.id)
+
+    def cost(self, tokens: int) -> float:
+        """US dollars for ``tokens`` input tokens (computed exactly, converted once)."""
+        return float(Decimal(self.prompt_price) * tokens)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the model as one entry of OpenRouter's ``/embeddings/models`` ``data`` list."""
+        parameters = ["dimensions", "encoding_format"] if self.settable_dimensions else ["encoding_format"]
+        return {
+            "id": self.id,
+            "canonical_slug": self.id,
+            "name": self.name,
+            "created": 1_720_000_000,
+            "description": f"{self.name} (served by the local fake OpenRouter).",
+            "context_length": self.context_length,
+            "architecture": {
+                "modality": "text->embeddings",
+                "input_modalities": ["text"],
+                "output_modalities": ["embeddings"],
+                "tokenizer": "Other",
+                "instruct_type": None,
+            },
+            "pricing": {"prompt": self.prompt_price, "completion": "0", "request": "0", "image": "0"},
+            "top_provider": {"context_length": self.context_length, "max_completion_tokens": None,
+                             "is_moderated": False},
+            "per_request_limits": None,
+            "supported_parameters": parameters,
+            "default_parameters": None,
+            "supported_voices": None,
+            "links": {"details": f"/api/v1/models/{self.id}/endpoints"},
+        }  # fmt: skip
+
+
+EMBEDDING_CATALOG: tuple[EmbeddingModelInfo, ...] = (
+    EmbeddingModelInfo("openai/text-embedding-3-small", "OpenAI: Text Embedding 3 Small", 8_192, "0.00000002",
+                       1536, True),
+    EmbeddingModelInfo("openai/text-embedding-3-large", "OpenAI: Text Embedding 3 Large", 8_192, "0.00000013",
+                       3072, True),
+    EmbeddingModelInfo("openai/text-embedding-ada-002", "OpenAI: Text Embedding Ada 002", 8_192, "0.0000001",
+                       1536, False),
+    EmbeddingModelInfo("mistralai/mistral-embed-2312", "Mistral: Mistral Embed 2312", 8_192, "0.0000001",
+                       1024, False),
+    EmbeddingModelInfo("google/gemini-embedding-001", "Google: Gemini Embedding 001", 2_048, "0.00000015",
+                       3072, True),
+)  # fmt: skip
+"""The models listed by ``GET /api/v1/embeddings/models`` and served by ``POST /api/v1/embeddings``."""
+
+DEFAULT_EMBEDDING_MODEL = EMBEDDING_CATALOG[0].id
+"""Embeddings model used when a request names only a fault model (``fake/fault-<name>``)."""
+
+_EMBEDDING_BY_ID = {model.id: model for model in EMBEDDING_CATALOG}
+
+
+def lookup_embedding_model(model_id: str) -> EmbeddingModelInfo | None:
+    """Return the embeddings model ``model_id`` (variant suffixes such as ``:free`` ignored), or ``None``."""
+    return _EMBEDDING_BY_ID.get(model_id.split(":", 1)[0])
+
+
+def embedding_models_payload() -> dict[str, Any]:
+    """Return the body of ``GET /api/v1/embeddings/models``."""
+    return {
+        "data": [model.to_payload() for model in EMBEDDING_CATALOG],
+        "links": {"next": None},
+        "total_count": len(EMBEDDING_CATALOG),
     }

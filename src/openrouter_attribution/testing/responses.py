@@ -25,6 +25,7 @@ from openrouter_attribution.testing.content import Completion, reasoning_signatu
 __all__ = [
     "SSE_COMMENT",
     "SSE_DONE",
+    "GENERATION_NULL_FIELDS",
     "Envelope",
     "Usage",
     "build_chunks",
@@ -289,6 +290,27 @@ def build_chunks(envelope: Envelope, completion: Completion, usage: Usage) -> li
     return chunks
 
 
+GENERATION_NULL_FIELDS = (
+    "app_id",
+    "cache_discount",
+    "moderation_latency",
+    "num_media_prompt",
+    "num_media_completion",
+    "num_input_audio_prompt",
+    "num_search_results",
+    "num_fetches",
+    "provider_responses",
+    "preset_id",
+    "router",
+    "service_tier",
+    "web_search_engine",
+    "workspace_id",
+    "request_id",
+    "response_cache_source_id",
+)
+"""Fields of OpenRouter's ``GenerationResponse`` that the fake server always reports as ``null``."""
+
+
 def build_generation(
     envelope: Envelope,
     usage: Usage,
@@ -308,24 +330,6 @@ def build_generation(
     referer = headers.get("HTTP-Referer")
     finish, native = (
         ("error", "error") if failed else (completion.finish_reason, completion.native_finish_reason)
-    )
-    nulls = (
-        "app_id",
-        "cache_discount",
-        "moderation_latency",
-        "num_media_prompt",
-        "num_media_completion",
-        "num_input_audio_prompt",
-        "num_search_results",
-        "num_fetches",
-        "provider_responses",
-        "preset_id",
-        "router",
-        "service_tier",
-        "web_search_engine",
-        "workspace_id",
-        "request_id",
-        "response_cache_source_id",
     )
     return {
         "id": envelope.id,
@@ -358,5 +362,5 @@ def build_generation(
         "data_region": "global",
         "latency": 0.0,
         "generation_time": 0.0,
-        **dict.fromkeys(nulls),
+        **dict.fromkeys(GENERATION_NULL_FIELDS),
     }

@@ -14,8 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrouter_attribution.testing.catalog import DEFAULT_MODEL, lookup_model, models_payload
+from openrouter_attribution.testing.catalog import DEFAULT_MODEL, embedding_models_payload, lookup_model, models_payload
 from openrouter_attribution.testing.content import Completion, last_user_text, message_tokens, plan_completion
+from openrouter_attribution.testing.embeddings import (
+    build_embeddings_body,
+    build_embeddings_generation,
+    validate_embeddings_request,
+)
 from openrouter_attribution.testing.faults import (
     FAULT_MODEL_PREFIX,
     Fault,
@@ -23,7 +28,7 @@ from openrouter_attribution.testing.faults import (
     fault_from_headers,
     fault_from_models,
 )
-from openrouter_attribution.testing.recording import CHAT_PATH, RecordedRequest
+from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RecordedRequest
 from openrouter_attribution.testing.responses import (
     SSE_COMMENT,
     SSE_DONE,
@@ -37,6 +42,7 @@ from openrouter_attribution.testing.responses import (
     build_stream_error_chunk,
     build_usage,
     encode_json,
+    new_generation_id,
     sse_event,
 )
 from openrouter_attribution.testing.state import ServerState
@@ -298,9 +304,63 @@ def _stream_reply(
     return StreamReply([*events, SSE_DONE], headers)
 
 
+def _embeddings(state: ServerState, request: RecordedRequest) -> Reply:
+    """``POST /embeddings``: validated, faults applied as for chat, answered and stored as a generation.
+
+    A queued fault (``inject_fault``) is taken by the next chat *or* embeddings request. Faults that
+    only make sense mid-generation map to an embeddings answer: ``mid-stream-error`` is a 200 body
+    holding an ``error`` object, ``malformed-chunk`` a 200 body that is not JSON.
+    """
+    body = request.body
+    if not isinstance(body, dict):
+        detail = "Request body is required" if not request.raw_body else "Request body must be a JSON object"
+        return error_reply(400, detail)
+    try:
+        embedding = validate_embeddings_request(body)
+    except RequestValidationError as err:
+        return error_reply(400, err.message)
+    try:
+        fault = (
+            fault_from_headers(request.headers)
+            or fault_from_models([embedding.model_id], request.headers)
+            or state.faults.pop()
+        )
+    except (UnknownFaultError, ValueError) as err:
+        return error_reply(400, str(err))
+    if state.latency > 0:
+        time.sleep(state.latency)
+    served = embedding.model.id if embedding.model_id.startswith(FAULT_MODEL_PREFIX) else embedding.model_id
+    if fault is not None:
+        first = next((item for item in embedding.inputs if isinstance(item, str)), "")
+        early = _early_fault(fault, served, {"messages": [{"role": "user", "content": first}]})
+        if early is not None:
+            return early
+    generation_id = new_generation_id()
+    created = int(time.time())
+    headers = {"X-Generation-Id": generation_id}
+    if fault is not None and fault.name == "mid-stream-error":
+        return JsonReply(200, {"id": generation_id, "error": fault.stream_error(served)}, headers)
+    state.store_generation(
+        build_embeddings_generation(
+            embedding._replace(model_id=served), generation_id, created, user=body.get("user"),
+            session_id=body.get("session_id") or request.headers.get("x-session-id"), headers=request.headers,
+        )
+    )  # fmt: skip
+    answer = build_embeddings_body(embedding._replace(model_id=served), generation_id)
+    if fault is not None and fault.name == "malformed-chunk":
+        return RawReply(200, encode_json(answer)[:-7] + b"<<not json", "application/json", headers)
+    return JsonReply(200, answer, headers)
+
+
+def _embedding_models(state: ServerState, request: RecordedRequest) -> Reply:
+    return JsonReply(200, embedding_models_payload())
+
+
 _Route = Callable[[ServerState, RecordedRequest], Reply]
 _ROUTES: dict[str, dict[str, _Route]] = {
     CHAT_PATH: {"POST": _chat},
+    EMBEDDINGS_PATH: {"POST": _embeddings},
+    f"{API_PREFIX}/embeddings/models": {"GET": _embedding_models},
     f"{API_PREFIX}/models": {"GET": _models},
     f"{API_PREFIX}/generation": {"GET": _generation},
     f"{API_PREFIX}/key": {"GET": _key},

@@ -6,6 +6,7 @@ request handling in :mod:`~openrouter_attribution.testing.routes`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from types import TracebackType
 from typing import Any
@@ -22,14 +23,29 @@ DEFAULT_API_KEY = "sk-or-fake-key"
 """The API key a :class:`FakeOpenRouter` accepts unless told otherwise."""
 
 
+def _load_request_schemas() -> None:
+    """Import the OpenRouter SDK's request schemas before serving, on the caller's thread.
+
+    Imported lazily on a server thread at the first request, the SDK (and the legacy ``httpx`` it
+    loads) is half-initialised in ``sys.modules`` for a moment, and the ``openai`` SDK of a client
+    thread that looks ``httpx`` up there at that moment fails with an ``AttributeError``.
+    """
+    with contextlib.suppress(ImportError):
+        import openrouter.components  # noqa: F401
+        import openrouter.operations  # noqa: F401
+
+
 class FakeOpenRouter:
     """A local, OpenRouter-compatible HTTP server for offline tests.
 
     It speaks OpenRouter's wire format on ``http://127.0.0.1:<port>/api/v1``:
     ``POST /chat/completions`` (plain and streaming, with tool calls, structured
-    output, reasoning and usage with cost), ``GET /models``,
-    ``GET /generation?id=...`` and ``GET /key``, all behind bearer auth. Chat
-    bodies are validated against OpenRouter's published request schema. Answers
+    output, reasoning and usage with cost), ``POST /embeddings`` (deterministic
+    vectors, float or base64, usage with cost; see
+    :mod:`~openrouter_attribution.testing.embeddings`), ``GET /models``,
+    ``GET /embeddings/models``, ``GET /generation?id=...`` and ``GET /key``, all
+    behind bearer auth. Chat and embeddings bodies are validated against
+    OpenRouter's published request schemas. Answers
     are deterministic (see :mod:`~openrouter_attribution.testing.content`),
     every request is recorded, and faults can be injected
     (see :mod:`~openrouter_attribution.testing.faults`).
@@ -38,7 +54,7 @@ class FakeOpenRouter:
         api_key: The only bearer token accepted.
         host: Interface to listen on.
         port: TCP port; ``0`` picks a free one.
-        latency: Seconds to wait before answering each chat request.
+        latency: Seconds to wait before answering each chat or embeddings request.
 
     Example:
         >>> import openai
@@ -79,6 +95,7 @@ class FakeOpenRouter:
         """
         if self._server is not None:
             raise RuntimeError("FakeOpenRouter is already running")
+        _load_request_schemas()
         self._server = HTTPServer((self._host, self._requested_port), self._state)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -145,7 +162,7 @@ class FakeOpenRouter:
 
     @property
     def latency(self) -> float:
-        """Seconds to wait before answering each chat request (settable; restored by :meth:`reset`)."""
+        """Seconds to wait before answering each chat or embeddings request (settable; restored by :meth:`reset`)."""
         return self._state.latency
 
     @latency.setter
@@ -163,6 +180,11 @@ class FakeOpenRouter:
     def chat_requests(self) -> list[RecordedRequest]:
         """Only the ``POST /api/v1/chat/completions`` requests, oldest first; a snapshot."""
         return [r for r in self.requests if r.is_chat]
+
+    @property
+    def embeddings_requests(self) -> list[RecordedRequest]:
+        """Only the ``POST /api/v1/embeddings`` requests (including rejected ones), oldest first; a snapshot."""
+        return [r for r in self.requests if r.is_embeddings]
 
     @property
     def last_request(self) -> RecordedRequest:
@@ -215,12 +237,12 @@ class FakeOpenRouter:
         retry_after: float | None = None,
         delay_ms: int | None = None,
     ) -> None:
-        """Queue a fault for upcoming chat requests.
+        """Queue a fault for upcoming model requests (chat completions and embeddings, in arrival order).
 
         Args:
             name: One of :data:`~openrouter_attribution.testing.faults.FAULT_NAMES`.
-            count: How many chat requests it applies to.
-            after: How many chat requests to let through first (default: none).
+            count: How many model requests it applies to.
+            after: How many model requests to let through first (default: none).
             retry_after: ``Retry-After`` seconds for status faults (``429`` defaults to 1).
             delay_ms: Delay of ``slow-first-byte``.
 
