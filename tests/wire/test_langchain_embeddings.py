@@ -294,6 +294,8 @@ def test_one_record_per_request_with_tokens_and_cost(fake_openrouter, tmp_path):
                                                 if g["user"] == "app_1")  # fmt: skip
     assert all(r.framework == "langchain" and not r.streamed and r.session_id in ("s-1", None) for r in records)
     assert all(r.model_requested == "openai/text-embedding-3-small" for r in records)
+    assert {r.kind for r in records} == {"embeddings"}
+    assert {row.key: row.requests for row in ledger.totals(by="kind")} == {"embeddings": 5}
     failed = [r for r in records if r.outcome != "ok"]
     assert [(f.outcome, f.cost) for f in failed] == [("RateLimitError", None)]
     ledger.close()

@@ -203,6 +203,7 @@ def test_one_record_per_request_with_tokens_and_cost(fake_openrouter, tmp_path):
     charged = server_costs_by_user(fake_openrouter)
     assert totals == {"app_1": (3, charged["app_1"]), "app_2": (1, charged["app_2"])}
     assert all(r.framework == "llama_index" and r.outcome == "ok" and r.prompt_tokens for r in records)
+    assert {r.kind for r in records} == {"embeddings"}
     ledger.close()
 
 
