@@ -72,8 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--output", "-o", default="-", metavar="FILE", help="output file (default: stdout)")
 
-    fake = sub.add_parser("fake-server", help="run a local OpenRouter-compatible server until Ctrl-C")
-    fake.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    fake = sub.add_parser(
+        "fake-server", help="run a local OpenRouter-compatible server until Ctrl-C; logs one line per request"
+    )
+    fake.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default 0: any free port)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--api-key", help="the key clients must send (default: the server's own)")
 
@@ -96,6 +98,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535 (0: any free port), got {value}")
     return value
 
 
@@ -190,14 +202,14 @@ def _progress_printer() -> export.ProgressCallback:
 
 def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
     # Imported lazily: the server needs the optional testing dependencies.
-    fake_openrouter = getattr(
-        importlib.import_module("openrouter_attribution.testing"), "FakeOpenRouter", None
-    )
+    testing = importlib.import_module("openrouter_attribution.testing")
+    fake_openrouter = getattr(testing, "FakeOpenRouter", None)
     if fake_openrouter is None:
         raise CLIError("this installation has no openrouter_attribution.testing.FakeOpenRouter")
     kwargs: dict[str, object] = {"host": args.host, "port": args.port}
     if args.api_key is not None:
         kwargs["api_key"] = args.api_key
+    _log_requests_to_stderr()
     with fake_openrouter(**kwargs) as server:
         out.write(f"base_url: {server.base_url}\napi_key: {server.api_key}\n")
         out.flush()
@@ -207,6 +219,18 @@ def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
         except KeyboardInterrupt:
             print("stopped", file=sys.stderr)
     return 0
+
+
+def _log_requests_to_stderr() -> None:
+    """One line per request on stderr: time, method, path, model, user, session, status."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    server_log = logging.getLogger("openrouter_attribution.testing")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False
 
 
 def _demo(args: argparse.Namespace, out: IO[str]) -> int:
