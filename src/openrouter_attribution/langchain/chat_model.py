@@ -96,12 +96,16 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         return params
 
     # -- public entry points: remember the run config of the invocation ---------------------------
+    # Each also puts the call's ids through the identity policy first (`sent_call_kwargs`): LangChain
+    # hands the call's keywords to callbacks (`invocation_params`, `options`) and caches before the
+    # model runs, and only the id as sent may reach them.
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:  # fmt: skip
         config = ensure_config(config)
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
         token = RUN_CONFIG.set(config)
         try:
             return super().invoke(input, config, stop=stop, **kwargs)
@@ -113,6 +117,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> AIMessage:  # fmt: skip
         config = ensure_config(config)
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
         token = RUN_CONFIG.set(config)
         try:
             return await super().ainvoke(input, config, stop=stop, **kwargs)
@@ -124,6 +129,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:  # fmt: skip
         config = ensure_config(config)
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
         inner = super().stream(input, config, stop=stop, **kwargs)
         while True:
             token = RUN_CONFIG.set(config)
@@ -140,6 +146,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:  # fmt: skip
         config = ensure_config(config)
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
         inner = super().astream(input, config, stop=stop, **kwargs)
         while True:
             token = RUN_CONFIG.set(config)
