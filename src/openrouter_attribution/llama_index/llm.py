@@ -297,27 +297,37 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
 
 
 def _ids_as_sent_first(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Put the call's ``user`` / ``session_id`` / ``openrouter_metadata`` through the identity policy
-    before LlamaIndex sees them: its span (bound arguments), ``LLMChatStartEvent`` /
-    ``LLMCompletionStartEvent`` (``additional_kwargs``) and callback payloads all carry the call's
-    keywords, and only the id as sent may reach them."""
+    """Put the call's ``user`` / ``session_id`` / ``openrouter_metadata`` (also inside ``llm_kwargs``)
+    through the identity policy before LlamaIndex sees them: its spans (bound arguments and results),
+    ``LLMChatStartEvent`` / ``LLMCompletionStartEvent`` (``additional_kwargs``) and callback payloads
+    all carry the call's keywords, and only the id as sent may reach them."""
+
+    def sent(self: OpenRouter, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
+        if isinstance(kwargs.get("llm_kwargs"), dict):
+            kwargs = {**kwargs, "llm_kwargs": self._invoker.sent_call_kwargs(kwargs["llm_kwargs"])}
+        return kwargs
+
     if inspect.iscoroutinefunction(method):
 
         @functools.wraps(method)
         async def async_call(self: OpenRouter, *args: Any, **kwargs: Any) -> Any:
-            return await method(self, *args, **self._invoker.sent_call_kwargs(kwargs))
+            return await method(self, *args, **sent(self, kwargs))
 
         return async_call
 
     @functools.wraps(method)
     def call(self: OpenRouter, *args: Any, **kwargs: Any) -> Any:
-        return method(self, *args, **self._invoker.sent_call_kwargs(kwargs))
+        return method(self, *args, **sent(self, kwargs))
 
     return call
 
 
 # Wrapped after the class is built: LlamaIndex's DispatcherSpanMixin wraps the methods defined in the
-# class body in a span, and this step must come before the span records the call's arguments.
+# class body in a span, and this step must come before the span records the call's arguments. These
+# are the LLM's methods that take the call's keywords (the others build them from a prompt).
 for _name in ("chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete", "stream_complete",
-              "astream_complete"):  # fmt: skip
-    setattr(OpenRouter, _name, _ids_as_sent_first(OpenRouter.__dict__[_name]))
+              "astream_complete", "chat_with_tools", "achat_with_tools", "stream_chat_with_tools",
+              "astream_chat_with_tools", "predict_and_call", "apredict_and_call", "structured_predict",
+              "astructured_predict", "stream_structured_predict", "astream_structured_predict"):  # fmt: skip
+    setattr(OpenRouter, _name, _ids_as_sent_first(getattr(OpenRouter, _name)))

@@ -112,9 +112,22 @@ def _address(err: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _cause(err: BaseException) -> str:
-    """The transport-level reason, e.g. ``ConnectError: [Errno 111] Connection refused``."""
+def _root_cause(err: BaseException) -> BaseException | None:
+    """The innermost exception behind ``err`` (the transport's own reason), if any."""
+    seen: set[int] = set()
     cause = err.__cause__ or err.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        deeper = cause.__cause__ or cause.__context__
+        if deeper is None:
+            return cause
+        cause = deeper
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    """The transport-level reason, e.g. ``ConnectionRefusedError: [Errno 111] Connection refused``."""
+    cause = _root_cause(err)
     if cause is None:
         return str(getattr(err, "message", "") or type(err).__name__)
     text = str(cause).splitlines()[0][:200] if str(cause) else ""
@@ -129,14 +142,16 @@ def from_sdk_error(err: BaseException) -> errors.OpenRouterError | None:
     """
     import openai
 
-    if isinstance(err, openai.APITimeoutError):
+    # Some transports report a refused connection as a connect timeout; the cause's type tells.
+    refused = isinstance(_root_cause(err), OSError) and not isinstance(_root_cause(err), TimeoutError)
+    if isinstance(err, openai.APITimeoutError) and not refused:
         return errors.APITimeoutError(
             f"The request to {_address(err)} timed out on the client side; raise timeout= if the model "
             "needs longer to answer."
         )
     if isinstance(err, openai.APIConnectionError):
         return errors.APIConnectionError(
-            f"Could not reach OpenRouter at {_address(err)} ({_cause(err)}). Check base_url and the network."
+            f"Could not reach OpenRouter at {_address(err)} ({_reason(err)}). Check base_url and the network."
         )
     if isinstance(err, openai.APIStatusError):
         headers = err.response.headers
