@@ -228,3 +228,17 @@ def test_session_pseudonyms_never_equal_user_pseudonyms(fake_openrouter, make_ch
     assert body["session_id"].startswith("h_")
     assert body["user"] != body["session_id"]
     assert policy.apply_session(body["session_id"]) == body["session_id"]  # idempotent
+
+
+def test_a_raw_id_in_configurable_reaches_no_tracer_through_a_chain(fake_openrouter, make_chat):
+    from langchain_core.prompts import ChatPromptTemplate
+
+    policy = UserIdPolicy(pii="hash", hash_key=HASH_KEY, hash_all=False)
+    chain = ChatPromptTemplate.from_messages([("human", "{question}")]) | make_chat(user_policy=policy)
+    tracer, callbacks = RunRecorder(), LangChainRecorder()
+    config = {"configurable": {"user_id": RAW_EMAIL, "session_id": RAW_PHONE}, "callbacks": [tracer, callbacks]}
+    chain.invoke({"question": "hi"}, config=config)
+    assert fake_openrouter.last_request.body["user"] == policy.apply(RAW_EMAIL)
+    for text in (tracer.text(), callbacks.text()):
+        for raw in RAW_VALUES:
+            assert raw not in text
