@@ -21,12 +21,13 @@ Errors print one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn
 
 from openrouter_attribution.usage import export, queries
@@ -209,8 +210,7 @@ def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
     kwargs: dict[str, object] = {"host": args.host, "port": args.port}
     if args.api_key is not None:
         kwargs["api_key"] = args.api_key
-    _log_requests_to_stderr()
-    with fake_openrouter(**kwargs) as server:
+    with _requests_logged_to_stderr(), fake_openrouter(**kwargs) as server:
         out.write(f"base_url: {server.base_url}\napi_key: {server.api_key}\n")
         out.flush()
         print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -221,16 +221,24 @@ def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def _log_requests_to_stderr() -> None:
-    """One line per request on stderr: time, method, path, model, user, session, status."""
+@contextlib.contextmanager
+def _requests_logged_to_stderr() -> Iterator[None]:
+    """While serving, one line per request on stderr: time, method, path, model, user, session, status."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     server_log = logging.getLogger("openrouter_attribution.testing")
+    saved = server_log.level, server_log.propagate
     server_log.addHandler(handler)
     server_log.setLevel(logging.INFO)
     server_log.propagate = False
+    try:
+        yield
+    finally:
+        server_log.removeHandler(handler)
+        server_log.setLevel(saved[0])
+        server_log.propagate = saved[1]
 
 
 def _demo(args: argparse.Namespace, out: IO[str]) -> int:
