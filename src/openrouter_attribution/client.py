@@ -214,7 +214,8 @@ class Invoker:
             "to the call, set it in the run config, or wrap the call in user_context(...)"
         )
         if self.require_user != "warn":
-            raise MissingUserError(message + " (the model has require_user=True).", searched=tuple(places))
+            raise MissingUserError(message + " (require_user=True: calls without a user are refused).",
+                                   searched=tuple(places))  # fmt: skip
         filename, lineno, module = _call_site()
         if (filename, lineno) in _WARNED_SITES:
             return

@@ -95,11 +95,13 @@ class ClientOptions(BaseModel):
     """Fields sent as they are, for OpenRouter options this library does not know yet."""
 
     user: str | None = None
-    """Default end-user for calls that resolve none (lowest priority)."""
+    """Default end-user for calls that resolve none (lowest priority). Checked by the policy at
+    construction and kept as it is sent (e.g. the pseudonym under a hashing policy)."""
     session_id: str | None = None
-    """Default session id for calls that resolve none."""
+    """Default session id for calls that resolve none; checked and kept as sent, like ``user``."""
     user_policy: Any = None
-    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id."""
+    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved ``user``, ``session_id``
+    and ``metadata`` value. ``None``: personal data is refused (``identity.DEFAULT_POLICY``)."""
     require_user: bool | Literal["warn"] = "warn"
     """``"warn"`` (the default): a call that resolves no user is sent, and a
     :class:`~openrouter_attribution.MissingUserWarning` is issued once per call site; ``True``: such a
