@@ -157,3 +157,16 @@ def test_a_complete_stream_is_not_flagged(fake_openrouter, make_chat, tmp_path, 
     assert [r.outcome for r in ledger.records()] == ["ok"]
     assert "".join(received) == f"[openai/gpt-4o-mini] Reply to: {PROMPT}"
     ledger.close()
+
+
+@pytest.mark.parametrize(("fault", "expected"), [("truncated-stream", errors.TruncatedStreamError),
+                                                 ("error-body", errors.ProviderUnavailableError),
+                                                 ("empty-body", errors.InvalidResponseError)])  # fmt: skip
+def test_the_faults_can_be_queued_or_named_by_model_id(fake_openrouter, make_chat, fault, expected):
+    fake_openrouter.inject_fault(fault)
+    with pytest.raises(expected):
+        list(make_chat().stream(PROMPT))
+    with pytest.raises(expected):
+        list(make_chat(model=f"fake/fault-{fault}").stream(PROMPT))
+    list(make_chat().stream(PROMPT))  # the queue is empty again
+    assert len(fake_openrouter.chat_requests) == 3
