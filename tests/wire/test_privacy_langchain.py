@@ -242,3 +242,13 @@ def test_a_raw_id_in_configurable_reaches_no_tracer_through_a_chain(fake_openrou
     for text in (tracer.text(), callbacks.text()):
         for raw in RAW_VALUES:
             assert raw not in text
+
+
+def test_generate_called_directly_is_observed_as_sent(fake_openrouter, make_chat):
+    from langchain_core.messages import HumanMessage
+
+    policy = UserIdPolicy(pii="hash", hash_key=HASH_KEY, hash_all=False)
+    callbacks = LangChainRecorder()
+    make_chat(user_policy=policy).generate([[HumanMessage("hi")]], callbacks=[callbacks], user=RAW_EMAIL)
+    assert fake_openrouter.last_request.body["user"] == policy.apply(RAW_EMAIL)
+    assert RAW_EMAIL not in callbacks.text()
