@@ -223,8 +223,8 @@ class Catalog:
     def __init__(self, extra: Iterable[ModelInfo | str] = ()) -> None:
         models = dict(_BY_ID)
         for entry in extra:
-            info = entry if isinstance(entry, ModelInfo) else default_priced(entry) if isinstance(entry, str) else None
-            if info is None or not _MODEL_ID.match(info.id):
+            info = default_priced(entry) if isinstance(entry, str) else entry
+            if not isinstance(info, ModelInfo) or not _MODEL_ID.match(info.id):
                 raise ValueError(f"models= takes ModelInfo entries or 'vendor/name' ids, got {entry!r}")
             models[info.id] = info
         self._models = models
