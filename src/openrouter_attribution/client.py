@@ -9,17 +9,24 @@ below (``wire/``, ``transport``), never in an adapter.
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from openrouter_attribution.attribution import LAYERS, Attribution, resolve
-from openrouter_attribution.errors import MissingUserError
-from openrouter_attribution.identity import validate_user_id
+from openrouter_attribution.errors import (
+    InvalidResponseError,
+    MissingUserError,
+    MissingUserWarning,
+    TruncatedStreamError,
+)
+from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.transport import (
     EMBEDDINGS_PATH,
+    STREAM_END,
     ConnectionSettings,
     apost_json,
     apost_stream,
@@ -39,8 +46,6 @@ __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
 ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
 """Call keywords that set the ``explicit`` attribution layer, in both frameworks."""
 
-logger = logging.getLogger("openrouter_attribution")
-
 _PACKAGE_PREFIXES = ("openrouter_attribution", "langchain", "langgraph", "llama_index", "workflows", "asyncio",
                      "concurrent", "threading", "contextvars", "pydantic", "tenacity")  # fmt: skip
 
@@ -57,9 +62,13 @@ class Prepared(NamedTuple):
 class StreamMeta:
     """What a stream has told so far about its generation (filled while it is consumed)."""
 
-    __slots__ = ("finish_reason", "first", "id", "model", "provider", "started", "usage")
+    __slots__ = ("chunks", "done", "finish_reason", "first", "id", "model", "provider", "started", "usage")
 
     def __init__(self) -> None:
+        self.chunks = 0
+        """Chunks received so far."""
+        self.done = False
+        """Whether the stream's ``data: [DONE]`` arrived."""
         self.id: str | None = None
         self.model: str | None = None
         self.provider: str | None = None
@@ -72,6 +81,7 @@ class StreamMeta:
     def take(self, chunk: Any) -> tuple[dict[str, Any], str | None]:
         """Parse one chunk, note what it says about the generation, return ``(delta, finish_reason)``."""
         delta, finish_reason, usage = parse_chunk(chunk)
+        self.chunks += 1
         if self.first is None:
             self.first = time.perf_counter()
             self.id = chunk.get("id")
@@ -83,12 +93,34 @@ class StreamMeta:
             self.finish_reason = finish_reason
         return delta, finish_reason
 
+    def check_end(self) -> None:
+        """Raise unless the stream reached its end (``[DONE]``, or a ``finish_reason`` and the final usage).
+
+        Raises:
+            InvalidResponseError: the 200 response carried no event at all.
+            TruncatedStreamError: events arrived, then the body ended before the stream's end.
+        """
+        if self.done or (self.finish_reason is not None and self.usage is not None):
+            return
+        if self.first is None:
+            raise InvalidResponseError(
+                "OpenRouter answered the streamed request with HTTP 200 and an empty body (no event)."
+            )
+        missing = [name for name, seen in (("finish_reason", self.finish_reason is not None),
+                                           ("usage", self.usage is not None)) if not seen]  # fmt: skip
+        raise TruncatedStreamError(
+            f"The stream ended after {self.chunks} chunk(s) without its end (no {', no '.join(missing)}, "
+            "no data: [DONE]): the answer received is incomplete. The connection was probably closed by "
+            "a proxy or the network; retry the call.",
+            generation_id=self.id,
+        )
+
 
 class Invoker:
     """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
 
-    __slots__ = ("connection", "default", "extra_body", "framework", "ledger", "params", "policy",
-                 "require_user", "_warned_sites")  # fmt: skip
+    __slots__ = ("connection", "default", "extra_body", "framework", "ids", "ledger", "params", "policy",
+                 "require_user")  # fmt: skip
 
     def __init__(
         self,
@@ -110,7 +142,8 @@ class Invoker:
         self.require_user = require_user
         self.ledger = ledger
         self.framework = framework
-        self._warned_sites: set[tuple[str, int]] = set()
+        self.ids = policy if policy is not None else DEFAULT_POLICY
+        """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
 
     # -- attribution ---------------------------------------------------------------------------------
 
@@ -120,7 +153,11 @@ class Invoker:
         searched: Mapping[str, tuple[str, ...]] | None = None,
         **layers: Attribution | None,
     ) -> Attribution:
-        """Resolve the attribution of one call and apply the identity policy to its user.
+        """Resolve the attribution of one call and apply the identity policy to it.
+
+        Without a ``user_policy`` the :data:`~openrouter_attribution.identity.DEFAULT_POLICY` applies:
+        personal data in ``user``, ``session_id`` or a ``metadata`` value is refused. Values marked
+        :class:`~openrouter_attribution.identity.SentId` already went through the policy.
 
         Args:
             searched: Per layer name, human-readable names of the places the adapter looked
@@ -130,35 +167,74 @@ class Invoker:
                 :mod:`openrouter_attribution.attribution` for the order). The ``context`` layer
                 is read from :func:`~openrouter_attribution.user_context`, ``default`` is the model's.
 
+        Returns:
+            The attribution as it is sent (plain ``str`` ids).
+
         Raises:
             MissingUserError: no user resolved while ``require_user=True``.
-            UserIdError: the user id is invalid or rejected by the policy.
+            UserIdError: an id is invalid or carries personal data the policy rejects.
         """
         resolved = resolve(default=self.default, **layers).attribution
-        user = resolved.user
+        user, session, metadata = resolved.user, resolved.session_id, resolved.metadata
+        ids = self.ids
         if user is None:
             if self.require_user:
                 self._missing_user(searched)
+            sent_user = None
+        else:
+            sent_user = ids.apply(user)
+        sent_session = None if session is None else ids.apply_session(session)
+        sent_metadata = ids.apply_metadata(metadata) if metadata else metadata
+        if sent_user is user and sent_session is session and sent_metadata is metadata:
             return resolved
-        sent = self.policy.apply(user) if self.policy is not None else validate_user_id(user)
-        if sent is user:
-            return resolved
-        return Attribution(sent, resolved.session_id, resolved.trace, resolved.metadata)
+        return Attribution(sent_user, sent_session, resolved.trace, sent_metadata)
+
+    def sent_call_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A call's keywords with ``user``, ``session_id`` and ``openrouter_metadata`` as they will be sent.
+
+        For adapters whose framework shows the call's keywords to callbacks or instrumentation before
+        the model runs: only the id as sent may reach them. The ids come back marked
+        :class:`~openrouter_attribution.identity.SentId`, so :meth:`attribute` does not apply the
+        policy (and a ``transform`` hook) a second time.
+
+        Raises:
+            UserIdError: an id is invalid or carries personal data the policy rejects (before any I/O).
+        """
+        user, session, metadata = kwargs.get("user"), kwargs.get("session_id"), kwargs.get("openrouter_metadata")
+        if user is None and session is None and not metadata:
+            return kwargs
+        ids = self.ids
+        sent = dict(kwargs)
+        if user is not None:
+            sent["user"] = SentId(ids.apply(user))
+        if session is not None:
+            sent["session_id"] = SentId(ids.apply_session(session))
+        if metadata:
+            sent["openrouter_metadata"] = ids.apply_metadata(metadata)
+        return sent
 
     def _missing_user(self, searched: Mapping[str, tuple[str, ...]] | None) -> None:
         named = {**(searched or {}), "context": ("user_context()",), "default": ("the model's `user` field",)}
         places = [place for layer in LAYERS for place in named.get(layer, ())]
         message = (
-            "No end-user id was found for this call, and the model requires one (require_user). Looked in: "
-            + "; ".join(places)
-            + ". Pass user=... to the call, set it in the run config, or wrap the call in user_context(...)."
+            "No end-user id was found for this call. Looked in: " + "; ".join(places) + ". Pass user=... "
+            "to the call, set it in the run config, or wrap the call in user_context(...)"
         )
         if self.require_user != "warn":
-            raise MissingUserError(message, searched=tuple(places))
-        site = _call_site()
-        if site not in self._warned_sites:
-            self._warned_sites.add(site)
-            logger.warning("%s (call site %s:%d; warned once per call site)", message, *site)
+            raise MissingUserError(message + " (require_user=True: calls without a user are refused).",
+                                   searched=tuple(places))  # fmt: skip
+        filename, lineno, module = _call_site()
+        if (filename, lineno) in _WARNED_SITES:
+            return
+        _WARNED_SITES.add((filename, lineno))
+        warnings.warn_explicit(
+            message + "; or set require_user=False on the model to allow unattributed calls "
+            "(warned once per call site).",
+            MissingUserWarning,
+            filename,
+            lineno,
+            module=module,
+        )
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -232,12 +308,18 @@ class Invoker:
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
         """Send a streamed request; yields ``(delta, finish_reason)`` per chunk and fills ``meta``.
 
-        A mid-stream error event raises the matching typed error; it never ends the stream quietly.
+        A mid-stream error event raises the matching typed error; a stream that stops before its
+        end raises :class:`~openrouter_attribution.errors.TruncatedStreamError` once the chunks that
+        did arrive were yielded. It never ends quietly with a partial answer.
         """
         error: BaseException | None = None
         try:
             for chunk in post_stream(self.connection, prepared.body):
+                if chunk is STREAM_END:
+                    meta.done = True
+                    continue
                 yield meta.take(chunk)
+            meta.check_end()  # after every chunk received was delivered
         except BaseException as err:
             error = err
             raise
@@ -251,7 +333,11 @@ class Invoker:
         error: BaseException | None = None
         try:
             async for chunk in apost_stream(self.connection, prepared.body):
+                if chunk is STREAM_END:
+                    meta.done = True
+                    continue
                 yield meta.take(chunk)
+            meta.check_end()
         except BaseException as err:
             error = err
             raise
@@ -267,8 +353,8 @@ class Invoker:
         """Record a finished stream; with ``wait`` returns an awaitable (the async path)."""
         if self.ledger is None:
             return None
-        if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
-            error = _Abandoned()
+        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+            error = _Abandoned()  # the consumer stopped reading or cancelled
         if wait:
             return self._arecord(prepared, meta.started, meta.first, source=meta, error=error)
         self._record(prepared, meta.started, meta.first, source=meta, error=error)
@@ -377,15 +463,19 @@ class Invoker:
 
 
 class _Abandoned(Exception):
-    """Marks a stream its consumer stopped reading before the final usage chunk."""
+    """Marks a stream its consumer stopped reading (or cancelled) before its end."""
 
 
-def _call_site() -> tuple[str, int]:
-    """File and line of the first caller frame outside this library and the frameworks."""
+_WARNED_SITES: set[tuple[str, int]] = set()
+"""Call sites already warned about a missing user (process-wide: one warning per call site)."""
+
+
+def _call_site() -> tuple[str, int, str]:
+    """File, line and module of the first caller frame outside this library and the frameworks."""
     frame = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not module.startswith(_PACKAGE_PREFIXES):
-            return frame.f_code.co_filename, frame.f_lineno
+            return frame.f_code.co_filename, frame.f_lineno, module
         frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown>", 0
+    return "<unknown>", 0, ""

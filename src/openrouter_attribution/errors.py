@@ -26,11 +26,13 @@ __all__ = [
     "InvalidInputError",
     "InvalidResponseError",
     "MissingUserError",
+    "MissingUserWarning",
     "ModerationError",
     "OpenRouterError",
     "ProviderUnavailableError",
     "RateLimitError",
     "RequestTimeoutError",
+    "TruncatedStreamError",
     "UserIdError",
     "AttributionError",
 ]
@@ -186,7 +188,20 @@ class ProviderUnavailableError(APIError):
 
 
 class InvalidResponseError(APIError):
-    """The response could not be understood (malformed JSON or SSE chunk, unknown shape)."""
+    """The response could not be understood (malformed JSON or SSE chunk, empty body, unknown shape)."""
+
+
+class TruncatedStreamError(InvalidResponseError):
+    """A streamed answer stopped before its end: no ``data: [DONE]`` and no ``finish_reason`` with usage.
+
+    Raised after every chunk that did arrive has been delivered, so a consumer keeps the partial
+    answer and learns that it is partial; ``in_stream`` is ``True``. Usually a proxy or the network
+    closed the connection cleanly in the middle of a generation.
+    """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("in_stream", True)
+        super().__init__(message, **kwargs)
 
 
 class APIConnectionError(APIError):
@@ -195,3 +210,14 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The client-side timeout expired before OpenRouter answered."""
+
+
+class MissingUserWarning(UserWarning):
+    """A call went out without an end-user id while the model has ``require_user="warn"`` (the default).
+
+    Emitted with :func:`warnings.warn` once per call site (the first frame outside this library and
+    the frameworks), so the warning points at the line to fix. Pass a user (``user=``, the run
+    config, :func:`~openrouter_attribution.user_context`), set ``require_user=False`` on the model to
+    allow unattributed calls, or ``require_user=True`` to refuse them; ``warnings.filterwarnings``
+    works as usual (``"error"`` turns it into an exception, ``"ignore"`` silences it).
+    """

@@ -37,7 +37,7 @@ METHODS = ["get_query_embedding", "aget_query_embedding", "get_text_embedding", 
 @pytest.fixture
 def model(fake_openrouter) -> OpenRouterEmbedding:
     return OpenRouterEmbedding(api_base=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0,
-                               dimensions=128)  # fmt: skip
+                               dimensions=128, require_user=False)  # fmt: skip
 
 
 def test_is_a_llama_index_embedding(model):

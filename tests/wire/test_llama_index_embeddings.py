@@ -92,7 +92,7 @@ def test_batches_follow_embed_batch_size_with_concurrent_async_workers(fake_open
 
 def test_llama_index_spellings(fake_openrouter):
     model = OpenRouterEmbedding(model_name="openai/text-embedding-3-large", api_base=fake_openrouter.base_url,
-                                api_key=fake_openrouter.api_key, max_retries=0)  # fmt: skip
+                                api_key=fake_openrouter.api_key, max_retries=0, user="app_1")  # fmt: skip
     assert (model.model, model.model_name, model.api_base) == ("openai/text-embedding-3-large",) * 2 + (
         fake_openrouter.base_url,)  # fmt: skip
     assert len(model.get_query_embedding("x")) == 3072

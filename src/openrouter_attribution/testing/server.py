@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from openrouter_attribution.testing.catalog import Catalog, ModelInfo
 from openrouter_attribution.testing.faults import Fault
 from openrouter_attribution.testing.recording import RecordedRequest
 from openrouter_attribution.testing.routes import API_PREFIX
 from openrouter_attribution.testing.state import ServerState
 from openrouter_attribution.testing.transport import HTTPServer
+from openrouter_attribution.testing.validation import require_schema
 
 __all__ = ["DEFAULT_API_KEY", "FakeOpenRouter"]
 
@@ -45,16 +48,28 @@ class FakeOpenRouter:
     :mod:`~openrouter_attribution.testing.embeddings`), ``GET /models``,
     ``GET /embeddings/models``, ``GET /generation?id=...`` and ``GET /key``, all
     behind bearer auth. Chat and embeddings bodies are validated against
-    OpenRouter's published request schemas. Answers
-    are deterministic (see :mod:`~openrouter_attribution.testing.content`),
-    every request is recorded, and faults can be injected
+    OpenRouter's published request schemas (from the official ``openrouter`` SDK,
+    the ``testing`` extra; without it the server refuses to start) and every model
+    id against the catalog that ``GET /models`` (``GET /embeddings/models`` for
+    embeddings) lists (unknown ids get OpenRouter's 400, see
+    :mod:`~openrouter_attribution.testing.catalog`). Answers are deterministic
+    (see :mod:`~openrouter_attribution.testing.content`), every request is
+    recorded and logged at INFO on the ``openrouter_attribution.testing`` logger
+    (method, path, model, user, session, status), and faults can be injected
     (see :mod:`~openrouter_attribution.testing.faults`).
 
     Args:
         api_key: The only bearer token accepted.
         host: Interface to listen on.
-        port: TCP port; ``0`` picks a free one.
+        port: TCP port, 0-65535; ``0`` picks a free one.
         latency: Seconds to wait before answering each chat or embeddings request.
+        models: Models to add to the catalog: :class:`~openrouter_attribution.testing.ModelInfo`
+            entries, or ``"vendor/name"`` ids priced with ``DEFAULT_PRICING``.
+
+    Raises:
+        ModuleNotFoundError: The ``openrouter`` SDK (``pip install "openrouter-attribution[testing]"``)
+            is not installed.
+        ValueError: ``port`` is out of range, or a model in ``models`` is not ``vendor/name``.
 
     Example:
         >>> import openai
@@ -74,11 +89,20 @@ class FakeOpenRouter:
     """
 
     def __init__(
-        self, *, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        models: Iterable[ModelInfo | str] = (),
     ) -> None:
+        require_schema()
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 to 65535 (0: any free port), got {port!r}")
         self._host = host
         self._requested_port = port
-        self._state = ServerState(api_key, latency)
+        self._state = ServerState(api_key, latency, Catalog(models))
         self._server: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -159,6 +183,11 @@ class FakeOpenRouter:
     def api_key(self) -> str:
         """The bearer token the server accepts."""
         return self._state.api_key
+
+    @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """The catalog: every model ``GET /models`` lists (the ``openrouter/auto`` router aside)."""
+        return self._state.catalog.models
 
     @property
     def latency(self) -> float:
