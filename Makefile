@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-smoke clean
+.PHONY: demo report notebooks test lint typecheck unit bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Each run starts a fresh ledger in $(DEMO_DB); `make report` shows its per-user totals.
+DEMO_DB ?= demo-usage.db
+
 demo: $(STAMP)
-	$(PY) -m openrouter_attribution.cli demo
+	$(PY) -m openrouter_attribution.cli demo --ledger $(DEMO_DB)
+
+report: $(STAMP)
+	$(PY) -m openrouter_attribution.cli report --db $(DEMO_DB) --by user
+
+# Re-execute every notebook against the local server and save it with its outputs
+# (`make test` fails when a committed notebook's outputs are stale).
+notebooks: $(STAMP)
+	$(PY) -m tests.notebooks.refresh
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -2,8 +2,13 @@
 
 Every adapter sends the same request (one user message ``"hi"``, model ``openai/gpt-4o-mini``) and
 checks the answer it gets, so a client that silently does something else fails loudly instead of
-looking fast. Third-party imports happen inside :func:`make`, so a missing package is reported as a
-skipped client with its reason instead of breaking the run.
+looking fast. Our models are built with ``require_user=False``: the others send no ``user`` either,
+so all send the same body (the attribution cost is measured apart). Third-party imports happen
+inside the adapters, so a missing package is reported as a skipped client with its reason; any
+other problem is a failed measurement, which fails the run.
+
+:func:`history` builds the conversations of the conversation-length measurement: human, AI with a
+tool call, tool result, AI answer, repeating, in each client's own message types.
 """
 
 from __future__ import annotations
@@ -21,7 +26,70 @@ REFERENCE = "openai"
 
 
 class Skip(Exception):
-    """The client cannot be measured here (missing package, no way to point it at the local server...)."""
+    """The client cannot be measured here: a package it needs is not installed."""
+
+
+class MeasurementError(Exception):
+    """The client is installed but could not be measured (it failed, or answered something else)."""
+
+
+def history(length: int) -> list[dict[str, Any]]:
+    """A conversation of ``length`` messages in OpenAI chat format: human, AI with a tool call, tool
+    result, AI answer, repeating (cut at ``length``)."""
+    messages: list[dict[str, Any]] = []
+    turn = 0
+    while len(messages) < length:
+        call_id = f"call_{turn}"
+        arguments = json.dumps({"order_id": 1000 + turn})
+        messages += [
+            {"role": "user", "content": f"Where is my order {1000 + turn}? Please check it for me."},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": "order_status", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": f"order {1000 + turn} shipped yesterday"},
+            {"role": "assistant", "content": f"Your order {1000 + turn} shipped yesterday; it arrives tomorrow."},
+        ]  # fmt: skip
+        turn += 1
+    return messages[:length]
+
+
+def langchain_history(length: int) -> list[Any]:
+    """:func:`history` as LangChain messages."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    out: list[Any] = []
+    for message in history(length):
+        if message["role"] == "user":
+            out.append(HumanMessage(message["content"]))
+        elif message["role"] == "tool":
+            out.append(ToolMessage(message["content"], tool_call_id=message["tool_call_id"]))
+        elif message.get("tool_calls"):
+            call = message["tool_calls"][0]
+            args = json.loads(call["function"]["arguments"])
+            out.append(AIMessage("", tool_calls=[{"id": call["id"], "name": call["function"]["name"], "args": args}]))
+        else:
+            out.append(AIMessage(message["content"]))
+    return out
+
+
+def llama_index_history(length: int) -> list[Any]:
+    """:func:`history` as LlamaIndex chat messages (tool calls as ``ToolCallBlock``)."""
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
+
+    out: list[Any] = []
+    for message in history(length):
+        if message["role"] == "user":
+            out.append(ChatMessage(role=MessageRole.USER, content=message["content"]))
+        elif message["role"] == "tool":
+            out.append(ChatMessage(role=MessageRole.TOOL, content=message["content"],
+                                   additional_kwargs={"tool_call_id": message["tool_call_id"]}))  # fmt: skip
+        elif message.get("tool_calls"):
+            call = message["tool_calls"][0]
+            block = ToolCallBlock(tool_call_id=call["id"], tool_name=call["function"]["name"],
+                                  tool_kwargs=json.loads(call["function"]["arguments"]))  # fmt: skip
+            out.append(ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text=""), block]))
+        else:
+            out.append(ChatMessage(role=MessageRole.ASSISTANT, content=message["content"]))
+    return out
 
 
 def _check_text(text: Any, client: str) -> None:
@@ -52,6 +120,14 @@ class Adapter:
 
     async def acall(self) -> None:
         """One async non-streamed chat call."""
+        raise NotImplementedError
+
+    def prepare_history(self, length: int) -> Any:
+        """The conversation of :func:`history` in this client's message types."""
+        raise NotImplementedError
+
+    def call_history(self, messages: Any) -> None:
+        """One non-streamed call sending ``messages`` (from :meth:`prepare_history`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -90,6 +166,13 @@ class OpenAISDK(Adapter):
         if self.aclient is None:
             self.aclient = self._openai.AsyncOpenAI(base_url=self.base_url, api_key=API_KEY)
         answer = await self.aclient.chat.completions.create(model=MODEL, messages=self.messages)
+        _check_text(answer.choices[0].message.content, self.name)
+
+    def prepare_history(self, length: int) -> Any:
+        return history(length)
+
+    def call_history(self, messages: Any) -> None:
+        answer = self.client.chat.completions.create(model=MODEL, messages=messages)
         _check_text(answer.choices[0].message.content, self.name)
 
 
@@ -160,6 +243,12 @@ class LangChainModel(Adapter):
     async def acall(self) -> None:
         _check_text((await self.model.ainvoke(PROMPT, config=self.config)).content, self.name)
 
+    def prepare_history(self, length: int) -> Any:
+        return langchain_history(length)
+
+    def call_history(self, messages: Any) -> None:
+        _check_text(self.model.invoke(messages, config=self.config).content, self.name)
+
 
 class OursLangChain(LangChainModel):
     name = "ours-lc"
@@ -184,7 +273,7 @@ class OursLangChain(LangChainModel):
 
     def new(self) -> Any:
         extra = {"user_policy": self._policy} if self._policy is not None else {}
-        return self._cls(model=MODEL, base_url=self.base_url, api_key=API_KEY, **extra)
+        return self._cls(model=MODEL, base_url=self.base_url, api_key=API_KEY, require_user=False, **extra)
 
 
 class LangChainOpenAI(LangChainModel):
@@ -239,6 +328,12 @@ class LlamaIndexModel(Adapter):
     async def acall(self) -> None:
         _check_text((await self.model.achat(self.messages)).message.content, self.name)
 
+    def prepare_history(self, length: int) -> Any:
+        return llama_index_history(length)
+
+    def call_history(self, messages: Any) -> None:
+        _check_text(self.model.chat(messages).message.content, self.name)
+
 
 class OursLlamaIndex(LlamaIndexModel):
     name = "ours-li"
@@ -253,7 +348,7 @@ class OursLlamaIndex(LlamaIndexModel):
         super().__init__(base_url)
 
     def new(self) -> Any:
-        return self._cls(model=MODEL, base_url=self.base_url, api_key=API_KEY)
+        return self._cls(model=MODEL, base_url=self.base_url, api_key=API_KEY, require_user=False)
 
 
 class LlamaIndexOpenRouter(LlamaIndexModel):
@@ -305,11 +400,17 @@ def by_name(name: str) -> ClientSpec:
     raise KeyError(name)
 
 
+# The clients of the conversation-length measurement (others are reported there as not measured).
+CONVERSATION_CLIENTS = (REFERENCE, "ours-lc", "ours-li", "lc-openai")
+CONVERSATION_LENGTHS = (1, 20, 100, 400)
+
+
 def build(spec: ClientSpec, base_url: str) -> Adapter:
-    """Build an adapter and make one call of each kind, so a broken client is a skip, not a crash.
+    """Build an adapter and make one call of each kind, so a broken client fails here, clearly.
 
     Raises:
-        Skip: the client cannot be imported, built or pointed at the local server.
+        Skip: a package the client needs is not installed.
+        MeasurementError: the client is installed but fails or answers something else.
     """
     try:
         adapter = spec.factory(base_url)
@@ -318,7 +419,7 @@ def build(spec: ClientSpec, base_url: str) -> Adapter:
     except Skip:
         raise
     except Exception as err:
-        raise Skip(f"{type(err).__name__}: {err}".splitlines()[0][:200]) from err
+        raise MeasurementError(f"{type(err).__name__}: {err}".splitlines()[0][:200]) from err
     if chunks < 1:
-        raise Skip(f"its stream yielded {chunks} text chunks")
+        raise MeasurementError(f"its stream yielded {chunks} text chunks")
     return adapter

@@ -200,7 +200,7 @@ def attribution_micro(base_url: str, repeats: int, number: int) -> dict[str, Any
         from langchain_core.messages import HumanMessage
         from langchain_core.runnables.config import ensure_config
 
-        from openrouter_attribution.langchain import chat_model
+        from openrouter_attribution.langchain.config import RUN_CONFIG
     except ImportError as err:
         return {"error": f"cannot import: {err}"}
     from clients import ATTRIBUTION_VARIANTS, Skip
@@ -220,11 +220,11 @@ def attribution_micro(base_url: str, repeats: int, number: int) -> dict[str, Any
         extra = {"run_manager": None} if "run_manager" in inspect.signature(model._prepare).parameters else {}
 
         def run() -> object:
-            token = chat_model.RUN_CONFIG.set(config)
+            token = RUN_CONFIG.set(config)
             try:
                 return model._prepare(messages, None, {}, stream=False, **extra)
             finally:
-                chat_model.RUN_CONFIG.reset(token)
+                RUN_CONFIG.reset(token)
 
         return run
 
@@ -242,6 +242,14 @@ def attribution_micro(base_url: str, repeats: int, number: int) -> dict[str, Any
     return out
 
 
+def conversation_cpu(adapter: Adapter, messages: Any, calls: int) -> float:
+    """Client CPU (µs) per non-streamed sync call sending the conversation ``messages``."""
+    start = time.process_time()
+    for _ in range(calls):
+        adapter.call_history(messages)
+    return (time.process_time() - start) / calls * 1e6
+
+
 __all__ = [
     "DEFAULT_CHUNKS",
     "async_run",
@@ -249,6 +257,7 @@ __all__ = [
     "child_connections",
     "connections_in_child",
     "construction_us",
+    "conversation_cpu",
     "cpu_per_call",
     "cpu_per_chunk",
     "import_times",

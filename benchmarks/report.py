@@ -12,6 +12,8 @@ from typing import Any
 import budget_bench
 import ledger_bench
 from clients import REFERENCE
+from embeddings import markdown as embeddings_markdown
+from embeddings import targets as embeddings_targets
 
 OURS_LC = "ours-lc"
 PACKAGES = (
@@ -130,6 +132,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{_fmt(ours_lc, 1)} ms vs {_fmt(lc_openai, 1)} ms" if ours_lc and lc_openai else "n/a",
         ours_lc <= lc_openai if ours_lc and lc_openai else None)  # fmt: skip
     targets += ledger_bench.evaluate(results)
+    if "embeddings" in results:
+        targets += embeddings_targets(results["embeddings"])
     targets += budget_bench.evaluate(results)
     return targets
 
@@ -219,7 +223,10 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
         lines.append(f"Attribution + policy (isolated prepare step, policy vs no user): "
                      f"{_fmt(attribution['policy_delta_us'], 1)} µs = {attribution['policy_share_of_call']:.2%} "
                      "of our sync call's client CPU.")  # fmt: skip
+    lines += conversation_lines(results)
     lines += ledger_bench.markdown_lines(results)
+    if "embeddings" in results:
+        lines += embeddings_markdown(results["embeddings"])
     lines += budget_bench.markdown_lines(results)
     lines += ["", "## Targets (our LangChain model vs the raw openai SDK)", ""]
     verdict = {True: "met", False: "**NOT met**", None: "n/a"}
@@ -229,8 +236,31 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
         lines += ["", "## Profiles", ""]
         lines += [f"- {name}: `{Path(path).relative_to(out) if Path(path).is_relative_to(out) else path}`"
                   for name, path in results["profiles"].items()]  # fmt: skip
+    if results.get("failures"):
+        lines += ["", "## FAILED measurements", "", *(f"- {failure}" for failure in results["failures"])]
     lines += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in mach["packages"].items() if v), ""]
     return "\n".join(lines)
+
+
+def conversation_lines(results: dict[str, Any]) -> list[str]:
+    """The table of client CPU per call against conversation length."""
+    conversation = results.get("conversation")
+    if not conversation:
+        return []
+    lengths = [str(n) for n in conversation["lengths"]]
+    lines = ["", "## Client CPU per call vs conversation length (µs; ratio to the SDK at that length)", "",
+             "Histories of human, AI with a tool call, tool result, AI answer, repeating; non-streamed sync calls.",
+             ""]  # fmt: skip
+    clients = conversation["clients"]
+    ref = clients.get(REFERENCE, {}).get("cpu_us", {})
+    rows = []
+    for data in clients.values():
+        if data.get("skipped"):
+            rows.append([data["label"], *(["skipped"] * len(lengths))])
+            continue
+        cpu = data.get("cpu_us", {})
+        rows.append([data["label"], *(_fmt(cpu.get(n)) + _ratio(cpu.get(n), ref.get(n)) for n in lengths)])
+    return lines + _table(["client", *(f"{n} message{'s' if n != '1' else ''}" for n in lengths)], rows)
 
 
 def write(results: dict[str, Any], out: Path) -> tuple[Path, Path]:

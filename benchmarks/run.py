@@ -18,10 +18,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import budget_bench  # noqa: E402
+import embeddings  # noqa: E402
 import ledger_bench  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
-from clients import ATTRIBUTION_VARIANTS, CLIENTS, REFERENCE, Adapter, Skip, build  # noqa: E402
+from clients import (  # noqa: E402
+    ATTRIBUTION_VARIANTS,
+    CLIENTS,
+    CONVERSATION_CLIENTS,
+    CONVERSATION_LENGTHS,
+    REFERENCE,
+    Adapter,
+    MeasurementError,
+    Skip,
+    build,
+    by_name,
+)
 from server import DEFAULT_CHUNKS, ServerProcess  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -95,6 +107,10 @@ def measure_clients(server: ServerProcess, settings: Settings, results: dict[str
             clients[spec.name]["skipped"] = str(err)
             log(f"skip {spec.name}: {err}")
             continue
+        except MeasurementError as err:
+            clients[spec.name]["skipped"] = clients[spec.name]["failed"] = str(err)
+            log(f"FAILED {spec.name}: {err}")
+            continue
         clients[spec.name]["label"] = sync.label or spec.label
         plans[spec.name] = plan = Plan(sync, delayed, settings)
         for level in settings.concurrency:  # warm the async pools (and measure nothing)
@@ -104,8 +120,8 @@ def measure_clients(server: ServerProcess, settings: Settings, results: dict[str
     for spec in ATTRIBUTION_VARIANTS:
         try:
             variants[spec.name] = Plan(build(spec, server.base_url()), None, settings)
-        except Skip as err:
-            results["attribution"].setdefault("skipped", {})[spec.name] = str(err)
+        except (Skip, MeasurementError) as err:
+            results["attribution"].setdefault("failed", {})[spec.name] = str(err)
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in (*plans, *variants)}
 
     def add(name: str, key: str, value: float) -> None:
@@ -163,6 +179,65 @@ def measure_attribution_micro(server: ServerProcess, settings: Settings, results
         attribution["policy_share_of_call"] = delta / ours
 
 
+def measure_conversations(server: ServerProcess, settings: Settings, results: dict[str, Any]) -> None:
+    """Client CPU per call for conversations of 1, 20, 100 and 400 messages, per client."""
+    out: dict[str, Any] = {"lengths": list(CONVERSATION_LENGTHS), "clients": {}}
+    results["conversation"] = out
+    adapters: dict[str, tuple[Adapter, dict[int, Any], dict[int, int]]] = {}
+    for name in CONVERSATION_CLIENTS:
+        entry = out["clients"][name] = {"label": results["clients"].get(name, {}).get("label", name)}
+        try:
+            adapter = build(by_name(name), server.base_url())
+            histories = {length: adapter.prepare_history(length) for length in CONVERSATION_LENGTHS}
+            # Calibrated on the longest conversation, so every length gets about the same CPU budget.
+            calls = {}
+            for length in CONVERSATION_LENGTHS:
+                per_call = measure.conversation_cpu(adapter, histories[length], 2 if settings.smoke else 5)
+                calls[length] = _clamp(settings.target_s / (per_call / 1e6), 2, 2000)
+        except Skip as err:
+            entry["skipped"] = str(err)
+            continue
+        except Exception as err:
+            entry["skipped"] = entry["failed"] = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+            log(f"FAILED conversation {name}: {entry['failed']}")
+            continue
+        adapters[name] = (adapter, histories, calls)
+    samples: dict[str, dict[int, list[float]]] = {name: {n: [] for n in CONVERSATION_LENGTHS} for name in adapters}
+    for round_no in range(settings.rounds):
+        names = list(adapters)
+        shift = round_no % max(1, len(names))
+        for name in names[shift:] + names[:shift]:
+            adapter, histories, calls = adapters[name]
+            for length in CONVERSATION_LENGTHS:
+                samples[name][length].append(measure.conversation_cpu(adapter, histories[length], calls[length]))
+    for name, per_length in samples.items():
+        out["clients"][name]["cpu_us"] = {str(n): measure.median(values) for n, values in per_length.items()}
+    adapters.clear()
+
+
+def failures(results: dict[str, Any]) -> list[str]:
+    """Every measurement that failed (a client that is not installed is skipped, not failed)."""
+    found = [f"{data['label']}: {data['failed']}" for data in results["clients"].values() if data.get("failed")]
+    for name in (REFERENCE, report.OURS_LC):
+        if results["clients"].get(name, {}).get("skipped"):
+            found.append(f"{name} was not measured: {results['clients'][name]['skipped']}")
+    for name, data in results["clients"].items():
+        if not data.get("skipped") and "error" in data.get("connections", {}):
+            found.append(f"connections of {name}: {data['connections']['error']}")
+    attribution = results.get("attribution", {})
+    found += [f"attribution variant {name}: {why}" for name, why in attribution.get("failed", {}).items()]
+    if "error" in attribution.get("micro", {}):
+        found.append(f"isolated attribution measurement: {attribution['micro']['error']}")
+    for module, data in results.get("imports", {}).items():
+        ours = module.startswith("openrouter_attribution") or module == "openai"
+        if "error" in data and (ours or not data["error"].startswith("ModuleNotFoundError")):
+            found.append(f"import {module}: {data['error']}")
+    for name, data in results.get("conversation", {}).get("clients", {}).items():
+        if data.get("failed"):
+            found.append(f"conversation length, {name}: {data['failed']}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few calls per client (< 30 s): checks the runner")
@@ -192,9 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         measure_attribution_micro(server, settings, results)
         log("usage ledger")
         ledger_bench.measure_ledger(server.base_url(), settings, results)
+        log("embeddings")
+        results["embeddings"] = embeddings.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
+                                                   target_s=settings.target_s)  # fmt: skip
+        log("conversation length")
+        measure_conversations(server, settings, results)
         log("per-user budgets")
         budget_bench.measure_budget(server.base_url(), settings, results)
-        log("attribution measured; connections (one fresh interpreter per client)")
+        log("connections (one fresh interpreter per client)")
         for name, data in results["clients"].items():
             # The smoke run only checks that the child path works, on the two clients the targets need.
             if not data.get("skipped") and (not settings.smoke or name in (report.OURS_LC, REFERENCE)):
@@ -212,9 +292,14 @@ def main(argv: list[str] | None = None) -> int:
                 delay_ms=settings.delay_ms,
             )  # fmt: skip
     results["targets"] = report.evaluate_targets(results)
+    results["failures"] = failures(results)
     md_path, json_path = report.write(results, args.out)
     print(report.markdown(results, args.out))
     log(f"wrote {md_path} and {json_path}")
+    if results["failures"]:
+        print("\nBenchmark measurements FAILED:\n" + "\n".join(f"- {f}" for f in results["failures"]),
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -8,6 +8,10 @@ It runs in its own process so its CPU is never counted as client CPU. Endpoints:
   sent with chunked transfer encoding so the connection can be reused. Path segments before
   ``/chat/completions`` tune the answer: ``d<ms>`` delays it (e.g. ``/d20``), ``n<count>`` sets the
   number of stream chunks (default 50).
+* ``POST [/prefix...]/embeddings``: an OpenRouter-shaped embeddings answer, one vector per input
+  (``EMBEDDING_DIMS`` or the body's ``dimensions`` values), as float32 base64 or, with
+  ``"encoding_format": "float"``, as JSON numbers written as OpenAI writes them (float32 values, nine
+  significant digits); ``usage`` with ``cost``.
 * ``GET /stats``: ``{"accepted": ..., "open": ..., "requests": ...}``: TCP connections accepted so far,
   connections open now (the one asking excluded), requests served.
 
@@ -18,9 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
+import math
 import re
+import struct
 import subprocess
 import sys
 import urllib.request
@@ -63,6 +70,22 @@ _COMPLETION = {
     ],
     "usage": _USAGE,
 }
+
+
+EMBEDDING_DIMS = 1536
+
+
+def embedding_answer(count: int, encoding: str, dims: int = EMBEDDING_DIMS) -> bytes:
+    """The body of an embeddings answer with ``count`` vectors of ``dims`` float32 values."""
+    raw = [math.sin(i * 0.7 + 0.3) / math.sqrt(dims / 2) for i in range(dims)]
+    packed = struct.pack(f"<{dims}f", *raw)
+    values: object = base64.b64encode(packed).decode()
+    if encoding == "float":
+        values = [float(f"{v:.9g}") for v in struct.unpack(f"<{dims}f", packed)]
+    data = [{"object": "embedding", "index": i, "embedding": values} for i in range(count)]
+    usage = {"prompt_tokens": 2 * count, "total_tokens": 2 * count, "cost": 4e-08 * count, "is_byok": False}
+    answer = {"id": _GEN_ID, "object": "list", "model": "openai/text-embedding-3-small", "data": data, "usage": usage}
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 def _response(status: str, body: bytes, content_type: str = "application/json", close: bool = False) -> bytes:
@@ -113,6 +136,7 @@ class BenchServer:
         self.requests = 0
         self._completion = json.dumps(_COMPLETION, separators=(",", ":")).encode()
         self._streams: dict[int, bytes] = {}
+        self._embeddings: dict[tuple[int, str, int], bytes] = {}
 
     def _stream_body(self, count: int) -> bytes:
         body = self._streams.get(count)
@@ -172,6 +196,15 @@ class BenchServer:
                 connection = b"connection: close\r\n\r\n" if close else b"\r\n"
                 return _STREAM_HEAD + connection + self._stream_body(count)
             return _response("200 OK", self._completion, close=close)
+        if method == "POST" and path.endswith("/embeddings"):
+            request = json.loads(body)
+            texts = request["input"]
+            key = (1 if isinstance(texts, str) else len(texts), request.get("encoding_format") or "float",
+                   request.get("dimensions") or EMBEDDING_DIMS)  # fmt: skip
+            answer = self._embeddings.get(key)
+            if answer is None:
+                answer = self._embeddings[key] = embedding_answer(*key)
+            return _response("200 OK", answer, close=close)
         message = json.dumps({"error": {"code": 404, "message": f"no route {method} {path}"}}).encode()
         return _response("404 Not Found", message, close=close)
 

@@ -36,12 +36,13 @@ Errors (bad arguments included) print one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import IO, NoReturn
 
@@ -105,8 +106,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cli_billing.add_parsers(sub, _add_db)
 
-    fake = sub.add_parser("fake-server", help="run a local OpenRouter-compatible server until Ctrl-C")
-    fake.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
+    fake = sub.add_parser(
+        "fake-server", help="run a local OpenRouter-compatible server until Ctrl-C; logs one line per request"
+    )
+    fake.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default 0: any free port)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--api-key", help="the key clients must send (default: the server's own)")
 
@@ -134,9 +137,12 @@ def _positive_int(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    value = _whole(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {value}")
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535 (0: any free port), got {value}")
     return value
 
 
@@ -281,15 +287,14 @@ def _progress_printer() -> export.ProgressCallback:
 
 def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
     # Imported lazily: the server needs the optional testing dependencies.
-    fake_openrouter = getattr(
-        importlib.import_module("openrouter_attribution.testing"), "FakeOpenRouter", None
-    )
+    testing = importlib.import_module("openrouter_attribution.testing")
+    fake_openrouter = getattr(testing, "FakeOpenRouter", None)
     if fake_openrouter is None:
         raise CLIError("this installation has no openrouter_attribution.testing.FakeOpenRouter")
     kwargs: dict[str, object] = {"host": args.host, "port": args.port}
     if args.api_key is not None:
         kwargs["api_key"] = args.api_key
-    with fake_openrouter(**kwargs) as server:
+    with _requests_logged_to_stderr(), fake_openrouter(**kwargs) as server:
         out.write(f"base_url: {server.base_url}\napi_key: {server.api_key}\n")
         out.flush()
         print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -298,6 +303,26 @@ def _fake_server(args: argparse.Namespace, out: IO[str]) -> int:
         except KeyboardInterrupt:
             print("stopped", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _requests_logged_to_stderr() -> Iterator[None]:
+    """While serving, one line per request on stderr: time, method, path, model, user, session, status."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    server_log = logging.getLogger("openrouter_attribution.testing")
+    saved = server_log.level, server_log.propagate
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False
+    try:
+        yield
+    finally:
+        server_log.removeHandler(handler)
+        server_log.setLevel(saved[0])
+        server_log.propagate = saved[1]
 
 
 def _demo(args: argparse.Namespace, out: IO[str]) -> int:

@@ -2,27 +2,42 @@
 
 Both framework adapters hand an :class:`Invoker` their messages (OpenAI chat
 format), per-call overrides and attribution layers, and get back parsed
-completions or stream chunks. Everything OpenRouter-specific happens here or
-below (``wire/``, ``transport``), never in an adapter.
+completions or stream chunks; their embeddings classes hand it texts and get
+back vectors, through the same attribution, budget step, transport and usage records. Everything
+OpenRouter-specific happens here or below (``wire/``, ``transport``), never in an adapter.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from openrouter_attribution.attribution import LAYERS, Attribution, resolve
-from openrouter_attribution.errors import MissingUserError
-from openrouter_attribution.identity import validate_user_id
+from openrouter_attribution.errors import (
+    InvalidResponseError,
+    MissingUserError,
+    MissingUserWarning,
+    TruncatedStreamError,
+)
+from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.transport import (
+    EMBEDDINGS_PATH,
+    STREAM_END,
     ConnectionSettings,
     apost_json,
     apost_stream,
     post_json,
     post_stream,
+)
+from openrouter_attribution.wire.embeddings import (
+    build_embedding_bodies,
+    check_same_dimensions,
+    parse_embeddings,
 )
 from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
 from openrouter_attribution.wire.response import Completion, Usage, parse_chunk, parse_completion
@@ -37,8 +52,6 @@ __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
 
 ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
 """Call keywords that set the ``explicit`` attribution layer, in both frameworks."""
-
-logger = logging.getLogger("openrouter_attribution")
 
 _PACKAGE_PREFIXES = ("openrouter_attribution", "langchain", "langgraph", "llama_index", "workflows", "asyncio",
                      "concurrent", "threading", "contextvars", "pydantic", "tenacity")  # fmt: skip
@@ -56,9 +69,13 @@ class Prepared(NamedTuple):
 class StreamMeta:
     """What a stream has told so far about its generation (filled while it is consumed)."""
 
-    __slots__ = ("finish_reason", "first", "id", "model", "provider", "started", "usage")
+    __slots__ = ("chunks", "done", "finish_reason", "first", "id", "model", "provider", "started", "usage")
 
     def __init__(self) -> None:
+        self.chunks = 0
+        """Chunks received so far."""
+        self.done = False
+        """Whether the stream's ``data: [DONE]`` arrived."""
         self.id: str | None = None
         self.model: str | None = None
         self.provider: str | None = None
@@ -71,6 +88,7 @@ class StreamMeta:
     def take(self, chunk: Any) -> tuple[dict[str, Any], str | None]:
         """Parse one chunk, note what it says about the generation, return ``(delta, finish_reason)``."""
         delta, finish_reason, usage = parse_chunk(chunk)
+        self.chunks += 1
         if self.first is None:
             self.first = time.perf_counter()
             self.id = chunk.get("id")
@@ -82,12 +100,34 @@ class StreamMeta:
             self.finish_reason = finish_reason
         return delta, finish_reason
 
+    def check_end(self) -> None:
+        """Raise unless the stream reached its end (``[DONE]``, or a ``finish_reason`` and the final usage).
+
+        Raises:
+            InvalidResponseError: the 200 response carried no event at all.
+            TruncatedStreamError: events arrived, then the body ended before the stream's end.
+        """
+        if self.done or (self.finish_reason is not None and self.usage is not None):
+            return
+        if self.first is None:
+            raise InvalidResponseError(
+                "OpenRouter answered the streamed request with HTTP 200 and an empty body (no event)."
+            )
+        missing = [name for name, seen in (("finish_reason", self.finish_reason is not None),
+                                           ("usage", self.usage is not None)) if not seen]  # fmt: skip
+        raise TruncatedStreamError(
+            f"The stream ended after {self.chunks} chunk(s) without its end (no {', no '.join(missing)}, "
+            "no data: [DONE]): the answer received is incomplete. The connection was probably closed by "
+            "a proxy or the network; retry the call.",
+            generation_id=self.id,
+        )
+
 
 class Invoker:
     """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
 
-    __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ledger", "params", "policy",
-                 "require_user", "_warned_sites")  # fmt: skip
+    __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ids", "ledger", "params", "policy",
+                 "require_user")  # fmt: skip
 
     def __init__(
         self,
@@ -103,6 +143,7 @@ class Invoker:
         budget: BudgetGuard | None = None,
     ) -> None:
         self.budget = budget
+        """The budget step (``None``: no budget), see :meth:`hold`."""
         self.connection = connection
         self.params = params
         self.extra_body = extra_body
@@ -111,7 +152,8 @@ class Invoker:
         self.require_user = require_user
         self.ledger = ledger
         self.framework = framework
-        self._warned_sites: set[tuple[str, int]] = set()
+        self.ids = policy if policy is not None else DEFAULT_POLICY
+        """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
 
     # -- attribution ---------------------------------------------------------------------------------
 
@@ -121,7 +163,11 @@ class Invoker:
         searched: Mapping[str, tuple[str, ...]] | None = None,
         **layers: Attribution | None,
     ) -> Attribution:
-        """Resolve the attribution of one call and apply the identity policy to its user.
+        """Resolve the attribution of one call and apply the identity policy to it.
+
+        Without a ``user_policy`` the :data:`~openrouter_attribution.identity.DEFAULT_POLICY` applies:
+        personal data in ``user``, ``session_id`` or a ``metadata`` value is refused. Values marked
+        :class:`~openrouter_attribution.identity.SentId` already went through the policy.
 
         Args:
             searched: Per layer name, human-readable names of the places the adapter looked
@@ -131,35 +177,74 @@ class Invoker:
                 :mod:`openrouter_attribution.attribution` for the order). The ``context`` layer
                 is read from :func:`~openrouter_attribution.user_context`, ``default`` is the model's.
 
+        Returns:
+            The attribution as it is sent (plain ``str`` ids).
+
         Raises:
             MissingUserError: no user resolved while ``require_user=True``.
-            UserIdError: the user id is invalid or rejected by the policy.
+            UserIdError: an id is invalid or carries personal data the policy rejects.
         """
         resolved = resolve(default=self.default, **layers).attribution
-        user = resolved.user
+        user, session, metadata = resolved.user, resolved.session_id, resolved.metadata
+        ids = self.ids
         if user is None:
             if self.require_user:
                 self._missing_user(searched)
+            sent_user = None
+        else:
+            sent_user = ids.apply(user)
+        sent_session = None if session is None else ids.apply_session(session)
+        sent_metadata = ids.apply_metadata(metadata) if metadata else metadata
+        if sent_user is user and sent_session is session and sent_metadata is metadata:
             return resolved
-        sent = self.policy.apply(user) if self.policy is not None else validate_user_id(user)
-        if sent is user:
-            return resolved
-        return Attribution(sent, resolved.session_id, resolved.trace, resolved.metadata)
+        return Attribution(sent_user, sent_session, resolved.trace, sent_metadata)
+
+    def sent_call_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A call's keywords with ``user``, ``session_id`` and ``openrouter_metadata`` as they will be sent.
+
+        For adapters whose framework shows the call's keywords to callbacks or instrumentation before
+        the model runs: only the id as sent may reach them. The ids come back marked
+        :class:`~openrouter_attribution.identity.SentId`, so :meth:`attribute` does not apply the
+        policy (and a ``transform`` hook) a second time.
+
+        Raises:
+            UserIdError: an id is invalid or carries personal data the policy rejects (before any I/O).
+        """
+        user, session, metadata = kwargs.get("user"), kwargs.get("session_id"), kwargs.get("openrouter_metadata")
+        if user is None and session is None and not metadata:
+            return kwargs
+        ids = self.ids
+        sent = dict(kwargs)
+        if user is not None:
+            sent["user"] = SentId(ids.apply(user))
+        if session is not None:
+            sent["session_id"] = SentId(ids.apply_session(session))
+        if metadata:
+            sent["openrouter_metadata"] = ids.apply_metadata(metadata)
+        return sent
 
     def _missing_user(self, searched: Mapping[str, tuple[str, ...]] | None) -> None:
         named = {**(searched or {}), "context": ("user_context()",), "default": ("the model's `user` field",)}
         places = [place for layer in LAYERS for place in named.get(layer, ())]
         message = (
-            "No end-user id was found for this call, and the model requires one (require_user). Looked in: "
-            + "; ".join(places)
-            + ". Pass user=... to the call, set it in the run config, or wrap the call in user_context(...)."
+            "No end-user id was found for this call. Looked in: " + "; ".join(places) + ". Pass user=... "
+            "to the call, set it in the run config, or wrap the call in user_context(...)"
         )
         if self.require_user != "warn":
-            raise MissingUserError(message, searched=tuple(places))
-        site = _call_site()
-        if site not in self._warned_sites:
-            self._warned_sites.add(site)
-            logger.warning("%s (call site %s:%d; warned once per call site)", message, *site)
+            raise MissingUserError(message + " (require_user=True: calls without a user are refused).",
+                                   searched=tuple(places))  # fmt: skip
+        filename, lineno, module = _call_site()
+        if (filename, lineno) in _WARNED_SITES:
+            return
+        _WARNED_SITES.add((filename, lineno))
+        warnings.warn_explicit(
+            message + "; or set require_user=False on the model to allow unattributed calls "
+            "(warned once per call site).",
+            MissingUserWarning,
+            filename,
+            lineno,
+            module=module,
+        )
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -217,7 +302,7 @@ class Invoker:
             except BaseException as err:
                 hold.record = self._record(prepared, started, None, error=err)
                 raise
-            hold.record = self._record(prepared, started, None, completion=completion)
+            hold.record = self._record(prepared, started, None, source=completion)
             return completion
 
     async def acomplete(self, prepared: Prepared) -> Completion:
@@ -229,19 +314,26 @@ class Invoker:
             except BaseException as err:
                 hold.record = await self._arecord(prepared, started, None, error=err)
                 raise
-            hold.record = await self._arecord(prepared, started, None, completion=completion)
+            hold.record = await self._arecord(prepared, started, None, source=completion)
             return completion
 
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
         """Send a streamed request; yields ``(delta, finish_reason)`` per chunk and fills ``meta``.
 
-        A mid-stream error event raises the matching typed error; it never ends the stream quietly.
+        A mid-stream error event raises the matching typed error; a stream that stops before its
+        end raises :class:`~openrouter_attribution.errors.TruncatedStreamError` once the chunks that
+        did arrive were yielded. It never ends quietly with a partial answer. The budget is reserved
+        when the stream starts and settled when it ends, fails or is abandoned.
         """
         with self.hold(prepared) as hold:
             error: BaseException | None = None
             try:
                 for chunk in post_stream(self.connection, prepared.body):
+                    if chunk is STREAM_END:
+                        meta.done = True
+                        continue
                     yield meta.take(chunk)
+                meta.check_end()  # after every chunk received was delivered
             except BaseException as err:
                 error = err
                 raise
@@ -256,7 +348,11 @@ class Invoker:
             error: BaseException | None = None
             try:
                 async for chunk in apost_stream(self.connection, prepared.body):
+                    if chunk is STREAM_END:
+                        meta.done = True
+                        continue
                     yield meta.take(chunk)
+                meta.check_end()
             except BaseException as err:
                 error = err
                 raise
@@ -264,16 +360,17 @@ class Invoker:
                 if self.ledger is not None:
                     hold.record = await self._record_stream(prepared, meta, error, wait=True)
 
-    # -- budget: one step around every call (chat and embeddings alike) -------------------------------
+    # -- budget: one step around every request (chat and embeddings alike) ---------------------------
 
     def hold(self, prepared: Prepared) -> Hold | NoHold:
-        """Reserve the call's share of its user's budget before any network I/O; a context manager
-        that settles the reservation when the call ends (set ``hold.record`` to the call's usage
-        record inside the block; without one the reservation is released).
+        """Reserve the request's share of its user's budget before any network I/O; a context manager
+        that settles the reservation when the request ends (set ``hold.record`` to its usage record
+        inside the block; without one the reservation is released).
 
         Raises:
-            BudgetExceededError: the call would exceed the user's budget (nothing is sent).
+            BudgetExceededError: the request would exceed the user's budget (nothing is sent).
             MissingUserError: no user while the budget refuses unattributed calls.
+            UsageStoreError: the store cannot be reached (budgets fail closed: nothing is sent).
         """
         guard = self.budget
         if guard is None:
@@ -288,13 +385,13 @@ class Invoker:
         if guard.prices_needed(prepared.attribution.user):
             from openrouter_attribution import pricing
 
-            await pricing.aprices(self.connection)  # the sync estimate below then reads the cache
+            await pricing.aprices(self.connection, pricing.listing_for(prepared.body))  # the estimate reads the cache
         return await guard.areserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
 
     def _ceiling(self, body: Mapping[str, Any]) -> Decimal | None:
         from openrouter_attribution import pricing
 
-        return pricing.ceiling(pricing.prices(self.connection), body)
+        return pricing.ceiling(pricing.prices(self.connection, pricing.listing_for(body)), body)
 
     # -- usage records -------------------------------------------------------------------------------
 
@@ -304,11 +401,11 @@ class Invoker:
         """Record a finished stream and return the record; with ``wait`` returns an awaitable of it."""
         if self.ledger is None:
             return None
-        if (error is None and meta.usage is None) or isinstance(error, GeneratorExit):
-            error = _Abandoned()
+        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+            error = _Abandoned()  # the consumer stopped reading or cancelled
         if wait:
-            return self._arecord(prepared, meta.started, meta.first, meta=meta, error=error)
-        return self._record(prepared, meta.started, meta.first, meta=meta, error=error)
+            return self._arecord(prepared, meta.started, meta.first, source=meta, error=error)
+        return self._record(prepared, meta.started, meta.first, source=meta, error=error)
 
     def _record(
         self,
@@ -316,10 +413,12 @@ class Invoker:
         started: float,
         first: float | None,
         *,
-        completion: Completion | None = None,
-        meta: StreamMeta | None = None,
+        source: Any = None,
         error: BaseException | None = None,
+        kind: str = "chat",
     ) -> UsageRecord | None:
+        """Write and return the usage record of one request: ``source`` is the parsed ``Completion``, the
+        stream's ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
         if self.ledger is None:
             return None
         from openrouter_attribution.usage.calls import record_call
@@ -330,9 +429,10 @@ class Invoker:
             attribution=prepared.attribution,
             started=started,
             first=first,
-            source=completion or meta,
+            source=source,
             error=error,
             framework=self.framework,
+            kind=kind,
         )
 
     async def _arecord(
@@ -341,9 +441,9 @@ class Invoker:
         started: float,
         first: float | None,
         *,
-        completion: Completion | None = None,
-        meta: StreamMeta | None = None,
+        source: Any = None,
         error: BaseException | None = None,
+        kind: str = "chat",
     ) -> UsageRecord | None:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
@@ -356,14 +456,75 @@ class Invoker:
             attribution=prepared.attribution,
             started=started,
             first=first,
-            source=completion or meta,
+            source=source,
             error=error,
             framework=self.framework,
+            kind=kind,
         )
+
+    # -- embeddings: the same attribution, transport, error translation and record path ---------------
+
+    def prepare_embeddings(self, inputs: Sequence[str], attribution: Attribution, *, batch_size: int) -> list[Prepared]:
+        """Build the ``POST /embeddings`` bodies for ``inputs``, ``batch_size`` texts at most each.
+
+        Raises:
+            InvalidInputError: ``inputs`` is not a list of non-empty strings (before any I/O).
+            AttributionError: ``session_id`` or ``trace`` breaks OpenRouter's limits.
+        """
+        bodies = build_embedding_bodies(
+            inputs, params=self.params, attribution=attribution, batch_size=batch_size, extra_body=self.extra_body
+        )
+        return [Prepared(body, attribution) for body in bodies]
+
+    def embed(self, batches: Sequence[Prepared]) -> list[list[float]]:
+        """Send the batches in order; one vector per input, one usage record per request.
+
+        With a budget, every request of the call is reserved before the first is sent: a call that does
+        not fit raises ``BudgetExceededError`` and sends nothing.
+        """
+        vectors: list[list[float]] = []
+        with contextlib.ExitStack() as stack:
+            reserved: list[tuple[Prepared, Hold | NoHold]] = []
+            for prepared in batches:  # all reserved first; a refusal releases those already taken
+                reserved.append((prepared, self.hold(prepared)))
+                stack.enter_context(reserved[-1][1])
+            for prepared, hold in reserved:
+                started = time.perf_counter()
+                try:
+                    body = post_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
+                    result = parse_embeddings(body, expected=len(prepared.body["input"]))
+                except BaseException as err:
+                    hold.record = self._record(prepared, started, None, error=err, kind="embeddings")
+                    raise
+                hold.record = self._record(prepared, started, None, source=result, kind="embeddings")
+                vectors += result.vectors
+        check_same_dimensions(vectors)
+        return vectors
+
+    async def aembed(self, batches: Sequence[Prepared]) -> list[list[float]]:
+        """Async :meth:`embed`."""
+        vectors: list[list[float]] = []
+        async with contextlib.AsyncExitStack() as stack:
+            reserved: list[tuple[Prepared, Hold | NoHold]] = []
+            for prepared in batches:
+                reserved.append((prepared, await self.ahold(prepared)))
+                await stack.enter_async_context(reserved[-1][1])
+            for prepared, hold in reserved:
+                started = time.perf_counter()
+                try:
+                    body = await apost_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
+                    result = parse_embeddings(body, expected=len(prepared.body["input"]))
+                except BaseException as err:
+                    hold.record = await self._arecord(prepared, started, None, error=err, kind="embeddings")
+                    raise
+                hold.record = await self._arecord(prepared, started, None, source=result, kind="embeddings")
+                vectors += result.vectors
+        check_same_dimensions(vectors)
+        return vectors
 
 
 class NoHold:
-    """The hold of a call without a budget: nothing reserved, nothing to settle."""
+    """The hold of a request without a budget: nothing reserved, nothing to settle."""
 
     __slots__ = ()
     record = property(lambda self: None, lambda self, value: None, doc="Ignored: nothing was reserved.")
@@ -385,15 +546,19 @@ NO_HOLD = NoHold()
 
 
 class _Abandoned(Exception):
-    """Marks a stream its consumer stopped reading before the final usage chunk."""
+    """Marks a stream its consumer stopped reading (or cancelled) before its end."""
 
 
-def _call_site() -> tuple[str, int]:
-    """File and line of the first caller frame outside this library and the frameworks."""
+_WARNED_SITES: set[tuple[str, int]] = set()
+"""Call sites already warned about a missing user (process-wide: one warning per call site)."""
+
+
+def _call_site() -> tuple[str, int, str]:
+    """File, line and module of the first caller frame outside this library and the frameworks."""
     frame = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not module.startswith(_PACKAGE_PREFIXES):
-            return frame.f_code.co_filename, frame.f_lineno
+            return frame.f_code.co_filename, frame.f_lineno, module
         frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown>", 0
+    return "<unknown>", 0, ""

@@ -3,7 +3,9 @@
 ``make demo`` (or ``openrouter-attribution demo``) runs it against the embedded
 local OpenRouter-compatible server, or against OpenRouter itself when
 ``OPENROUTER_API_KEY`` is set. For every request it prints the end-user that
-was sent, then the per-user usage recorded in a ledger.
+was sent, then the per-user usage recorded in a ledger. Each run starts a fresh
+ledger (``--append`` keeps the previous runs' records), so the totals it prints
+are those of the requests it printed.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
 
 USERS = ("app_alice", "app_bob")
 LIVE_MODEL = "openai/gpt-4o-mini"
+DEFAULT_LEDGER = "demo-usage.db"
 
 
 def _printer() -> Any:
@@ -67,7 +72,9 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
         raise SystemExit("The demo's agent needs the `langchain` package: pip install langchain") from err
 
     ledger = UsageLedger(ledger_path)
-    llm = ChatOpenRouter(model=model, base_url=base_url, api_key=api_key, ledger=ledger, app_title="attribution demo")
+    # require_user=True: a call that found no end-user would fail here instead of going out unattributed.
+    llm = ChatOpenRouter(model=model, base_url=base_url, api_key=api_key, ledger=ledger, app_title="attribution demo",
+                         require_user=True)  # fmt: skip
     printer = _printer()
 
     chain = ChatPromptTemplate.from_messages([("system", "Answer in one sentence."), ("human", "{question}")]) | llm
@@ -99,14 +106,44 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
         print(f"  {row.key}: {row.requests} requests, {row.prompt_tokens}+{row.completion_tokens} tokens, "
               f"cost {row.cost}")  # fmt: skip
     ledger.close()
-    print(f"\nLedger written to {ledger_path}; try: openrouter-attribution report --db {ledger_path}")
+    print(f"\nLedger written to {ledger_path}. Next, per-user totals from the shell:")
+    for command in _report_commands(ledger_path):
+        print(f"  {command}")
+
+
+def _report_commands(ledger_path: str) -> list[str]:
+    """Commands that work from here: ``make report`` in the checkout, the CLI of this interpreter."""
+    commands = []
+    makefile = Path("Makefile")
+    if ledger_path == DEFAULT_LEDGER and makefile.is_file() and "\nreport:" in makefile.read_text():
+        commands.append("make report")
+    python = sys.executable
+    with contextlib.suppress(ValueError):  # another drive on Windows
+        relative = os.path.relpath(python)
+        python = relative if not relative.startswith("..") else python
+    cli = f"{shlex.quote(python)} -m openrouter_attribution.cli"
+    commands.append(f"{cli} report --db {shlex.quote(ledger_path)} --by model")
+    return commands
+
+
+def _fresh_ledger(path: str, append: bool) -> str:
+    """Say what happens to an existing ledger file, and remove it unless appending."""
+    files = [Path(path + suffix) for suffix in ("", "-wal", "-shm")]
+    if not files[0].exists():
+        return f"Writing a new ledger: {path}"
+    if append:
+        return f"Appending to the existing ledger {path} (--append): its totals include earlier runs."
+    for file in files:
+        file.unlink(missing_ok=True)
+    return f"Starting a fresh ledger: {path} (the previous run's records were removed; --append keeps them)."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="openrouter-attribution demo", description=__doc__)
     parser.add_argument("--live", action="store_true", help="use OpenRouter itself (needs OPENROUTER_API_KEY)")
-    parser.add_argument("--ledger", default="demo-usage.db", help="SQLite usage ledger to write (default: %(default)s)")
+    parser.add_argument("--ledger", default=DEFAULT_LEDGER, help="SQLite usage ledger to write (default: %(default)s)")
+    parser.add_argument("--append", action="store_true", help="keep the ledger's earlier records (default: fresh)")
     args = parser.parse_args(argv)
     live = args.live or bool(os.environ.get("OPENROUTER_API_KEY"))
     if args.live and not os.environ.get("OPENROUTER_API_KEY"):
@@ -115,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _endpoint(live) as (base_url, api_key, model):
         where = "OpenRouter" if live else f"the local OpenRouter-compatible server at {base_url}"
         print(f"Model {model} on {where}")
+        print(_fresh_ledger(args.ledger, args.append))
         _run(base_url, api_key, model, args.ledger)
     return 0
 

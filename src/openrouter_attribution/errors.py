@@ -26,13 +26,16 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "InsufficientCreditsError",
+    "InvalidInputError",
     "InvalidResponseError",
     "MissingUserError",
+    "MissingUserWarning",
     "ModerationError",
     "OpenRouterError",
     "ProviderUnavailableError",
     "RateLimitError",
     "RequestTimeoutError",
+    "TruncatedStreamError",
     "UserIdError",
     "AttributionError",
 ]
@@ -58,6 +61,14 @@ class AttributionError(OpenRouterError, ValueError):
 
     Raised before any network I/O, for example for ``metadata`` with more than
     16 pairs or a value over 512 characters (OpenRouter's limits).
+    """
+
+
+class InvalidInputError(OpenRouterError, ValueError):
+    """The input of a call cannot be sent as it is (for example an empty text to embed).
+
+    Raised before any network I/O. The message names the position and the type of the
+    offending input, never its content.
     """
 
 
@@ -229,7 +240,20 @@ class ProviderUnavailableError(APIError):
 
 
 class InvalidResponseError(APIError):
-    """The response could not be understood (malformed JSON or SSE chunk, unknown shape)."""
+    """The response could not be understood (malformed JSON or SSE chunk, empty body, unknown shape)."""
+
+
+class TruncatedStreamError(InvalidResponseError):
+    """A streamed answer stopped before its end: no ``data: [DONE]`` and no ``finish_reason`` with usage.
+
+    Raised after every chunk that did arrive has been delivered, so a consumer keeps the partial
+    answer and learns that it is partial; ``in_stream`` is ``True``. Usually a proxy or the network
+    closed the connection cleanly in the middle of a generation.
+    """
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("in_stream", True)
+        super().__init__(message, **kwargs)
 
 
 class APIConnectionError(APIError):
@@ -238,3 +262,14 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The client-side timeout expired before OpenRouter answered."""
+
+
+class MissingUserWarning(UserWarning):
+    """A call went out without an end-user id while the model has ``require_user="warn"`` (the default).
+
+    Emitted with :func:`warnings.warn` once per call site (the first frame outside this library and
+    the frameworks), so the warning points at the line to fix. Pass a user (``user=``, the run
+    config, :func:`~openrouter_attribution.user_context`), set ``require_user=False`` on the model to
+    allow unattributed calls, or ``require_user=True`` to refuse them; ``warnings.filterwarnings``
+    works as usual (``"error"`` turns it into an exception, ``"ignore"`` silences it).
+    """

@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_serializer
 
 from openrouter_attribution.attribution import Attribution
-from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.errors import ConfigurationError, UserIdError
 
 if TYPE_CHECKING:
     from openrouter_attribution.transport import ConnectionSettings
@@ -42,6 +43,27 @@ def _key_from_env() -> SecretStr | None:
 
 def _base_url_from_env() -> str:
     return os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+
+
+def _checked_base_url(url: str) -> str:
+    """``url`` without a trailing slash, or ``ConfigurationError`` unless it is http(s) with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid or any(ch.isspace() for ch in url):
+        shown = url.rsplit("@", 1)[-1]  # never echo credentials written into a URL
+        raise ConfigurationError(
+            f"base_url must be an http:// or https:// URL with a host, such as {DEFAULT_BASE_URL!r}; "
+            f"got {shown[:100]!r}. Set base_url=... or OPENROUTER_BASE_URL."
+        )
+    return url.rstrip("/")
+
+
+# Attribution travels in its own fields so that the identity policy sees it; these would bypass it.
+_ATTRIBUTION_BODY_FIELDS = ("user", "session_id", "metadata", "trace")
 
 
 class ClientOptions(BaseModel):
@@ -74,14 +96,17 @@ class ClientOptions(BaseModel):
     """Fields sent as they are, for OpenRouter options this library does not know yet."""
 
     user: str | None = None
-    """Default end-user for calls that resolve none (lowest priority)."""
+    """Default end-user for calls that resolve none (lowest priority). Checked by the policy at
+    construction and kept as it is sent (e.g. the pseudonym under a hashing policy)."""
     session_id: str | None = None
-    """Default session id for calls that resolve none."""
+    """Default session id for calls that resolve none; checked and kept as sent, like ``user``."""
     user_policy: Any = None
-    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id."""
-    require_user: bool | Literal["warn"] = False
-    """``True``: a call that resolves no user raises ``MissingUserError`` before sending;
-    ``"warn"``: log a warning once per call site instead."""
+    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved ``user``, ``session_id``
+    and ``metadata`` value. ``None``: personal data is refused (``identity.DEFAULT_POLICY``)."""
+    require_user: bool | Literal["warn"] = "warn"
+    """``"warn"`` (the default): a call that resolves no user is sent, and a
+    :class:`~openrouter_attribution.MissingUserWarning` is issued once per call site; ``True``: such a
+    call raises ``MissingUserError`` before sending; ``False``: unattributed calls are allowed silently."""
     ledger: Any = None
     """A :class:`~openrouter_attribution.UsageLedger` that records usage and cost of every call."""
     budget: Any = Field(default=None, exclude=True)
@@ -89,6 +114,39 @@ class ClientOptions(BaseModel):
     SQLite or PostgreSQL store holds spend and reservations for every process sharing it)."""
 
     _invoker: Any = PrivateAttr(default=None)
+    _invoker_args: Any = PrivateAttr(default=None)
+    _defaults_sent: bool = PrivateAttr(default=False)
+
+    @field_serializer("user_policy")
+    def _dump_policy(self, policy: Any) -> Any:
+        # JSON-friendly settings, never the hash key; model_dump_json() works with a policy set.
+        describe = getattr(policy, "describe", None)
+        return describe() if callable(describe) else (None if policy is None else type(policy).__name__)
+
+    @field_serializer("ledger")
+    def _dump_ledger(self, ledger: Any) -> Any:
+        return None if ledger is None else type(ledger).__name__
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # A pickle never holds the API key (SecretStr pickles its value): it is left out here and read
+        # again from OPENROUTER_API_KEY when the model is unpickled, as LangChain's
+        # loads(..., secrets_from_env=True) does. The invoker (which holds the key too) is rebuilt.
+        state = super().__getstate__()
+        fields = {name: value for name, value in state["__dict__"].items() if name != "api_key"}
+        private = {**(state.get("__pydantic_private__") or {}), "_invoker": None}
+        return {**state, "__dict__": fields, "__pydantic_private__": private}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        key = _key_from_env()
+        if key is None:
+            raise ConfigurationError(
+                f"Cannot unpickle {type(self).__name__}: pickles never carry the API key. Set the "
+                "OPENROUTER_API_KEY environment variable in this process first."
+            )
+        super().__setstate__({**state, "__dict__": {**state["__dict__"], "api_key": key}})
+        args = (self.__pydantic_private__ or {}).get("_invoker_args")
+        if args is not None:
+            self._invoker = self._build_invoker(*args)
 
     def _body_params(self) -> dict[str, Any]:
         """Fields sent as they are in every request body (subclasses add theirs)."""
@@ -111,7 +169,7 @@ class ClientOptions(BaseModel):
         headers.update(self._app_headers())
         return ConnectionSettings(
             api_key=self.api_key.get_secret_value(),
-            base_url=self.base_url.rstrip("/"),
+            base_url=_checked_base_url(self.base_url),
             timeout=self.timeout,
             max_retries=self.max_retries,
             headers=tuple(sorted(headers.items())),
@@ -139,15 +197,32 @@ class ClientOptions(BaseModel):
         return headers
 
     def _build_invoker(self, framework: str) -> Any:
-        """Build the :class:`~openrouter_attribution.client.Invoker` for these settings."""
+        """Build the :class:`~openrouter_attribution.client.Invoker` for these settings.
+
+        The model's own ``user``, ``session_id`` and ``openrouter_metadata`` go through the identity
+        policy here, once, and are kept as they will be sent: the raw values are not kept anywhere
+        in the model (repr, dumps, pickles, callbacks all see the sent ones).
+
+        Raises:
+            ConfigurationError: a setting cannot work, or a default id is rejected by the policy.
+        """
         from openrouter_attribution.client import Invoker
+        from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 
         connection = self._connection_settings()
         if self.user_policy is not None and not hasattr(self.user_policy, "apply"):
             raise ConfigurationError("user_policy must be a UserIdPolicy.")
         if self.ledger is not None and not hasattr(self.ledger, "record"):
             raise ConfigurationError("ledger must be a UsageLedger (an object with a record() method).")
-        require_user = self.require_user or bool(getattr(self.user_policy, "require_user", False))
+        self._check_bypasses()
+        policy_requires = bool(getattr(self.user_policy, "require_user", False))
+        require_user = True if policy_requires else self.require_user
+        if not self._defaults_sent:
+            self._send_defaults(self.user_policy or DEFAULT_POLICY)
+        default = self._default_attribution()
+        if default.user is not None:
+            default = Attribution(SentId(default.user), default.session_id, default.trace, default.metadata)
+        self._invoker_args = (framework,)
         budget = None
         if self.budget is not None:
             if self.ledger is None:
@@ -162,13 +237,44 @@ class ClientOptions(BaseModel):
             connection=connection,
             params=self._body_params(),
             extra_body=self.extra_body,
-            default=self._default_attribution(),
+            default=default,
             policy=self.user_policy,
             require_user=require_user,
             ledger=self.ledger,
             framework=framework,
             budget=budget,
         )
+
+    def _check_bypasses(self) -> None:
+        """Refuse attribution set where the identity policy would not see it."""
+        for name in _ATTRIBUTION_BODY_FIELDS:
+            if self.extra_body and name in self.extra_body:
+                field = "openrouter_metadata" if name == "metadata" else name
+                raise ConfigurationError(
+                    f"extra_body sets {name!r}; set {field}=... on the model (or per call) instead, so that "
+                    "the identity policy applies to it."
+                )
+        if any(header.lower() == "x-session-id" for header in self.default_headers or {}):
+            raise ConfigurationError(
+                "default_headers sets x-session-id; set session_id=... instead, so that the identity policy "
+                "applies to it."
+            )
+
+    def _send_defaults(self, policy: Any) -> None:
+        """Replace the model's default ids and metadata with what the policy sends (at construction)."""
+        values: dict[str, Any] = {"user": self.user, "session_id": self.session_id}
+        metadata = getattr(self, "openrouter_metadata", None)
+        try:
+            if values["user"] is not None:
+                values["user"] = policy.apply(values["user"])
+            if values["session_id"] is not None:
+                values["session_id"] = policy.apply_session(values["session_id"])
+            if metadata:
+                values["openrouter_metadata"] = dict(policy.apply_metadata(metadata))
+        except UserIdError as err:
+            raise ConfigurationError(f"The model's default attribution is refused: {err}") from err
+        self.__dict__.update(values)
+        self._defaults_sent = True
 
 
 MAX_APP_CATEGORIES = 2

@@ -1,7 +1,8 @@
 """What a call can cost at most, from the model's pricing in ``GET /models``: budget reserves.
 
 A :class:`~openrouter_attribution.UserBudget` without a fixed ``reserve`` holds, for each call, the
-ceiling of its cost: prompt tokens estimated from the request (one token per 3 characters of text, 4
+ceiling of its cost (embeddings requests are priced from ``GET /embeddings/models``, input only):
+prompt tokens estimated from the request (one token per 3 characters of text, 4
 per message, 1,000 per non-text part: more than real tokenizers count for ordinary text) at the
 prompt price, plus the completion at the completion price for the call's ``max_tokens``
 (``max_completion_tokens``), else the model's ``top_provider.max_completion_tokens``, plus the
@@ -25,7 +26,8 @@ from typing import Any
 from openrouter_attribution.errors import OpenRouterError
 from openrouter_attribution.transport import ConnectionSettings, aget_json, get_json
 
-__all__ = ["ModelPrice", "aprices", "ceiling", "clear", "parse_prices", "prices"]
+__all__ = ["CHAT_MODELS", "EMBEDDING_MODELS", "ModelPrice", "aprices", "ceiling", "clear", "listing_for",
+           "parse_prices", "prices"]  # fmt: skip
 
 logger = logging.getLogger("openrouter_attribution")
 
@@ -38,7 +40,9 @@ TOKENS_PER_MESSAGE = 4
 TOKENS_PER_PART = 1000
 DEFAULT_COMPLETION_TOKENS = 4096
 
-_cache: dict[ConnectionSettings, tuple[float, dict[str, ModelPrice]]] = {}
+_cache: dict[tuple[ConnectionSettings, str], tuple[float, dict[str, ModelPrice]]] = {}
+CHAT_MODELS, EMBEDDING_MODELS = "/models", "/embeddings/models"
+"""Where OpenRouter lists chat models and embeddings models, with their prices."""
 _lock = threading.Lock()
 
 
@@ -78,40 +82,52 @@ def parse_prices(payload: Any) -> dict[str, ModelPrice]:
     return table
 
 
-def _cached(settings: ConnectionSettings) -> dict[str, ModelPrice] | None:
-    hit = _cache.get(settings)
+def _cached(key: tuple[ConnectionSettings, str]) -> dict[str, ModelPrice] | None:
+    hit = _cache.get(key)
     return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
 
-def _store(settings: ConnectionSettings, table: dict[str, ModelPrice] | None, err: BaseException | None) -> dict:
+def _store(key: tuple[ConnectionSettings, str], table: dict[str, ModelPrice] | None, err: BaseException | None) -> dict:
     if err is not None:
-        logger.warning("budget: cannot read model prices from GET /models (%s); calls hold the fallback reserve "
-                       "for %.0f s", type(err).__name__, RETRY)  # fmt: skip
+        logger.warning("budget: cannot read model prices from GET %s (%s); calls hold the fallback reserve for "
+                       "%.0f s", key[1], type(err).__name__, RETRY)  # fmt: skip
     with _lock:
-        _cache[settings] = (time.monotonic() + (TTL if err is None else RETRY), table or {})
+        _cache[key] = (time.monotonic() + (TTL if err is None else RETRY), table or {})
     return table or {}
 
 
-def prices(settings: ConnectionSettings) -> dict[str, ModelPrice]:
-    """The price list for these connection settings (fetched when missing or older than an hour)."""
-    table = _cached(settings)
+def prices(settings: ConnectionSettings, listing: str = CHAT_MODELS) -> dict[str, ModelPrice]:
+    """The price list for these connection settings (fetched when missing or older than an hour).
+
+    Args:
+        settings: The model's connection settings.
+        listing: :data:`CHAT_MODELS` or :data:`EMBEDDING_MODELS`.
+    """
+    key = (settings, listing)
+    table = _cached(key)
     if table is not None:
         return table
     try:
-        return _store(settings, parse_prices(get_json(settings, "/models")), None)
+        return _store(key, parse_prices(get_json(settings, listing)), None)
     except OpenRouterError as err:
-        return _store(settings, None, err)
+        return _store(key, None, err)
 
 
-async def aprices(settings: ConnectionSettings) -> dict[str, ModelPrice]:
+async def aprices(settings: ConnectionSettings, listing: str = CHAT_MODELS) -> dict[str, ModelPrice]:
     """Async :func:`prices`."""
-    table = _cached(settings)
+    key = (settings, listing)
+    table = _cached(key)
     if table is not None:
         return table
     try:
-        return _store(settings, parse_prices(await aget_json(settings, "/models")), None)
+        return _store(key, parse_prices(await aget_json(settings, listing)), None)
     except OpenRouterError as err:
-        return _store(settings, None, err)
+        return _store(key, None, err)
+
+
+def listing_for(body: Mapping[str, Any]) -> str:
+    """The price list that prices ``body``: embeddings models for an ``input`` body, chat models otherwise."""
+    return EMBEDDING_MODELS if "input" in body and "messages" not in body else CHAT_MODELS
 
 
 def clear() -> None:

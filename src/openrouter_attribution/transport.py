@@ -7,7 +7,10 @@ so ``asyncio.run`` can be called many times in one process). The SDK does the
 HTTP, the retries (honouring ``Retry-After``) and the SSE decoding; responses
 are requested as plain JSON (``cast_to=object``) so no pydantic model is built
 for them, and streams are drained after ``[DONE]`` so their connection goes
-back to the pool instead of being closed.
+back to the pool instead of being closed. A stream that reached ``[DONE]``
+ends with :data:`STREAM_END`, so the caller can tell a finished stream from
+one cut short; a 200 answer to a streamed request that is not an event stream
+(an error object, an empty body) raises here.
 """
 
 from __future__ import annotations
@@ -22,16 +25,34 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.errors import InvalidResponseError, OpenRouterError
-from openrouter_attribution.wire.errors import from_sdk_error
+from openrouter_attribution.wire.errors import from_sdk_error, parse_error_object
 
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["ConnectionSettings", "async_client", "get_json", "aget_json", "post_json", "apost_json", "post_stream",
-           "apost_stream"]  # fmt: skip
+__all__ = [
+    "CHAT_PATH",
+    "EMBEDDINGS_PATH",
+    "STREAM_END",
+    "ConnectionSettings",
+    "async_client",
+    "get_json",
+    "aget_json",
+    "post_json",
+    "apost_json",
+    "post_stream",
+    "apost_stream",
+]
 
-_PATH = "/chat/completions"
+CHAT_PATH = "/chat/completions"
+"""Path of OpenRouter's chat completions, relative to the base URL."""
+EMBEDDINGS_PATH = "/embeddings"
+"""Path of OpenRouter's embeddings, relative to the base URL."""
+_PATH = CHAT_PATH
 _DRAIN_SECONDS = 0.1
+
+STREAM_END: Any = object()
+"""Yielded by :func:`post_stream` / :func:`apost_stream` after the stream's ``data: [DONE]``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +154,8 @@ def translated_errors() -> Iterator[None]:
     except OpenRouterError:
         raise
     except json.JSONDecodeError as err:
+        if not err.doc.strip():
+            raise InvalidResponseError("OpenRouter answered with HTTP 200 and an empty body.") from err
         raise InvalidResponseError("OpenRouter sent data that is not valid JSON.") from err
     except Exception as err:
         mapped = from_sdk_error(err)
@@ -141,16 +164,16 @@ def translated_errors() -> Iterator[None]:
         raise mapped from err
 
 
-def post_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
-    """POST a non-streamed chat completion; returns the decoded JSON body."""
+def post_json(settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH) -> Any:
+    """POST a non-streamed request (a chat completion unless ``path`` says otherwise); returns the decoded JSON."""
     with translated_errors():
-        return sync_client(settings).post(_PATH, cast_to=object, body=body)
+        return sync_client(settings).post(path, cast_to=object, body=body)
 
 
-async def apost_json(settings: ConnectionSettings, body: dict[str, Any]) -> Any:
+async def apost_json(settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH) -> Any:
     """Async :func:`post_json`."""
     with translated_errors():
-        return await async_client(settings).post(_PATH, cast_to=object, body=body)
+        return await async_client(settings).post(path, cast_to=object, body=body)
 
 
 def get_json(settings: ConnectionSettings, path: str, params: dict[str, str] | None = None) -> Any:
@@ -178,8 +201,10 @@ def _streams() -> tuple[type, type]:
     class DrainingStream(openai.Stream[object]):
         def __stream__(self) -> Iterator[Any]:
             response = self.response
-            events = self._iter_events()
             try:
+                if _is_json(response):
+                    _raise_for_json_body(response.read())
+                events = self._iter_events()
                 for sse in events:
                     if sse.data.startswith("[DONE]"):
                         # Read the end of the chunked body so the connection goes back to the pool.
@@ -187,24 +212,56 @@ def _streams() -> tuple[type, type]:
                             pass
                         break
                     yield json.loads(sse.data)
+                else:
+                    return  # the body ended without [DONE]: no STREAM_END
             finally:
                 response.close()
+            yield STREAM_END
 
     class AsyncDrainingStream(openai.AsyncStream[object]):
         async def __stream__(self) -> AsyncIterator[Any]:
             response = self.response
-            events = self._iter_events()
             try:
+                if _is_json(response):
+                    _raise_for_json_body(await response.aread())
+                events = self._iter_events()
                 async for sse in events:
                     if sse.data.startswith("[DONE]"):
                         await _drain(events)
                         break
                     yield json.loads(sse.data)
+                else:
+                    return
             finally:
                 await response.aclose()
+            yield STREAM_END
 
     _stream_classes = (DrainingStream, AsyncDrainingStream)
     return _stream_classes
+
+
+def _is_json(response: Any) -> bool:
+    content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return content_type.endswith("json")
+
+
+def _raise_for_json_body(data: bytes) -> None:
+    """A streamed request answered 200 with a JSON body instead of events: raise what the body says.
+
+    OpenRouter reports a failure that happens after the request was accepted with HTTP 200 and an
+    ``error`` object (https://openrouter.ai/docs/api-reference/errors).
+    """
+    if not data.strip():
+        raise InvalidResponseError("OpenRouter answered the streamed request with HTTP 200 and an empty body.")
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        raise parse_error_object(body["error"], generation_id=body.get("id"))
+    raise InvalidResponseError(
+        "OpenRouter answered the streamed request with a JSON body instead of an event stream."
+    )
 
 
 async def _drain(events: AsyncIterator[Any]) -> None:

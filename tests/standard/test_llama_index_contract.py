@@ -47,8 +47,9 @@ STYLES = ["chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete
 
 @pytest.fixture
 def llm(fake_openrouter) -> OpenRouter:
+    # Every call is attributed (to the model's default user), as calls in an app should be.
     return OpenRouter(model="openai/gpt-4o-mini", api_base=fake_openrouter.base_url,
-                      api_key=fake_openrouter.api_key, max_retries=0)  # fmt: skip
+                      api_key=fake_openrouter.api_key, max_retries=0, user="app_contract")  # fmt: skip
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -74,7 +75,7 @@ def test_usage_present(llm, style):
     assert extra["generation_id"]
     assert extra["model"]
     assert extra["provider"]
-    assert "attribution" in extra
+    assert extra["attribution"] == {"user": "app_contract"}
 
 
 @pytest.mark.parametrize("style", [s for s in STYLES if "stream" in s])

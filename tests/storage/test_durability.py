@@ -51,7 +51,8 @@ def test_a_call_recorded_by_ledger_and_handler_is_one_row(backend, fake_openrout
         _chat(fake_openrouter, ledger).invoke("hi", user="app_1", config=config)
         list(_chat(fake_openrouter, ledger).stream("hi", user="app_1", config=config))
         with pytest.raises(errors.RateLimitError):  # no generation id: the error carries the record id
-            _chat(fake_openrouter, ledger, default_headers={"X-Fake-Fault": "429"}).invoke("hi", config=config)
+            _chat(fake_openrouter, ledger, default_headers={"X-Fake-Fault": "429"}).invoke("hi", user="app_1",
+                                                                                            config=config)
     rows = backend.rows("SELECT generation_id, outcome FROM usage_records")
     assert len(rows) == 3
     assert {gid for gid, _ in rows} - {None} == set(fake_openrouter.generations)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,12 @@ STATUS_FAULTS = [
 
 @pytest.fixture
 def make_chat(fake_openrouter) -> Callable[..., Any]:
-    """Build a LangChain ``ChatOpenRouter`` pointed at the local server."""
+    """Build a LangChain ``ChatOpenRouter`` pointed at the local server.
+
+    ``require_user=False`` unless a test asks otherwise: most wire tests are about something other
+    than attribution (tests about attribution pass a user and assert what was sent), so they opt
+    out of the default missing-user warning deliberately.
+    """
     from openrouter_attribution.langchain import ChatOpenRouter
 
     def make(**kwargs: Any) -> ChatOpenRouter:
@@ -34,11 +39,24 @@ def make_chat(fake_openrouter) -> Callable[..., Any]:
             "base_url": fake_openrouter.base_url,
             "api_key": fake_openrouter.api_key,
             "max_retries": 0,
+            "require_user": False,
         }
         params.update(kwargs)
         return ChatOpenRouter(**params)
 
     return make
+
+
+@pytest.fixture
+def fresh_call_sites() -> Iterator[None]:
+    """Forget which call sites were already warned about a missing user (one warning per site and process)."""
+    from openrouter_attribution import client
+
+    saved = set(client._WARNED_SITES)
+    client._WARNED_SITES.clear()
+    yield
+    client._WARNED_SITES.clear()
+    client._WARNED_SITES.update(saved)
 
 
 def sent(server: Any, field: str) -> list[Any]:

@@ -16,9 +16,13 @@ MESSAGES = [ChatMessage(role="user", content="Say hello")]
 
 
 def make_llm(server: Any, **kwargs: Any) -> OpenRouter:
-    """An ``OpenRouter`` LLM for the local server, without retries unless asked."""
+    """An ``OpenRouter`` LLM for the local server, without retries unless asked.
+
+    ``require_user=False`` unless a test asks otherwise, deliberately: most tests are about something
+    other than attribution; those about attribution pass a user and assert what was sent.
+    """
     params: dict[str, Any] = {"model": MODEL, "api_base": server.base_url, "api_key": server.api_key,
-                              "max_retries": 0}  # fmt: skip
+                              "max_retries": 0, "require_user": False}  # fmt: skip
     params.update(kwargs)
     return OpenRouter(**params)
 

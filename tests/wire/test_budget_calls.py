@@ -165,14 +165,15 @@ def test_a_derived_reserve_is_the_calls_ceiling_from_the_model_pricing(fake_open
 
 
 def test_unattributed_calls_follow_the_setting(fake_openrouter, ledger):
-    shared = langchain(fake_openrouter, ledger=ledger, budget=UserBudget(max_requests=1))
+    unattributed = {"ledger": ledger, "require_user": False}  # calls without a user, on purpose
+    shared = langchain(fake_openrouter, **unattributed, budget=UserBudget(max_requests=1))
     shared.invoke("hi")
     with pytest.raises(BudgetExceededError) as refused:
         shared.invoke("hi")
     assert refused.value.user is None
-    allowed = langchain(fake_openrouter, ledger=ledger, budget=UserBudget(max_requests=1, unattributed="allow"))
+    allowed = langchain(fake_openrouter, **unattributed, budget=UserBudget(max_requests=1, unattributed="allow"))
     allowed.invoke("hi")
-    refusing = langchain(fake_openrouter, ledger=ledger, budget=UserBudget(max_requests=9, unattributed="refuse"))
+    refusing = langchain(fake_openrouter, **unattributed, budget=UserBudget(max_requests=9, unattributed="refuse"))
     with pytest.raises(MissingUserError, match="refuses unattributed calls"):
         refusing.invoke("hi")
     required = langchain(fake_openrouter, ledger=ledger, require_user=True, budget=UserBudget(unattributed="allow"))

@@ -12,7 +12,7 @@ import pytest
 from openrouter.components import GenerationResponse, ModelsListResponse
 from openrouter.operations.getcurrentkey import GetCurrentKeyResponse
 
-from openrouter_attribution.testing import CATALOG, DEFAULT_PRICING
+from openrouter_attribution.testing import CATALOG, DEFAULT_PRICING, FakeOpenRouter
 
 
 def _get(server, path, headers=None):
@@ -45,7 +45,11 @@ def test_models_lists_realistic_models_with_per_token_pricing(fake_openrouter):
         "deepseek/deepseek-r1",
     ):
         assert expected in ids
+    router = next(m for m in payload["data"] if m["id"] == "openrouter/auto")
+    assert router["pricing"]["prompt"] == router["pricing"]["completion"] == "-1"  # as OpenRouter lists it
     for model in payload["data"]:
+        if model is router:
+            continue
         assert isinstance(model["pricing"]["prompt"], str)
         assert Decimal(model["pricing"]["prompt"]) > 0
         assert Decimal(model["pricing"]["completion"]) >= Decimal(model["pricing"]["prompt"])
@@ -57,7 +61,7 @@ def test_models_lists_realistic_models_with_per_token_pricing(fake_openrouter):
 
 
 def test_models_via_openai_sdk(client):
-    assert {m.id for m in client.models.list()} == {m.id for m in CATALOG}
+    assert {m.id for m in client.models.list()} == {m.id for m in CATALOG} | {"openrouter/auto"}
 
 
 def test_generation_returns_user_session_and_usage(fake_openrouter, client):
@@ -127,10 +131,13 @@ def test_key_reports_usage_of_served_generations(fake_openrouter, client):
     assert payload["data"]["is_free_tier"] is False
 
 
-def test_unknown_model_gets_default_pricing(client):
-    reply = client.chat.completions.create(
-        model="acme/brand-new-model", messages=[{"role": "user", "content": "hi"}]
-    )
+def test_a_model_added_by_id_gets_default_pricing():
+    with FakeOpenRouter(models=["acme/brand-new-model"]) as server, openai.OpenAI(
+        base_url=server.base_url, api_key=server.api_key, max_retries=0
+    ) as client:
+        reply = client.chat.completions.create(
+            model="acme/brand-new-model", messages=[{"role": "user", "content": "hi"}]
+        )
     prompt, completion = (Decimal(p) for p in DEFAULT_PRICING)
     expected = prompt * reply.usage.prompt_tokens + completion * reply.usage.completion_tokens
     assert reply.usage.model_extra["cost"] == pytest.approx(float(expected))

@@ -104,7 +104,7 @@ def test_class_docstring_example_runs():
     assert runner.summarize(verbose=False).failed == 0
 
 
-@pytest.mark.parametrize("module", ["recording", "schema_values"])
+@pytest.mark.parametrize("module", ["recording", "schema_values", "catalog"])
 def test_module_doctests_run(module):
     import importlib
 

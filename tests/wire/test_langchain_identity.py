@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
+from pathlib import Path
 
 import pytest
 from langchain_core.load import dumpd, dumps
 
-from openrouter_attribution import MissingUserError, UserIdError, UserIdPolicy, user_context
+from openrouter_attribution import MissingUserError, MissingUserWarning, UserIdError, UserIdPolicy, user_context
 from tests.wire.test_langchain_resolution import CALL_STYLES
+
+THIS_FILE_LINES = {
+    marker: number
+    for number, line in enumerate(Path(__file__).read_text().splitlines(), start=1)
+    for marker in ("one call site", "another call site")
+    if line.endswith(f"# {marker}")
+}
 
 HASH_KEY = "hash-key-for-tests-0123456789abcdef"
 RAW_EMAIL = "jane.doe@example.com"
@@ -67,15 +76,39 @@ def test_require_user_passes_when_a_user_is_resolved(fake_openrouter, make_chat)
     assert fake_openrouter.chat_requests[0].body["user"] == "app_1"
 
 
-def test_warn_mode_logs_once_per_call_site(fake_openrouter, make_chat, caplog):
-    caplog.set_level(logging.WARNING, logger="openrouter_attribution")
+@pytest.mark.usefixtures("fresh_call_sites")
+def test_warn_mode_warns_once_per_call_site(fake_openrouter, make_chat):
     model = make_chat(require_user="warn")
-    for _ in range(3):
-        model.invoke("hi")  # one call site
-    model.invoke("hi")  # another call site
-    warnings = [r for r in caplog.records if "No end-user id" in r.getMessage()]
-    assert len(warnings) == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            model.invoke("hi")  # one call site
+        model.invoke("hi")  # another call site
+    caught = [w for w in caught if issubclass(w.category, MissingUserWarning)]
+    assert [w.lineno for w in caught] == [THIS_FILE_LINES["one call site"], THIS_FILE_LINES["another call site"]]
+    assert all(w.filename == __file__ for w in caught)
+    assert "user_context()" in str(caught[0].message)
     assert len(fake_openrouter.chat_requests) == 4
+
+
+@pytest.mark.usefixtures("fresh_call_sites")
+def test_warn_is_the_default_and_false_silences_it(fake_openrouter, make_chat):
+    default = make_chat(require_user="warn")
+    default_field = type(default).model_fields["require_user"].default
+    assert default_field == "warn"
+    with pytest.warns(MissingUserWarning):
+        list(default.stream("hi"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingUserWarning)
+        make_chat(require_user=False).invoke("hi")  # a new call site, yet no warning
+    assert len(fake_openrouter.chat_requests) == 2
+
+
+@pytest.mark.usefixtures("fresh_call_sites")
+def test_a_policy_that_requires_a_user_wins_over_warn(fake_openrouter, make_chat):
+    with pytest.raises(MissingUserError):
+        make_chat(require_user="warn", user_policy=UserIdPolicy(require_user=True)).invoke("hi")
+    assert fake_openrouter.chat_requests == []
 
 
 def test_secrets_and_raw_ids_never_leak(fake_openrouter, make_chat, caplog, capsys):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 
 import pytest
 from llama_index.core.instrumentation.dispatcher import instrument_tags
 
-from openrouter_attribution import MissingUserError, UserIdError, UserIdPolicy, user_context
+from openrouter_attribution import MissingUserError, MissingUserWarning, UserIdError, UserIdPolicy, user_context
 from tests.wire.llama_index_helpers import CALL_STYLES, make_llm
 
 HASH_KEY = "llama-hash-key-0123456789abcdef"
@@ -50,12 +51,17 @@ def test_policy_require_user_sends_nothing(fake_openrouter, style):
     assert fake_openrouter.chat_requests == []
 
 
-def test_warn_mode_logs_and_sends(fake_openrouter, caplog):
-    caplog.set_level(logging.WARNING, logger="openrouter_attribution")
+@pytest.mark.usefixtures("fresh_call_sites")
+@pytest.mark.parametrize("style", ["chat", "astream_chat", "stream_complete"])
+def test_warn_mode_warns_once_and_sends(fake_openrouter, style):
     llm = make_llm(fake_openrouter, require_user="warn")
-    for _ in range(2):
-        CALL_STYLES["chat"](llm)
-    assert len([r for r in caplog.records if "No end-user id" in r.getMessage()]) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            CALL_STYLES[style](llm)
+    caught = [w for w in caught if issubclass(w.category, MissingUserWarning)]
+    assert len(caught) == 1
+    assert "instrument_tags" in str(caught[0].message)
     assert len(fake_openrouter.chat_requests) == 2
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
@@ -107,6 +107,10 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         return params
 
     # -- public entry points: remember the run config of the invocation ---------------------------
+    # `generate` / `agenerate` (which invoke, ainvoke and batch go through) and the streams also put the
+    # call's ids through the identity policy first (`sent_call_kwargs`): LangChain hands the call's
+    # keywords to callbacks (`invocation_params`, `options`) and caches before the model runs, and only
+    # the id as sent may reach them.
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
@@ -130,11 +134,24 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         finally:
             RUN_CONFIG.reset(token)
 
+    def generate(
+        self, messages: list[list[BaseMessage]], stop: list[str] | None = None, callbacks: Callbacks = None,
+        **kwargs: Any,
+    ) -> LLMResult:  # fmt: skip
+        return super().generate(messages, stop, callbacks, **self._invoker.sent_call_kwargs(kwargs))
+
+    async def agenerate(
+        self, messages: list[list[BaseMessage]], stop: list[str] | None = None, callbacks: Callbacks = None,
+        **kwargs: Any,
+    ) -> LLMResult:  # fmt: skip
+        return await super().agenerate(messages, stop, callbacks, **self._invoker.sent_call_kwargs(kwargs))
+
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:  # fmt: skip
         config = ensure_config(config)
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
         inner = super().stream(input, config, stop=stop, **kwargs)
         while True:
             token = RUN_CONFIG.set(config)
@@ -151,6 +168,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:  # fmt: skip
         config = ensure_config(config)
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
         inner = super().astream(input, config, stop=stop, **kwargs)
         while True:
             token = RUN_CONFIG.set(config)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.generic_utils import (
@@ -38,7 +40,7 @@ from openrouter_attribution.llama_index.messages import (
     tool_selections,
 )
 from openrouter_attribution.llama_index.models import model_limits
-from openrouter_attribution.options import OpenRouterOptions, _key_from_env
+from openrouter_attribution.options import ClientOptions, OpenRouterOptions, _key_from_env
 from openrouter_attribution.wire.tools import build_tool_choice
 
 if TYPE_CHECKING:
@@ -102,6 +104,13 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
             data["base_url"] = api_base
         super().__init__(**data)
         self._invoker = self._build_invoker("llama_index")
+        install_stream_binder()
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # LlamaIndex's BaseComponent re-runs __init__ on unpickling, which would put the (already sent)
+        # default ids through the policy again; the common restore reads the API key from the
+        # environment and rebuilds the invoker instead.
+        ClientOptions.__setstate__(self, state)
         install_stream_binder()
 
     @classmethod
@@ -285,3 +294,40 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
         if not selections and error_on_no_tool_call:
             raise ValueError("Expected at least one tool call, but the model answered without calling a tool.")
         return selections
+
+
+def _ids_as_sent_first(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Put the call's ``user`` / ``session_id`` / ``openrouter_metadata`` (also inside ``llm_kwargs``)
+    through the identity policy before LlamaIndex sees them: its spans (bound arguments and results),
+    ``LLMChatStartEvent`` / ``LLMCompletionStartEvent`` (``additional_kwargs``) and callback payloads
+    all carry the call's keywords, and only the id as sent may reach them."""
+
+    def sent(self: OpenRouter, kwargs: dict[str, Any]) -> dict[str, Any]:
+        kwargs = self._invoker.sent_call_kwargs(kwargs)
+        if isinstance(kwargs.get("llm_kwargs"), dict):
+            kwargs = {**kwargs, "llm_kwargs": self._invoker.sent_call_kwargs(kwargs["llm_kwargs"])}
+        return kwargs
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def async_call(self: OpenRouter, *args: Any, **kwargs: Any) -> Any:
+            return await method(self, *args, **sent(self, kwargs))
+
+        return async_call
+
+    @functools.wraps(method)
+    def call(self: OpenRouter, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **sent(self, kwargs))
+
+    return call
+
+
+# Wrapped after the class is built: LlamaIndex's DispatcherSpanMixin wraps the methods defined in the
+# class body in a span, and this step must come before the span records the call's arguments. These
+# are the LLM's methods that take the call's keywords (the others build them from a prompt).
+for _name in ("chat", "achat", "stream_chat", "astream_chat", "complete", "acomplete", "stream_complete",
+              "astream_complete", "chat_with_tools", "achat_with_tools", "stream_chat_with_tools",
+              "astream_chat_with_tools", "predict_and_call", "apredict_and_call", "structured_predict",
+              "astructured_predict", "stream_structured_predict", "astream_structured_predict"):  # fmt: skip
+    setattr(OpenRouter, _name, _ids_as_sent_first(getattr(OpenRouter, _name)))

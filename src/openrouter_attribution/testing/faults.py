@@ -9,8 +9,12 @@ A fault is chosen per chat request, first match wins:
    ``models`` routing would; the first fault model decides otherwise);
 3. the server's queue, filled by :meth:`FakeOpenRouter.inject_fault
    <openrouter_attribution.testing.FakeOpenRouter.inject_fault>` and consumed
-   only by chat requests that reach step 3 (authorised, valid, no header or
-   model fault), in FIFO order.
+   by the chat and embeddings requests that reach step 3 (authorised, valid, no
+   header or model fault), in FIFO order.
+
+Embeddings requests take the same faults; the two that act mid-generation are
+answered as a 200 body with an ``error`` object (``mid-stream-error``) or a 200
+body that is not JSON (``malformed-chunk``).
 
 Faults (:data:`FAULT_NAMES`):
 
@@ -35,6 +39,17 @@ Faults (:data:`FAULT_NAMES`):
 * ``slow-first-byte``: sleep before the first byte, then answer normally; the
   delay is the ``X-Fake-Delay-Ms`` header, ``inject_fault(..., delay_ms=...)``,
   or :data:`DEFAULT_DELAY_MS`.
+* ``truncated-stream``: the answer stops early but the HTTP body ends cleanly, as
+  when a proxy closes the stream. Streaming: two content chunks, then the end of
+  the chunked body, without ``finish_reason``, usage or ``data: [DONE]``.
+  Non-streaming: the first half of the JSON body, with a ``Content-Length`` that
+  matches what is sent.
+* ``error-body``: HTTP 200 whose body is OpenRouter's error object
+  (``{"error": {"code": 502, "message", "metadata"}}``, ``application/json``),
+  for streamed requests too (no event stream at all).
+* ``empty-body``: HTTP 200 with an empty body. Non-streaming:
+  ``application/json`` and ``Content-Length: 0``; streaming: a
+  ``text/event-stream`` whose body ends before any event.
 """
 
 from __future__ import annotations
@@ -67,7 +82,8 @@ RETRY_AFTER_HEADER = "X-Fake-Retry-After"
 FAULT_MODEL_PREFIX = "fake/fault-"
 DEFAULT_DELAY_MS = 1500
 STATUS_FAULTS = ("401", "402", "403", "408", "429", "502", "503")
-FAULT_NAMES = (*STATUS_FAULTS, "mid-stream-error", "malformed-chunk", "drop-connection", "slow-first-byte")
+FAULT_NAMES = (*STATUS_FAULTS, "mid-stream-error", "malformed-chunk", "drop-connection", "slow-first-byte",
+               "truncated-stream", "error-body", "empty-body")  # fmt: skip
 """Every fault name understood by the server."""
 
 _MESSAGES = {

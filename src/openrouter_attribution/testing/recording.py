@@ -14,10 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHAT_PATH", "HeaderMap", "RecordedRequest", "RequestLog"]
+__all__ = ["CHAT_PATH", "EMBEDDINGS_PATH", "HeaderMap", "RecordedRequest", "RequestLog"]
 
 CHAT_PATH = "/api/v1/chat/completions"
 """Path of the chat completions endpoint."""
+EMBEDDINGS_PATH = "/api/v1/embeddings"
+"""Path of the embeddings endpoint."""
 
 
 class HeaderMap(Mapping[str, str]):
@@ -90,6 +92,11 @@ class RecordedRequest:
     def is_chat(self) -> bool:
         """Whether this is a ``POST /api/v1/chat/completions`` request."""
         return self.method == "POST" and self.path == CHAT_PATH
+
+    @property
+    def is_embeddings(self) -> bool:
+        """Whether this is a ``POST /api/v1/embeddings`` request."""
+        return self.method == "POST" and self.path == EMBEDDINGS_PATH
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -26,6 +26,7 @@ from openrouter_attribution.testing.content import Completion, reasoning_signatu
 __all__ = [
     "SSE_COMMENT",
     "SSE_DONE",
+    "GENERATION_NULL_FIELDS",
     "Envelope",
     "Usage",
     "build_chunks",
@@ -306,6 +307,27 @@ def build_chunks(envelope: Envelope, completion: Completion, usage: Usage) -> li
     return chunks
 
 
+GENERATION_NULL_FIELDS = (
+    "app_id",
+    "cache_discount",
+    "moderation_latency",
+    "num_media_prompt",
+    "num_media_completion",
+    "num_input_audio_prompt",
+    "num_search_results",
+    "num_fetches",
+    "provider_responses",
+    "preset_id",
+    "router",
+    "service_tier",
+    "web_search_engine",
+    "workspace_id",
+    "request_id",
+    "response_cache_source_id",
+)
+"""Fields of OpenRouter's ``GenerationResponse`` that the fake server always reports as ``null``."""
+
+
 def build_generation(
     envelope: Envelope,
     usage: Usage,
@@ -329,23 +351,6 @@ def build_generation(
     finish, native = (
         ("error", "error") if failed else (completion.finish_reason, completion.native_finish_reason)
     )
-    nulls = (
-        "app_id",
-        "moderation_latency",
-        "num_media_prompt",
-        "num_media_completion",
-        "num_input_audio_prompt",
-        "num_search_results",
-        "num_fetches",
-        "provider_responses",
-        "preset_id",
-        "router",
-        "service_tier",
-        "web_search_engine",
-        "workspace_id",
-        "request_id",
-        "response_cache_source_id",
-    )
     return {
         "id": envelope.id,
         "upstream_id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -368,7 +373,6 @@ def build_generation(
         "native_tokens_completion_images": 0,
         "total_cost": billed,
         "usage": billed,
-        "cache_discount": usage.cache_discount if usage.cached_tokens else None,
         "upstream_inference_cost": billed,
         "is_byok": False,
         "origin": referer or "",
@@ -378,5 +382,6 @@ def build_generation(
         "data_region": "global",
         "latency": 0.0,
         "generation_time": 0.0,
-        **dict.fromkeys(nulls),
+        **dict.fromkeys(GENERATION_NULL_FIELDS),
+        "cache_discount": usage.cache_discount if usage.cached_tokens else None,
     }

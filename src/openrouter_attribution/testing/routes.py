@@ -14,8 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openrouter_attribution.testing.catalog import DEFAULT_MODEL, lookup_model, models_payload
+from openrouter_attribution.testing.catalog import DEFAULT_MODEL, ModelInfo, embedding_models_payload
 from openrouter_attribution.testing.content import Completion, last_user_text, message_tokens, plan_completion
+from openrouter_attribution.testing.embeddings import (
+    build_embeddings_body,
+    build_embeddings_generation,
+    validate_embeddings_request,
+)
 from openrouter_attribution.testing.faults import (
     FAULT_MODEL_PREFIX,
     Fault,
@@ -23,7 +28,7 @@ from openrouter_attribution.testing.faults import (
     fault_from_headers,
     fault_from_models,
 )
-from openrouter_attribution.testing.recording import CHAT_PATH, RecordedRequest
+from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RecordedRequest
 from openrouter_attribution.testing.responses import (
     SSE_COMMENT,
     SSE_DONE,
@@ -37,10 +42,15 @@ from openrouter_attribution.testing.responses import (
     build_stream_error_chunk,
     build_usage,
     encode_json,
+    new_generation_id,
     sse_event,
 )
 from openrouter_attribution.testing.state import ServerState
-from openrouter_attribution.testing.validation import RequestValidationError, validate_chat_request
+from openrouter_attribution.testing.validation import (
+    RequestValidationError,
+    unknown_model_ids,
+    validate_chat_request,
+)
 
 __all__ = ["DropReply", "JsonReply", "RawReply", "Reply", "StreamReply", "handle"]
 
@@ -96,8 +106,21 @@ def error_reply(code: int, message: str, headers: dict[str, str] | None = None) 
     return JsonReply(code, build_error_body(code, message), headers or {})
 
 
+def reply_status(reply: Reply) -> str:
+    """The HTTP status a reply is sent with, as logged (``"dropped"`` for a closed connection)."""
+    if isinstance(reply, DropReply):
+        return "dropped"
+    return "200" if isinstance(reply, StreamReply) else str(reply.status)
+
+
 def handle(state: ServerState, request: RecordedRequest) -> Reply:
-    """Answer one request (already recorded): authenticate, route, reply."""
+    """Answer one request (already recorded): authenticate, route, check the model ids, reply.
+
+    Every chat ``POST`` body that names models (``model``, ``models``) is checked against the server's
+    catalog before its route runs: unknown ids are answered 400 as OpenRouter answers them
+    (``{"error": {"message": "<id> is not a valid model ID", "code": 400}}``). ``POST /embeddings``
+    checks its model against the embeddings catalog the same way.
+    """
     auth_error = _authenticate(state, request)
     if auth_error is not None:
         return auth_error
@@ -107,6 +130,11 @@ def handle(state: ServerState, request: RecordedRequest) -> Reply:
     route = routes.get(request.method)
     if route is None:
         return error_reply(405, f"Method {request.method} not allowed on {request.path}")
+    if request.method == "POST" and isinstance(request.body, dict) and request.path != EMBEDDINGS_PATH:
+        # Embeddings models are a catalog of their own: the embeddings route checks its ids against it.
+        unknown = unknown_model_ids(request.body, state.catalog)
+        if unknown:
+            return JsonReply(400, {"error": {"message": f"{unknown[0]} is not a valid model ID", "code": 400}})
     return route(state, request)
 
 
@@ -121,7 +149,7 @@ def _authenticate(state: ServerState, request: RecordedRequest) -> JsonReply | N
 
 
 def _models(state: ServerState, request: RecordedRequest) -> Reply:
-    return JsonReply(200, models_payload())
+    return JsonReply(200, state.catalog.payload())
 
 
 def _generation(state: ServerState, request: RecordedRequest) -> Reply:
@@ -191,14 +219,17 @@ def _chat(state: ServerState, request: RecordedRequest) -> Reply:
         )
     except (UnknownFaultError, ValueError) as err:
         return error_reply(400, str(err))
-    served = next((m for m in candidates if not m.startswith(FAULT_MODEL_PREFIX)), candidates[0])
+    requested = next((m for m in candidates if not m.startswith(FAULT_MODEL_PREFIX)), None)
+    # Only fault ids: the fault decides, and a successful answer comes from the default model.
+    model = state.catalog.get(requested or DEFAULT_MODEL)
+    assert model is not None, "handle() checked every model id against the catalog"
     if state.latency > 0:
         time.sleep(state.latency)
     if fault is not None:
-        early = _early_fault(fault, served, body)
+        early = _early_fault(fault, requested or candidates[0], body)
         if early is not None:
             return early
-    return _complete(state, request, body, served, fault)
+    return _complete(state, request, body, model, fault)
 
 
 def _candidate_models(body: dict[str, Any]) -> list[str]:
@@ -217,16 +248,19 @@ def _early_fault(fault: Fault, served: str, body: dict[str, Any]) -> Reply | Non
         time.sleep(fault.delay_ms / 1000)
     if fault.name == "drop-connection" and not body.get("stream"):
         return DropReply()
+    if fault.name == "error-body":
+        return JsonReply(200, {"error": fault.error_body(served, last_user_text(body["messages"]))})
+    if fault.name == "empty-body":
+        return StreamReply([]) if body.get("stream") else RawReply(200, b"", "application/json")
     return None
 
 
 def _complete(
-    state: ServerState, request: RecordedRequest, body: dict[str, Any], served: str, fault: Fault | None
+    state: ServerState, request: RecordedRequest, body: dict[str, Any], model: ModelInfo, fault: Fault | None
 ) -> Reply:
-    model = lookup_model(served)
     completion = plan_completion(body, model)
-    usage = _usage(state, body, completion, model_id=served)
-    envelope = Envelope(model=served, provider=model.provider_name)
+    usage = _usage(state, body, completion, model)
+    envelope = Envelope(model=model.id, provider=model.provider_name)
     streamed = bool(body.get("stream"))
     failed = fault is not None and fault.name == "mid-stream-error"
     state.store_generation(
@@ -259,20 +293,23 @@ def _plain_reply(
     body = build_completion_body(envelope, completion, usage)
     if fault is not None and fault.name == "malformed-chunk":
         return RawReply(200, encode_json(body)[:-7] + b"<<not json", "application/json", headers)
+    if fault is not None and fault.name == "truncated-stream":
+        data = encode_json(body)
+        return RawReply(200, data[: len(data) // 2], "application/json", headers)
     return JsonReply(200, body, headers)
 
 
-def _usage(state: ServerState, body: dict[str, Any], completion: Completion, *, model_id: str) -> Usage:
+def _usage(state: ServerState, body: dict[str, Any], completion: Completion, model: ModelInfo) -> Usage:
     messages = body["messages"]
     per_message = [message_tokens(m) for m in messages]
     tools_tokens = (
         message_tokens({"content": encode_json(body["tools"]).decode()}) if body.get("tools") else 0
     )
     # Caches live at the provider, per model: the sticky key is (user, model).
-    cache_key = f"{body.get('user') or ''}\x00{model_id}"
+    cache_key = f"{body.get('user') or ''}\x00{model.id}"
     cached_messages = state.cache.lookup_and_store(cache_key, messages)
     return build_usage(
-        lookup_model(model_id),
+        model,
         sum(per_message) + tools_tokens,
         sum(per_message[:cached_messages]),
         completion,
@@ -297,12 +334,69 @@ def _stream_reply(
     if fault.name == "drop-connection":
         # Two chunks (and the two comments around the first) reach the client; the body never ends.
         return StreamReply(events, headers, drop_after=2 + _GOOD_CHUNKS_BEFORE_FAULT)
+    if fault.name == "truncated-stream":
+        # Two content chunks, then a clean end of the body: no finish_reason, no usage, no [DONE].
+        return StreamReply([SSE_COMMENT, *good], headers)
     return StreamReply([*events, SSE_DONE], headers)
+
+
+def _embeddings(state: ServerState, request: RecordedRequest) -> Reply:
+    """``POST /embeddings``: validated, faults applied as for chat, answered and stored as a generation.
+
+    A queued fault (``inject_fault``) is taken by the next chat *or* embeddings request. Faults that
+    only make sense mid-generation map to an embeddings answer: ``mid-stream-error`` is a 200 body
+    holding an ``error`` object, ``malformed-chunk`` a 200 body that is not JSON.
+    """
+    body = request.body
+    if not isinstance(body, dict):
+        detail = "Request body is required" if not request.raw_body else "Request body must be a JSON object"
+        return error_reply(400, detail)
+    try:
+        embedding = validate_embeddings_request(body)
+    except RequestValidationError as err:
+        return error_reply(400, err.message)
+    try:
+        fault = (
+            fault_from_headers(request.headers)
+            or fault_from_models([embedding.model_id], request.headers)
+            or state.faults.pop()
+        )
+    except (UnknownFaultError, ValueError) as err:
+        return error_reply(400, str(err))
+    if state.latency > 0:
+        time.sleep(state.latency)
+    served = embedding.model.id if embedding.model_id.startswith(FAULT_MODEL_PREFIX) else embedding.model_id
+    if fault is not None:
+        first = next((item for item in embedding.inputs if isinstance(item, str)), "")
+        early = _early_fault(fault, served, {"messages": [{"role": "user", "content": first}]})
+        if early is not None:
+            return early
+    generation_id = new_generation_id()
+    created = int(time.time())
+    headers = {"X-Generation-Id": generation_id}
+    if fault is not None and fault.name == "mid-stream-error":
+        return JsonReply(200, {"id": generation_id, "error": fault.stream_error(served)}, headers)
+    state.store_generation(
+        build_embeddings_generation(
+            embedding._replace(model_id=served), generation_id, created, user=body.get("user"),
+            session_id=body.get("session_id") or request.headers.get("x-session-id"), headers=request.headers,
+        )
+    )  # fmt: skip
+    answer = build_embeddings_body(embedding._replace(model_id=served), generation_id)
+    if fault is not None and fault.name == "malformed-chunk":
+        return RawReply(200, encode_json(answer)[:-7] + b"<<not json", "application/json", headers)
+    return JsonReply(200, answer, headers)
+
+
+def _embedding_models(state: ServerState, request: RecordedRequest) -> Reply:
+    return JsonReply(200, embedding_models_payload())
 
 
 _Route = Callable[[ServerState, RecordedRequest], Reply]
 _ROUTES: dict[str, dict[str, _Route]] = {
     CHAT_PATH: {"POST": _chat},
+    EMBEDDINGS_PATH: {"POST": _embeddings},
+    f"{API_PREFIX}/embeddings/models": {"GET": _embedding_models},
     f"{API_PREFIX}/models": {"GET": _models},
     f"{API_PREFIX}/generation": {"GET": _generation},
     f"{API_PREFIX}/key": {"GET": _key},

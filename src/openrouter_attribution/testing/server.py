@@ -6,15 +6,19 @@ request handling in :mod:`~openrouter_attribution.testing.routes`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from openrouter_attribution.testing.catalog import Catalog, ModelInfo
 from openrouter_attribution.testing.faults import Fault
 from openrouter_attribution.testing.recording import RecordedRequest
 from openrouter_attribution.testing.routes import API_PREFIX
 from openrouter_attribution.testing.state import ServerState
 from openrouter_attribution.testing.transport import HTTPServer
+from openrouter_attribution.testing.validation import require_schema
 
 __all__ = ["DEFAULT_API_KEY", "FakeOpenRouter"]
 
@@ -22,23 +26,50 @@ DEFAULT_API_KEY = "sk-or-fake-key"
 """The API key a :class:`FakeOpenRouter` accepts unless told otherwise."""
 
 
+def _load_request_schemas() -> None:
+    """Import the OpenRouter SDK's request schemas before serving, on the caller's thread.
+
+    Imported lazily on a server thread at the first request, the SDK (and the legacy ``httpx`` it
+    loads) is half-initialised in ``sys.modules`` for a moment, and the ``openai`` SDK of a client
+    thread that looks ``httpx`` up there at that moment fails with an ``AttributeError``.
+    """
+    with contextlib.suppress(ImportError):
+        import openrouter.components  # noqa: F401
+        import openrouter.operations  # noqa: F401
+
+
 class FakeOpenRouter:
     """A local, OpenRouter-compatible HTTP server for offline tests.
 
     It speaks OpenRouter's wire format on ``http://127.0.0.1:<port>/api/v1``:
     ``POST /chat/completions`` (plain and streaming, with tool calls, structured
-    output, reasoning and usage with cost), ``GET /models``,
-    ``GET /generation?id=...`` and ``GET /key``, all behind bearer auth. Chat
-    bodies are validated against OpenRouter's published request schema. Answers
-    are deterministic (see :mod:`~openrouter_attribution.testing.content`),
-    every request is recorded, and faults can be injected
+    output, reasoning and usage with cost), ``POST /embeddings`` (deterministic
+    vectors, float or base64, usage with cost; see
+    :mod:`~openrouter_attribution.testing.embeddings`), ``GET /models``,
+    ``GET /embeddings/models``, ``GET /generation?id=...`` and ``GET /key``, all
+    behind bearer auth. Chat and embeddings bodies are validated against
+    OpenRouter's published request schemas (from the official ``openrouter`` SDK,
+    the ``testing`` extra; without it the server refuses to start) and every model
+    id against the catalog that ``GET /models`` (``GET /embeddings/models`` for
+    embeddings) lists (unknown ids get OpenRouter's 400, see
+    :mod:`~openrouter_attribution.testing.catalog`). Answers are deterministic
+    (see :mod:`~openrouter_attribution.testing.content`), every request is
+    recorded and logged at INFO on the ``openrouter_attribution.testing`` logger
+    (method, path, model, user, session, status), and faults can be injected
     (see :mod:`~openrouter_attribution.testing.faults`).
 
     Args:
         api_key: The only bearer token accepted.
         host: Interface to listen on.
-        port: TCP port; ``0`` picks a free one.
-        latency: Seconds to wait before answering each chat request.
+        port: TCP port, 0-65535; ``0`` picks a free one.
+        latency: Seconds to wait before answering each chat or embeddings request.
+        models: Models to add to the catalog: :class:`~openrouter_attribution.testing.ModelInfo`
+            entries, or ``"vendor/name"`` ids priced with ``DEFAULT_PRICING``.
+
+    Raises:
+        ModuleNotFoundError: The ``openrouter`` SDK (``pip install "openrouter-attribution[testing]"``)
+            is not installed.
+        ValueError: ``port`` is out of range, or a model in ``models`` is not ``vendor/name``.
 
     Example:
         >>> import openai
@@ -58,11 +89,20 @@ class FakeOpenRouter:
     """
 
     def __init__(
-        self, *, api_key: str = DEFAULT_API_KEY, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        models: Iterable[ModelInfo | str] = (),
     ) -> None:
+        require_schema()
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 to 65535 (0: any free port), got {port!r}")
         self._host = host
         self._requested_port = port
-        self._state = ServerState(api_key, latency)
+        self._state = ServerState(api_key, latency, Catalog(models))
         self._server: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -79,6 +119,7 @@ class FakeOpenRouter:
         """
         if self._server is not None:
             raise RuntimeError("FakeOpenRouter is already running")
+        _load_request_schemas()
         self._server = HTTPServer((self._host, self._requested_port), self._state)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -144,8 +185,13 @@ class FakeOpenRouter:
         return self._state.api_key
 
     @property
+    def models(self) -> tuple[ModelInfo, ...]:
+        """The catalog: every model ``GET /models`` lists (the ``openrouter/auto`` router aside)."""
+        return self._state.catalog.models
+
+    @property
     def latency(self) -> float:
-        """Seconds to wait before answering each chat request (settable; restored by :meth:`reset`)."""
+        """Seconds to wait before answering each chat or embeddings request (settable; restored by :meth:`reset`)."""
         return self._state.latency
 
     @latency.setter
@@ -187,6 +233,11 @@ class FakeOpenRouter:
     def chat_requests(self) -> list[RecordedRequest]:
         """Only the ``POST /api/v1/chat/completions`` requests, oldest first; a snapshot."""
         return [r for r in self.requests if r.is_chat]
+
+    @property
+    def embeddings_requests(self) -> list[RecordedRequest]:
+        """Only the ``POST /api/v1/embeddings`` requests (including rejected ones), oldest first; a snapshot."""
+        return [r for r in self.requests if r.is_embeddings]
 
     @property
     def last_request(self) -> RecordedRequest:
@@ -239,12 +290,12 @@ class FakeOpenRouter:
         retry_after: float | None = None,
         delay_ms: int | None = None,
     ) -> None:
-        """Queue a fault for upcoming chat requests.
+        """Queue a fault for upcoming model requests (chat completions and embeddings, in arrival order).
 
         Args:
             name: One of :data:`~openrouter_attribution.testing.faults.FAULT_NAMES`.
-            count: How many chat requests it applies to.
-            after: How many chat requests to let through first (default: none).
+            count: How many model requests it applies to.
+            after: How many model requests to let through first (default: none).
             retry_after: ``Retry-After`` seconds for status faults (``429`` defaults to 1).
             delay_ms: Delay of ``slow-first-byte``.
 

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from openrouter_attribution.testing.catalog import Catalog
 from openrouter_attribution.testing.faults import FaultQueue
 from openrouter_attribution.testing.recording import RequestLog
 
@@ -68,12 +69,14 @@ class ServerState:
         log: Every request received.
         faults: Queued faults.
         cache: Simulated prompt cache.
+        catalog: The models the server knows (``GET /models``; every request is checked against it).
         generation_delay: Seconds after a generation before ``GET /generation`` knows it (404 until then).
         generation_latency: Seconds to wait before answering each ``GET /generation``.
     """
 
-    def __init__(self, api_key: str, latency: float) -> None:
+    def __init__(self, api_key: str, latency: float, catalog: Catalog | None = None) -> None:
         self.api_key = api_key
+        self.catalog = catalog if catalog is not None else Catalog()
         self.latency = latency
         self.initial_latency = latency
         self.log = RequestLog()

@@ -11,6 +11,7 @@ connections and join every thread: nothing leaks after the server stops.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
 import threading
@@ -21,12 +22,33 @@ from urllib.parse import parse_qsl, urlsplit
 
 from openrouter_attribution.testing.recording import HeaderMap, RecordedRequest
 from openrouter_attribution.testing.responses import encode_json
-from openrouter_attribution.testing.routes import DropReply, RawReply, Reply, StreamReply, error_reply, handle
+from openrouter_attribution.testing.routes import (
+    DropReply,
+    RawReply,
+    Reply,
+    StreamReply,
+    error_reply,
+    handle,
+    reply_status,
+)
 from openrouter_attribution.testing.state import ServerState
 
-__all__ = ["HTTPServer"]
+__all__ = ["HTTPServer", "logger"]
 
 _IDLE_TIMEOUT = 300.0
+
+logger = logging.getLogger("openrouter_attribution.testing")
+"""One INFO line per request: method, path, model, user, session and the status answered."""
+
+
+def _log_request(record: RecordedRequest, reply: Reply) -> None:
+    body = record.body if isinstance(record.body, dict) else {}
+    session = body.get("session_id") or record.headers.get("x-session-id")
+    logger.info(
+        "%s %s model=%s user=%s session=%s status=%s",
+        record.method, record.path, body.get("model") or "-", body.get("user") or "-", session or "-",
+        reply_status(reply),
+    )  # fmt: skip
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a bug of the fake server: answer 500 and keep the traceback for the test
             self._state.add_internal_error(traceback.format_exc())
             reply = error_reply(500, "FakeOpenRouter internal error; see server.internal_errors")
+        if logger.isEnabledFor(logging.INFO):
+            _log_request(record, reply)
         try:
             self._send(reply)
         except (ConnectionError, TimeoutError):

@@ -23,19 +23,21 @@ What is checked, in this order:
    know (``route``, ``transforms``, ``reasoning.max_tokens``,
    ``reasoning.exclude``, ``reasoning.enabled``), and it does not enforce the
    documented size limits.
-2. **What this module adds** (always, SDK or not): ``user`` and ``session_id`` at
-   most 256 characters; ``metadata`` at most 16 pairs, keys at most 64
-   characters, string values at most 512 characters; ``messages`` not empty;
-   every model id of the form ``vendor/name`` (else ``"<id> is not a valid model
-   ID"``); ``reasoning.max_tokens`` a non-negative integer, ``reasoning.exclude``
+2. **What this module adds**: ``user`` and ``session_id`` at most 256
+   characters; ``metadata`` at most 16 pairs, keys at most 64 characters, string
+   values at most 512 characters; ``messages`` not empty; ``models`` a list of
+   strings; ``reasoning.max_tokens`` a non-negative integer, ``reasoning.exclude``
    and ``reasoning.enabled`` booleans; ``route`` a string and ``transforms`` a
    list of strings; every ``function`` tool has a ``name`` (letters, digits,
    ``_``, ``-``, at most 64) and object ``parameters``; a named ``tool_choice``
    names one of the ``tools``.
-3. **Without the SDK** (``openrouter`` not installed), step 1 is replaced by
-   explicit type checks of the fields above and of each message's ``role``,
-   ``content`` and ``tool_call_id``; nested shapes (content parts, provider
-   preferences, plugins) are then not checked.
+3. **The model ids**, for every endpoint (:func:`unknown_model_ids`, called by the
+   server before any route): each id in ``model`` and ``models`` must be in the
+   server's catalog (see :mod:`~openrouter_attribution.testing.catalog`) or a
+   reserved fault id, else OpenRouter's ``"<id> is not a valid model ID"``.
+
+The SDK is required: without it the server refuses to start
+(:func:`require_schema`) rather than validate less in silence.
 
 Every failure raises :class:`RequestValidationError`, whose message names the
 offending field; the server turns it into OpenRouter's 400 error body.
@@ -43,19 +45,24 @@ offending field; the server turns it into OpenRouter's 400 error body.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RequestValidationError", "validate_chat_request"]
+if TYPE_CHECKING:
+    from openrouter_attribution.testing.catalog import Catalog
+
+__all__ = ["RequestValidationError", "require_schema", "unknown_model_ids", "validate_chat_request"]
+
+TESTING_EXTRA = 'pip install "openrouter-attribution[testing]"'
 
 MAX_ID_LENGTH = 256
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
-_MODEL_ID = re.compile(r"^[^/\s]+/\S+$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ROLES = {"system", "developer", "user", "assistant", "tool"}
+_FAULT_MODEL_PREFIX = "fake/fault-"  # see testing.faults (not imported: faults imports the catalog)
 
 
 class RequestValidationError(ValueError):
@@ -83,26 +90,58 @@ def validate_chat_request(body: Any) -> None:
     """
     if not isinstance(body, dict):
         raise RequestValidationError("", "Request body must be a JSON object")
-    if not _validate_with_sdk(body):
-        _validate_basic_types(body)
+    _validate_with_sdk(body)
     _check_limits(body)
-    _check_model_ids(body)
+    _check_models_list(body)
     _check_reasoning(body)
     _check_tools(body)
 
 
-def _validate_with_sdk(body: dict[str, Any]) -> bool:
-    """Validate with the SDK's ``ChatRequest``; return ``False`` when the SDK is not installed."""
+@functools.cache
+def require_schema() -> Any:
+    """The official OpenRouter SDK's ``ChatRequest`` model, which the server validates requests with.
+
+    Raises:
+        ModuleNotFoundError: The ``openrouter`` package (the ``testing`` extra) is not installed; the
+            message names the extra. The server never falls back to weaker checks.
+    """
     try:
         from openrouter.components import ChatRequest
-        from pydantic import ValidationError
-    except ImportError:
-        return False
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "FakeOpenRouter validates requests with the official OpenRouter SDK's request schema "
+            f"(the `openrouter` package), which is not installed. Install the testing extra: {TESTING_EXTRA}",
+            name="openrouter",
+        ) from err
+    return ChatRequest
+
+
+def _validate_with_sdk(body: dict[str, Any]) -> None:
+    """Validate with the SDK's ``ChatRequest`` in strict mode."""
+    from pydantic import ValidationError
+
     try:
-        ChatRequest.model_validate_json(json.dumps(body), strict=True)
+        require_schema().model_validate_json(json.dumps(body), strict=True)
     except ValidationError as err:
         raise _from_pydantic(body, err.errors()) from err
-    return True
+
+
+def unknown_model_ids(body: dict[str, Any], catalog: Catalog) -> list[str]:
+    """The ids in ``model`` and ``models`` that OpenRouter would refuse, in order.
+
+    Reserved fault ids (``fake/fault-<name>``) are known; values that are not strings are left to
+    the schema validation, which names their type.
+    """
+    ids = [body.get("model")]
+    models = body.get("models")
+    if isinstance(models, list):
+        ids += models
+    return [
+        model_id
+        for model_id in ids
+        if isinstance(model_id, str)
+        and not model_id.startswith(_FAULT_MODEL_PREFIX) and catalog.get(model_id) is None
+    ]  # fmt: skip
 
 
 def _from_pydantic(body: dict[str, Any], errors: list[Any]) -> RequestValidationError:
@@ -147,68 +186,6 @@ def _indexes(current: Any, key: Any) -> bool:
     return isinstance(current, list) and isinstance(key, int) and 0 <= key < len(current)
 
 
-_TYPE_CHECKS: dict[str, tuple[tuple[type, ...], str]] = {
-    "model": ((str,), "a string"),
-    "models": ((list,), "a list of model ids"),
-    "user": ((str,), "a string"),
-    "session_id": ((str,), "a string"),
-    "trace": ((dict,), "an object"),
-    "metadata": ((dict,), "an object"),
-    "provider": ((dict,), "an object"),
-    "reasoning": ((dict,), "an object"),
-    "response_format": ((dict,), "an object"),
-    "stream_options": ((dict,), "an object"),
-    "tools": ((list,), "a list"),
-    "plugins": ((list,), "a list"),
-    "tool_choice": ((str, dict), "a string or an object"),
-    "stop": ((str, list), "a string or a list of strings"),
-    "stream": ((bool,), "a boolean"),
-    "logprobs": ((bool,), "a boolean"),
-    "parallel_tool_calls": ((bool,), "a boolean"),
-    "max_tokens": ((int,), "an integer"),
-    "max_completion_tokens": ((int,), "an integer"),
-    "seed": ((int,), "an integer"),
-    "top_k": ((int,), "an integer"),
-    "top_logprobs": ((int,), "an integer"),
-    "temperature": ((int, float), "a number"),
-    "top_p": ((int, float), "a number"),
-    "min_p": ((int, float), "a number"),
-    "top_a": ((int, float), "a number"),
-    "repetition_penalty": ((int, float), "a number"),
-    "frequency_penalty": ((int, float), "a number"),
-    "presence_penalty": ((int, float), "a number"),
-}
-
-
-def _validate_basic_types(body: dict[str, Any]) -> None:
-    """Fallback when the SDK is missing: top-level types and message essentials."""
-    for name, (types, expected) in _TYPE_CHECKS.items():
-        value = body.get(name)
-        if value is None:
-            continue
-        wrong_bool = isinstance(value, bool) and bool not in types
-        if wrong_bool or not isinstance(value, types):
-            raise RequestValidationError(name, f"Invalid value for '{name}': expected {expected}")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise RequestValidationError("messages", "Invalid value for 'messages': expected a list of messages")
-    for index, message in enumerate(messages):
-        _check_basic_message(index, message)
-
-
-def _check_basic_message(index: int, message: Any) -> None:
-    where = f"messages[{index}]"
-    if not isinstance(message, dict) or message.get("role") not in _ROLES:
-        raise RequestValidationError(
-            where, f"Invalid value for '{where}': expected a message with a valid role"
-        )
-    content = message.get("content")
-    if not (isinstance(content, (str, list)) or (content is None and message["role"] == "assistant")):
-        raise RequestValidationError(f"{where}.content", f"Invalid value for '{where}.content'")
-    if message["role"] == "tool" and not isinstance(message.get("tool_call_id"), str):
-        raise RequestValidationError(f"{where}.tool_call_id", f"Missing '{where}.tool_call_id'")
-
-
 def _check_limits(body: dict[str, Any]) -> None:
     if not body.get("messages"):
         raise RequestValidationError(
@@ -241,13 +218,10 @@ def _check_limits(body: dict[str, Any]) -> None:
             )
 
 
-def _check_model_ids(body: dict[str, Any]) -> None:
+def _check_models_list(body: dict[str, Any]) -> None:
     models = body.get("models")
     if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
         raise RequestValidationError("models", "Invalid value for 'models': expected a list of model ids")
-    for model_id in [body.get("model"), *(models or [])]:
-        if model_id is not None and not _MODEL_ID.match(model_id):
-            raise RequestValidationError("model", f"{model_id} is not a valid model ID")
 
 
 def _check_reasoning(body: dict[str, Any]) -> None:

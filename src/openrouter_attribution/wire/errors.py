@@ -99,14 +99,60 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
         return None
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _address(err: Any) -> str:
+    """``host:port`` of the request that failed (never its credentials: no userinfo, no headers)."""
+    url = getattr(getattr(err, "request", None), "url", None)
+    host = getattr(url, "host", None)
+    if not host:
+        return "the configured base_url"
+    port = getattr(url, "port", None) or _DEFAULT_PORTS.get(str(getattr(url, "scheme", "")), "?")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _root_cause(err: BaseException) -> BaseException | None:
+    """The innermost exception behind ``err`` (the transport's own reason), if any."""
+    seen: set[int] = set()
+    cause = err.__cause__ or err.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        deeper = cause.__cause__ or cause.__context__
+        if deeper is None:
+            return cause
+        cause = deeper
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    """The transport-level reason, e.g. ``ConnectionRefusedError: [Errno 111] Connection refused``."""
+    cause = _root_cause(err)
+    if cause is None:
+        return str(getattr(err, "message", "") or type(err).__name__)
+    text = str(cause).splitlines()[0][:200] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
 def from_sdk_error(err: BaseException) -> errors.OpenRouterError | None:
-    """Translate an ``openai`` SDK exception; ``None`` when it is not one of the SDK's."""
+    """Translate an ``openai`` SDK exception; ``None`` when it is not one of the SDK's.
+
+    Connection errors and timeouts name the host and port that were tried (from the request URL,
+    without credentials) and the transport's reason; never the API key.
+    """
     import openai
 
-    if isinstance(err, openai.APITimeoutError):
-        return errors.APITimeoutError("The request to OpenRouter timed out on the client side.")
+    # Some transports report a refused connection as a connect timeout; the cause's type tells.
+    refused = isinstance(_root_cause(err), OSError) and not isinstance(_root_cause(err), TimeoutError)
+    if isinstance(err, openai.APITimeoutError) and not refused:
+        return errors.APITimeoutError(
+            f"The request to {_address(err)} timed out on the client side; raise timeout= if the model "
+            "needs longer to answer."
+        )
     if isinstance(err, openai.APIConnectionError):
-        return errors.APIConnectionError(f"Could not reach OpenRouter: {err.message}")
+        return errors.APIConnectionError(
+            f"Could not reach OpenRouter at {_address(err)} ({_reason(err)}). Check base_url and the network."
+        )
     if isinstance(err, openai.APIStatusError):
         headers = err.response.headers
         body = err.body

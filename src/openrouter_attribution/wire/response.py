@@ -124,8 +124,10 @@ def parse_completion(body: Any) -> Completion:
     Raises:
         APIError: the body carries an ``error`` object (a failure after generation started,
             sent with HTTP 200), or the choice finished with ``finish_reason: "error"``.
-        InvalidResponseError: the body does not have the shape of a completion.
+        InvalidResponseError: the body is empty or does not have the shape of a completion.
     """
+    if body is None or (isinstance(body, (str, bytes)) and not body.strip()):
+        raise InvalidResponseError("OpenRouter answered with HTTP 200 and an empty body.")
     if not isinstance(body, dict):
         raise InvalidResponseError(f"OpenRouter sent a {type(body).__name__} where a JSON object was expected.")
     _error_in_body(body)
