@@ -112,7 +112,7 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     results["ledger"] = out
     pg = _start_postgres(out)
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    rounds, block = (2, 10) if settings.smoke else (max(12, 4 * settings.rounds), 150)
+    rounds, block = (2, 10) if settings.smoke else (max(16, 8 * settings.rounds), 100)
     isolated_n = 50 if settings.smoke else 2000
     per_thread = 5 if settings.smoke else 250
     try:
