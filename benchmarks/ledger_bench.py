@@ -216,10 +216,10 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
         cells = [data["label"], _fmt(data.get("e2e_cpu_us")), cost, f"{share:.2%}" if share is not None else "",
                  _fmt(data.get("isolated_cpu_us"), 1), _fmt(data.get("records_per_s"))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    samples = ledger["variants"].get("none", {}).get("samples")
+    samples = max((v.get("samples") or 0 for k, v in ledger["variants"].items() if k != "none"), default=0)
     if samples:
-        lines.append(f"\nEnd to end: {samples} paired blocks of calls per ledger; the no-ledger column is their "
-                     "median.")  # fmt: skip
+        lines.append(f"\nEnd to end: {samples} pairs of blocks of calls per ledger (each ledger block after a "
+                     "no-ledger block); the no-ledger column is the median of those blocks.")  # fmt: skip
     for name, reason in ledger.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines
