@@ -33,8 +33,48 @@ from clients import API_KEY, MODEL, PROMPT
 
 TARGETS = {"sqlite-durable": 0.05, "sqlite-buffered": 0.02, "postgres-durable": 0.10}
 LABELS = {"none": "no ledger", "sqlite-durable": "SQLite, durable", "sqlite-buffered": "SQLite, buffered",
-          "postgres-durable": "PostgreSQL, durable"}  # fmt: skip
+          "postgres-durable": "PostgreSQL, durable", "sqlite-insert": "reference: the SQLite INSERT alone",
+          "postgres-round-trip": "reference: a PostgreSQL round trip alone"}  # fmt: skip
 PROCESSES, THREADS = 4, 8
+
+
+class _InsertAlone:
+    """Reference, not a ledger: each call's record inserted by the SQLite store directly (one autocommit
+    INSERT), without the ledger's code. What a durable SQLite commit costs a call by itself."""
+
+    def __init__(self, path: str) -> None:
+        from openrouter_attribution.usage import SQLiteUsageStore
+
+        self.store = SQLiteUsageStore(path)
+
+    def record(self, rec: Any) -> None:
+        self.store.write_many([rec])
+
+    def flush(self) -> None:
+        """Nothing queued."""
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class _RoundTripAlone:
+    """Reference, not a ledger: one ``SELECT 1`` round trip per call to the benchmark's PostgreSQL server,
+    through libpq directly. The floor of anything that waits for that server before a call returns."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
+    def record(self, rec: Any) -> None:
+        if self.conn.pgconn.exec_(b"SELECT 1").status != 2:  # TUPLES_OK
+            raise RuntimeError("SELECT 1 failed")
+
+    def flush(self) -> None:
+        """Nothing queued."""
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _locations(folder: Path, pg: Any) -> dict[str, tuple[str, str] | None]:
@@ -117,23 +157,16 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     per_thread = 5 if settings.smoke else 250
     try:
         spots = _locations(folder, pg)
-        ledgers = {name: UsageLedger(spot[0], durability=spot[1]) for name, spot in spots.items() if spot}  # type: ignore[arg-type]
+        ledgers: dict[str, Any] = {name: UsageLedger(spot[0], durability=spot[1])  # type: ignore[arg-type]
+                                   for name, spot in spots.items() if spot}  # fmt: skip
+        ledgers["sqlite-insert"] = _InsertAlone(str(folder / "insert-alone.db"))
+        if pg is not None:
+            ledgers["postgres-round-trip"] = _RoundTripAlone(pg.dsn())
         models = {name: ChatOpenRouter(model=MODEL, base_url=base_url, api_key=API_KEY, ledger=ledgers.get(name))
-                  for name in spots}  # fmt: skip
+                  for name in ("none", *ledgers)}  # fmt: skip
         for name, model in models.items():
             _cpu_per_call(model, ledgers.get(name), 5 if settings.smoke else 50)  # warm up
-        base: list[float] = []
-        paired: dict[str, list[float]] = {name: [] for name in ledgers}
-        e2e: dict[str, list[float]] = {name: [] for name in ledgers}
-        for round_no in range(rounds):
-            names = list(ledgers)
-            names = names[round_no % len(names):] + names[: round_no % len(names)]
-            for name in names:  # each ledger block right after a no-ledger block: drift hits both alike
-                before = _cpu_per_call(models["none"], None, block)
-                with_ledger = _cpu_per_call(models[name], ledgers[name], block)
-                base.append(before)
-                e2e[name].append(with_ledger)
-                paired[name].append(with_ledger - before)
+        base, e2e, paired = _paired_blocks(models, ledgers, rounds, block)
         iso = {name: [_record_loop(ledger, isolated_n) for _ in range(3)] for name, ledger in ledgers.items()}
         call = measure.median(base)
         out["variants"]["none"] = {"label": LABELS["none"], "e2e_cpu_us": call, "samples": len(base)}
@@ -154,6 +187,33 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     finally:
         if pg is not None:
             pg.stop()
+
+
+def _paired_blocks(
+    models: dict[str, Any], ledgers: dict[str, Any], rounds: int, block: int
+) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
+    """CPU µs per call of no-ledger blocks, of each ledger's blocks, and of their paired differences.
+
+    Each ledger block is paired with a no-ledger block run right next to it (before it in even rounds,
+    after it in odd ones), so drift of the machine and any order effect hit both sides alike.
+    """
+    base: list[float] = []
+    e2e: dict[str, list[float]] = {name: [] for name in ledgers}
+    paired: dict[str, list[float]] = {name: [] for name in ledgers}
+    for round_no in range(rounds):
+        names = list(ledgers)
+        names = names[round_no % len(names):] + names[: round_no % len(names)]
+        for name in names:
+            if round_no % 2:
+                with_ledger = _cpu_per_call(models[name], ledgers[name], block)
+                without = _cpu_per_call(models["none"], None, block)
+            else:
+                without = _cpu_per_call(models["none"], None, block)
+                with_ledger = _cpu_per_call(models[name], ledgers[name], block)
+            base.append(without)
+            e2e[name].append(with_ledger)
+            paired[name].append(with_ledger - without)
+    return base, e2e, paired
 
 
 def _cpu_per_call(model: Any, ledger: Any, calls: int) -> float:
@@ -218,8 +278,10 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     samples = max((v.get("samples") or 0 for k, v in ledger["variants"].items() if k != "none"), default=0)
     if samples:
-        lines.append(f"\nEnd to end: {samples} pairs of blocks of calls per ledger (each ledger block after a "
-                     "no-ledger block); the no-ledger column is the median of those blocks.")  # fmt: skip
+        lines.append(f"\nEnd to end: {samples} pairs of blocks of calls per row (a ledger block next to a no-ledger "
+                     "block); the no-ledger column is the median of those blocks. The reference rows are no "
+                     "ledger: the same INSERT by the SQLite store alone, and a SELECT 1 round trip to the same "
+                     "PostgreSQL server, per call.")  # fmt: skip
     for name, reason in ledger.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines

@@ -32,7 +32,10 @@ from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageSto
 from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import UsageStore
-from openrouter_attribution.usage.writer import Writer, running_loop
+from openrouter_attribution.usage.writer import Writer
+
+# The event loop running in this thread, or None: no exception on the common path, no Python frame.
+_running_loop = asyncio._get_running_loop
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
@@ -233,7 +236,7 @@ class UsageLedger:
             w = self._writer
             if not self._durable:
                 queued = w.buffer(batch)
-            elif (loop := running_loop()) is None:
+            elif (loop := _running_loop()) is None:
                 done = w.commit(batch)
                 queued = done is not None
                 if done is False:

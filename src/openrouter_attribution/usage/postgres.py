@@ -308,7 +308,7 @@ class PostgresUsageStore:
         until = time.monotonic() + timeout
         if not records:
             return True
-        if not self._lock.acquire(timeout=timeout):
+        if not self._lock.acquire(True, max(timeout, 0.0)):
             return False
         try:
             conn = self._writer

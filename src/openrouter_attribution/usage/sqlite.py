@@ -318,13 +318,15 @@ class SQLiteUsageStore:
         """
         if not records:
             return True
-        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+        if not self._lock.acquire(True, max(timeout, 0.0)):
             return False
         try:
-            conn = self._connection()
+            conn = self._conn or self._connection()
             # Steps of 10 ms: a caller that did not wait first asks for the same value every time, so the
             # busy timeout is set once, not before every insert.
-            self._wait_busy(conn, min(self._busy_ms, max(0, int(timeout * 1000) // 10 * 10)))
+            ms = min(self._busy_ms, max(0, int(timeout * 1000) // 10 * 10))
+            if ms != self._busy_now:
+                self._wait_busy(conn, ms)
             try:
                 self._insert(conn, records)
             except sqlite3.OperationalError as err:

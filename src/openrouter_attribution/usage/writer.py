@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
 from openrouter_attribution.usage.spool import Spool
@@ -130,6 +130,9 @@ class Writer:
         self._committing = False
         """A batch taken from the queue is being written (by a leader or the writer thread)."""
         self._followers = 0
+        """Callers waiting in :meth:`commit` (any of them may lead the next commit)."""
+        self._sleepers = 0
+        """Threads waiting on ``_done`` (followers and :meth:`wait`): nobody to notify when 0."""
         self._kick = False
         """The writer thread is to commit what is queued (nobody else will)."""
         self._fork = _forks
@@ -161,10 +164,12 @@ class Writer:
         they are handled (True: committed, or spooled by the writer thread) or ``commit_timeout`` has
         passed (False: the caller spools them). ``None`` when refused (closed, queue full)."""
         with self.lock:
-            seq = self.enqueue(records)
-            if seq is None:
+            if self._closed or len(self._queue) + len(records) > self.max_queue:
                 return None
-            if not self.live():
+            self._queue.extend(records)
+            self.queued += len(records)
+            seq = self.queued
+            if self._fork != _forks or self._stopped:  # not live(): nobody may use the store here
                 return False
             deadline = time.monotonic() + self.commit_timeout
             if not self._inline_ok:
@@ -179,10 +184,12 @@ class Writer:
                         self._wake()  # its records stay queued: someone must still commit them
                         return False
                     self._followers += 1
+                    self._sleepers += 1
                     try:
                         self._done.wait(left)
                     finally:
                         self._followers -= 1
+                        self._sleepers -= 1
             except BaseException:  # interrupted while waiting: leave the queued records to the writer thread
                 self._wake()
                 raise
@@ -195,7 +202,10 @@ class Writer:
         self._committing = True
         self.lock.release()
         try:
-            done = self._write_inline(batch, deadline - time.monotonic())
+            done = self._inline.write_within(batch, max(deadline - time.monotonic(), 0.0))
+        except Exception as err:  # the writer thread retries the batch and logs what persists
+            logger.debug("usage ledger %s: inline commit failed (%s)", self.name, _error_text(err))
+            done = False
         except BaseException:  # interrupted (KeyboardInterrupt): the writer thread takes over the batch
             done = False
             raise
@@ -211,14 +221,6 @@ class Writer:
             pending = self.spool is not None and self.spool.pending > 0
             if (self._queue and not self._followers) or pending:
                 self._wake()  # records nobody waits to lead, or a spool to replay now the store answers
-
-    def _write_inline(self, batch: list[UsageRecord], timeout: float) -> bool:
-        assert self._inline is not None
-        try:
-            return self._inline.write_within(batch, max(timeout, 0.0))
-        except Exception as err:  # the writer thread retries the batch and logs what persists
-            logger.debug("usage ledger %s: inline commit failed (%s)", self.name, _error_text(err))
-            return False
 
     def _wake(self) -> None:
         """Ask the writer thread to commit what is queued (caller holds ``lock``)."""
@@ -254,7 +256,11 @@ class Writer:
 
     def wait(self, seq: int, timeout: float | None) -> bool:
         """Wait (caller holds ``lock``) until record ``seq`` is committed or spooled."""
-        return self._done.wait_for(lambda: self.processed >= seq, timeout)
+        self._sleepers += 1
+        try:
+            return self._done.wait_for(lambda: self.processed >= seq, timeout)
+        finally:
+            self._sleepers -= 1
 
     def watch(self, seq: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
         """A future (caller holds ``lock``) that becomes True once ``seq`` is handled, False after
@@ -420,12 +426,13 @@ class Writer:
         self.written += written
         self.spooled += spooled
         self._committing = False
-        self._done.notify_all()
+        if self._sleepers:
+            self._done.notify_all()
         while self._waiters and self._waiters[0][0] <= self.processed:
             _, loop, fut = self._waiters.popleft()
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, fut, True)
-        if self._due() or self._closed:
+        if self._closed or (self._queue and self._due()):
             self._work.notify()
 
     # -- failures ------------------------------------------------------------------------------------
@@ -454,8 +461,3 @@ class Writer:
 
     def __repr__(self) -> str:
         return f"Writer({self.name!r}, queued={self.queued}, processed={self.processed})"
-
-
-def running_loop() -> Any:
-    """The event loop running in this thread, or ``None`` (cheap: no exception on the common path)."""
-    return asyncio._get_running_loop()
