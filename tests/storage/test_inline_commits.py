@@ -206,3 +206,15 @@ def test_a_forked_child_spools_instead_of_using_the_parents_connection(backend, 
     with UsageLedger(backend.location, spool=spool) as reopened:  # a new process replays the child's spool
         reopened.flush()
     assert sorted(backend.record_ids()) == ["from-child", "parent", "parent-2"]
+
+
+def test_sqlite_transactions_wait_the_full_busy_timeout_after_an_inline_commit(tmp_path):
+    from openrouter_attribution.usage import SQLiteUsageStore
+
+    store = SQLiteUsageStore(tmp_path / "usage.db", busy_timeout=3.0)
+    try:
+        assert store.write_within([UsageRecord(record_id="inline")], COMMIT_TIMEOUT)  # waits 0.2 s at most
+        with store.transaction() as conn:  # what features built on the store write through
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 3000
+    finally:
+        store.close()

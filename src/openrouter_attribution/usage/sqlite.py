@@ -265,9 +265,14 @@ class SQLiteUsageStore:
             raise UsageStoreError(f"{self.path} is not a usage ledger")
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """The write connection (caller holds ``_lock``), waiting the full ``busy_timeout`` for other
+        processes' locks again if :meth:`write_within` shortened it."""
+        conn = self._conn
+        if conn is None:
             raise UsageStoreError(f"the ledger store {self.path} is closed")
-        return self._conn
+        if self._busy_now != self._busy_ms:
+            self._wait_busy(conn, self._busy_ms)
+        return conn
 
     @staticmethod
     @contextlib.contextmanager
@@ -287,11 +292,8 @@ class SQLiteUsageStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write transaction on this store's connection (for features built on the store)."""
-        with self._lock:
-            conn = self._connection()
-            self._wait_busy(conn, self._busy_ms)
-            with self._transaction(conn):
-                yield conn
+        with self._lock, self._transaction(self._connection()) as conn:
+            yield conn
 
     def write_many(self, records: Sequence[UsageRecord]) -> None:
         """Insert records in one transaction; ids already stored are ignored.
@@ -302,9 +304,7 @@ class SQLiteUsageStore:
         if not records:
             return
         with self._lock:
-            conn = self._connection()
-            self._wait_busy(conn, self._busy_ms)
-            self._insert(conn, records)
+            self._insert(self._connection(), records)
 
     def write_within(self, records: Sequence[UsageRecord], timeout: float) -> bool:
         """Insert records as :meth:`write_many` does, waiting at most about ``timeout`` seconds for a
@@ -321,7 +321,9 @@ class SQLiteUsageStore:
         if not self._lock.acquire(True, max(timeout, 0.0)):
             return False
         try:
-            conn = self._conn or self._connection()
+            conn = self._conn
+            if conn is None:
+                raise UsageStoreError(f"the ledger store {self.path} is closed")
             # Steps of 10 ms: a caller that did not wait first asks for the same value every time, so the
             # busy timeout is set once, not before every insert.
             ms = min(self._busy_ms, max(0, int(timeout * 1000) // 10 * 10))
@@ -338,7 +340,7 @@ class SQLiteUsageStore:
             self._lock.release()
 
     def _wait_busy(self, conn: sqlite3.Connection, ms: int) -> None:
-        """Set how long SQLite waits for another connection's lock (caller holds ``_lock``)."""
+        """Set how long the write connection waits for another connection's lock (caller holds ``_lock``)."""
         if ms != self._busy_now:
             conn.execute(f"PRAGMA busy_timeout = {ms}")
             self._busy_now = ms
@@ -359,7 +361,9 @@ class SQLiteUsageStore:
             return conn.execute("DELETE FROM usage_records WHERE time < ?", (before,)).rowcount
 
     def _read_connection(self) -> sqlite3.Connection:
-        conn = self._connection()
+        conn = self._conn  # only its closed state matters here: file ledgers read through their own
+        if conn is None:
+            raise UsageStoreError(f"the ledger store {self.path} is closed")
         if self._memory:
             return conn
         if self._reader is None:
