@@ -33,8 +33,8 @@ from clients import API_KEY, MODEL, PROMPT
 
 TARGETS = {"sqlite-durable": 0.05, "sqlite-buffered": 0.02, "postgres-durable": 0.10}
 LABELS = {"none": "no ledger", "sqlite-durable": "SQLite, durable", "sqlite-buffered": "SQLite, buffered",
-          "postgres-durable": "PostgreSQL, durable", "sqlite-insert": "reference: the SQLite INSERT alone",
-          "postgres-round-trip": "reference: a PostgreSQL round trip alone"}  # fmt: skip
+          "postgres-durable": "PostgreSQL, durable", "sqlite-insert": "reference, no ledger: the SQLite INSERT alone",
+          "postgres-round-trip": "reference, no ledger: a PostgreSQL round trip alone"}  # fmt: skip
 PROCESSES, THREADS = 4, 8
 
 
@@ -279,9 +279,10 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
     samples = max((v.get("samples") or 0 for k, v in ledger["variants"].items() if k != "none"), default=0)
     if samples:
         lines.append(f"\nEnd to end: {samples} pairs of blocks of calls per row (a ledger block next to a no-ledger "
-                     "block); the no-ledger column is the median of those blocks. The reference rows are no "
-                     "ledger: the same INSERT by the SQLite store alone, and a SELECT 1 round trip to the same "
-                     "PostgreSQL server, per call.")  # fmt: skip
+                     "block); the no-ledger column is the median of those blocks. The reference rows "
+                     "use no ledger: per call, the model builds the record as with a ledger, then the SQLite store "
+                     "inserts it directly (one autocommit INSERT), or one SELECT 1 goes to the same PostgreSQL "
+                     "server and back.")  # fmt: skip
     for name, reason in ledger.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines
