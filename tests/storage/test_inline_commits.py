@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from openrouter_attribution.usage import UsageLedger, UsageRecord, open_store
 
 COMMIT_TIMEOUT = 0.2
@@ -216,5 +218,21 @@ def test_sqlite_transactions_wait_the_full_busy_timeout_after_an_inline_commit(t
         assert store.write_within([UsageRecord(record_id="inline")], COMMIT_TIMEOUT)  # waits 0.2 s at most
         with store.transaction() as conn:  # what features built on the store write through
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 3000
+    finally:
+        store.close()
+
+
+def test_postgres_a_refused_insert_names_the_error_not_the_row(postgres_server):
+    from openrouter_attribution.usage import UsageStoreError
+
+    store = open_store(postgres_server.create_database("refused"))
+    try:
+        store.write_many([UsageRecord(record_id="ok")])
+        bad = UsageRecord(user="app_secret_42", outcome=None, record_id="bad")  # type: ignore[arg-type]
+        for write in (store.write_many, lambda records: store.write_within(records, 5)):
+            with pytest.raises(UsageStoreError, match="23502") as caught:  # not_null_violation
+                write([bad])
+            assert "app_secret_42" not in str(caught.value)  # the server's DETAIL line quotes the row
+        assert store.write_within([UsageRecord(record_id="after")], 5) is True  # the connection still works
     finally:
         store.close()

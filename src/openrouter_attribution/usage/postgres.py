@@ -73,7 +73,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
-_SQLSTATE = 67  # libpq PG_DIAG_SQLSTATE
+_SQLSTATE, _MESSAGE_PRIMARY = 67, 77  # libpq PG_DIAG_SQLSTATE, PG_DIAG_MESSAGE_PRIMARY
 _LOCK_KEY = 0x6F726174  # the advisory lock that serialises migrations ("orat")
 _QUOTED = tuple('"user"' if c == "user" else c for c in COLUMNS)
 _TYPES = ("text", "float8", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "numeric",
@@ -348,8 +348,10 @@ class PostgresUsageStore:
         if sqlstate == b"26000":  # the prepared statements are gone (DEALLOCATE ALL, DISCARD ALL)
             self._prepared = None
             return False
-        message = (result.error_message or b"").decode(errors="replace").strip()
-        raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(message)}")
+        # The primary message only: a DETAIL line may quote the row ("Failing row contains (...)").
+        message = (result.error_field(_MESSAGE_PRIMARY) or b"").decode(errors="replace")
+        state = (sqlstate or b"").decode(errors="replace")
+        raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(message)} (SQLSTATE {state})")
 
     def _drop_broken(self, conn: Any) -> None:
         if conn.broken or conn.closed:
