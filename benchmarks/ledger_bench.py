@@ -1,19 +1,27 @@
 """The usage ledger's cost: client CPU per call as a share of a call, and records per second from 4 processes.
 
 Variants: no ledger, SQLite durable, SQLite buffered, PostgreSQL durable (a throwaway server started here,
-fsync on; skipped with its reason when the machine has no PostgreSQL binaries).
+fsync on; skipped with its reason when the machine has no PostgreSQL binaries), and two references that
+use no ledger (the SQLite INSERT alone; a SELECT 1 round trip to the same PostgreSQL server).
 
-- ``share``: the ledger's CPU per call (building the record, ``ledger.record()`` and the writer thread's
-  commit, all counted by ``time.process_time()``) measured in isolation, one call at a time, so every
-  durable record is its own commit (the worst case: no group commit), divided by the client CPU of our
-  LangChain model's call without a ledger, measured in the same run.
-- ``end to end``: the model's sync call CPU with each ledger (noisy: shown, not judged).
+- ``share`` (judged): the ledger's CPU per call measured end to end: our LangChain model's sync calls with
+  the ledger minus the same calls without one, in blocks that alternate (each ledger block is paired with
+  a no-ledger block run right next to it, and the median of the paired differences is taken over many
+  rounds), divided by the client CPU of a call without a ledger. All CPU is ``time.process_time()``: every
+  thread of the process, the writer thread included; buffered blocks last about one flush interval and
+  end with a flush, so the commit of what they queued counts too. End to end is what an application
+  pays: handing a record to another thread and sleeping until it is committed costs the caller far more
+  than the CPU the ledger's code runs (the wake-ups, and the caches it comes back to), and only the
+  whole call shows it.
+- ``ledger code alone``: building and recording records in a tight loop, one call at a time (the
+  ledger's own CPU with warm caches; a lower bound, shown for comparison).
 - ``records/s``: 4 processes x 8 threads recording durable records as fast as they can (wall clock).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import statistics
 import tempfile
 import threading
 import time
@@ -27,8 +35,49 @@ from clients import API_KEY, MODEL, PROMPT
 
 TARGETS = {"sqlite-durable": 0.05, "sqlite-buffered": 0.02, "postgres-durable": 0.10}
 LABELS = {"none": "no ledger", "sqlite-durable": "SQLite, durable", "sqlite-buffered": "SQLite, buffered",
-          "postgres-durable": "PostgreSQL, durable"}  # fmt: skip
+          "postgres-durable": "PostgreSQL, durable", "sqlite-insert": "reference, no ledger: the SQLite INSERT alone",
+          "postgres-round-trip": "reference, no ledger: a PostgreSQL round trip alone"}  # fmt: skip
 PROCESSES, THREADS = 4, 8
+BUFFERED_BLOCKS = 5
+
+
+class _InsertAlone:
+    """Reference, not a ledger: each call's record inserted by the SQLite store directly (one autocommit
+    INSERT), without the ledger's code. What a durable SQLite commit costs a call by itself."""
+
+    def __init__(self, path: str) -> None:
+        from openrouter_attribution.usage import SQLiteUsageStore
+
+        self.store = SQLiteUsageStore(path)
+
+    def record(self, rec: Any) -> None:
+        self.store.write_many([rec])
+
+    def flush(self) -> None:
+        """Nothing queued."""
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class _RoundTripAlone:
+    """Reference, not a ledger: one ``SELECT 1`` round trip per call to the benchmark's PostgreSQL server,
+    through libpq directly. The floor of anything that waits for that server before a call returns."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
+    def record(self, rec: Any) -> None:
+        if self.conn.pgconn.exec_(b"SELECT 1").status != 2:  # TUPLES_OK
+            raise RuntimeError("SELECT 1 failed")
+
+    def flush(self) -> None:
+        """Nothing queued."""
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def _locations(folder: Path, pg: Any) -> dict[str, tuple[str, str] | None]:
@@ -106,31 +155,32 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     results["ledger"] = out
     pg = _start_postgres(out)
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    rounds, calls = (1, 20) if settings.smoke else (settings.rounds, 300)
+    rounds, block = (2, 10) if settings.smoke else (max(16, 6 * settings.rounds), 100)
     isolated_n = 50 if settings.smoke else 2000
     per_thread = 5 if settings.smoke else 250
     try:
         spots = _locations(folder, pg)
-        ledgers = {name: UsageLedger(spot[0], durability=spot[1]) for name, spot in spots.items() if spot}  # type: ignore[arg-type]
+        ledgers: dict[str, Any] = {name: UsageLedger(spot[0], durability=spot[1])  # type: ignore[arg-type]
+                                   for name, spot in spots.items() if spot}  # fmt: skip
+        ledgers["sqlite-insert"] = _InsertAlone(str(folder / "insert-alone.db"))
+        if pg is not None:
+            ledgers["postgres-round-trip"] = _RoundTripAlone(pg.dsn())
         models = {name: ChatOpenRouter(model=MODEL, base_url=base_url, api_key=API_KEY, ledger=ledgers.get(name))
-                  for name in spots}  # fmt: skip
-        for model in models.values():
-            model.invoke(PROMPT)  # warm up
-        e2e: dict[str, list[float]] = {name: [] for name in spots}
-        iso: dict[str, list[float]] = {name: [] for name in ledgers}
-        for round_no in range(rounds):
-            names = list(spots)
-            names = names[round_no % len(names):] + names[: round_no % len(names)]
-            for name in names:
-                e2e[name].append(_cpu_per_call(models[name], calls))
-                if name in ledgers:
-                    iso[name].append(_record_loop(ledgers[name], isolated_n))
-        base = measure.median(e2e["none"])
-        for name in spots:
-            data = out["variants"][name] = {"label": LABELS[name], "e2e_cpu_us": measure.median(e2e[name])}
-            if name in ledgers:
-                cost = measure.median(iso[name])
-                data.update(ledger_cpu_us=cost, share=cost / base if base else None)
+                  for name in ("none", *ledgers)}  # fmt: skip
+        for name, model in models.items():
+            _cpu_per_call(model, ledgers.get(name), 5 if settings.smoke else 50)  # warm up
+        base, e2e, paired = _paired_blocks(models, ledgers, rounds, block)
+        iso = {name: [_record_loop(ledger, isolated_n) for _ in range(3)] for name, ledger in ledgers.items()}
+        call = measure.median(base)
+        out["variants"]["none"] = {"label": LABELS["none"], "e2e_cpu_us": call, "samples": len(base)}
+        for name in ledgers:
+            cost = measure.median(paired[name])
+            low, high = _quartiles(paired[name])
+            out["variants"][name] = {
+                "label": LABELS[name], "e2e_cpu_us": measure.median(e2e[name]), "ledger_cpu_us": cost,
+                "ledger_cpu_us_quartiles": [low, high], "isolated_cpu_us": measure.median(iso[name]),
+                "share": cost / call if call and cost is not None else None, "samples": len(paired[name]),
+            }  # fmt: skip
         for ledger in ledgers.values():
             ledger.close()
         for name, spot in spots.items():
@@ -142,11 +192,51 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             pg.stop()
 
 
-def _cpu_per_call(model: Any, calls: int) -> float:
+def _paired_blocks(
+    models: dict[str, Any], ledgers: dict[str, Any], rounds: int, block: int
+) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
+    """CPU µs per call of no-ledger blocks, of each ledger's blocks, and of their paired differences.
+
+    Each ledger block is paired with a no-ledger block run right next to it (before it in even rounds,
+    after it in odd ones), so drift of the machine and any order effect hit both sides alike.
+    """
+    base: list[float] = []
+    e2e: dict[str, list[float]] = {name: [] for name in ledgers}
+    paired: dict[str, list[float]] = {name: [] for name in ledgers}
+    for round_no in range(rounds):
+        names = list(ledgers)
+        names = names[round_no % len(names):] + names[: round_no % len(names)]
+        for name in names:
+            # A buffered ledger commits once per flush_interval (0.5 s, some 500 calls here): its blocks are
+            # that long and end with the flush, so each commits the batch a real interval would.
+            calls = block * BUFFERED_BLOCKS if name.endswith("buffered") else block
+            if round_no % 2:
+                with_ledger = _cpu_per_call(models[name], ledgers[name], calls)
+                without = _cpu_per_call(models["none"], None, calls)
+            else:
+                without = _cpu_per_call(models["none"], None, calls)
+                with_ledger = _cpu_per_call(models[name], ledgers[name], calls)
+            base.append(without)
+            e2e[name].append(with_ledger)
+            paired[name].append(with_ledger - without)
+    return base, e2e, paired
+
+
+def _cpu_per_call(model: Any, ledger: Any, calls: int) -> float:
+    """Client CPU µs per call; a buffered ledger is flushed inside the measurement (its commit counts)."""
     start = time.process_time()
     for _ in range(calls):
         model.invoke(PROMPT)
+    if ledger is not None:
+        ledger.flush()
     return (time.process_time() - start) / calls * 1e6
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
 
 
 def _start_postgres(out: dict[str, Any]) -> Any:
@@ -180,13 +270,25 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
     if not ledger:
         return []
     lines = ["", "## Cost of the usage ledger (our LangChain model, sync calls)", "",
-             "| ledger | call CPU µs (end to end, noisy) | ledger CPU µs/call (isolated) | share of a call | "
-             "records/s, 4 processes x 8 threads |", "|---|---|---|---|---|"]  # fmt: skip
+             "| ledger | call CPU µs | ledger CPU µs/call (end to end, paired; quartiles) | share of a call | "
+             "ledger code alone µs/call | records/s, 4 processes x 8 threads |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for data in ledger["variants"].values():
         share = data.get("share")
-        cells = [data["label"], _fmt(data.get("e2e_cpu_us")), _fmt(data.get("ledger_cpu_us"), 1),
-                 f"{share:.2%}" if share is not None else "", _fmt(data.get("records_per_s"))]  # fmt: skip
+        quartiles = data.get("ledger_cpu_us_quartiles")
+        cost = _fmt(data.get("ledger_cpu_us"), 1)
+        if quartiles:
+            cost += f" ({_fmt(quartiles[0], 0)} to {_fmt(quartiles[1], 0)})"
+        cells = [data["label"], _fmt(data.get("e2e_cpu_us")), cost, f"{share:.2%}" if share is not None else "",
+                 _fmt(data.get("isolated_cpu_us"), 1), _fmt(data.get("records_per_s"))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    samples = max((v.get("samples") or 0 for k, v in ledger["variants"].items() if k != "none"), default=0)
+    if samples:
+        lines.append(f"\nEnd to end: {samples} pairs of blocks of calls per row (a ledger block next to a no-ledger "
+                     "block); the no-ledger column is the median of those blocks. The reference rows "
+                     "use no ledger: per call, the model builds the record as with a ledger, then the SQLite store "
+                     "inserts it directly (one autocommit INSERT), or one SELECT 1 goes to the same PostgreSQL "
+                     "server and back.")  # fmt: skip
     for name, reason in ledger.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines

@@ -421,9 +421,7 @@ class Invoker:
         stream's ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
         if self.ledger is None:
             return None
-        from openrouter_attribution.usage.calls import record_call
-
-        return record_call(
+        return _record_call(
             self.ledger,
             body=prepared.body,
             attribution=prepared.attribution,
@@ -448,9 +446,7 @@ class Invoker:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
             return None
-        from openrouter_attribution.usage.calls import arecord_call
-
-        return await arecord_call(
+        return await _arecord_call(
             self.ledger,
             body=prepared.body,
             attribution=prepared.attribution,
@@ -543,6 +539,29 @@ class NoHold:
 
 
 NO_HOLD = NoHold()
+
+
+def _load_record_call(*args: Any, **kwargs: Any) -> UsageRecord:
+    """The first recorded call imports ``usage.calls`` (which loads the whole usage package, kept out of
+    ``import openrouter_attribution``); later calls go straight to it instead of importing again."""
+    global _record_call, _arecord_call
+    from openrouter_attribution.usage.calls import arecord_call, record_call
+
+    _record_call, _arecord_call = record_call, arecord_call
+    return record_call(*args, **kwargs)
+
+
+async def _load_arecord_call(*args: Any, **kwargs: Any) -> UsageRecord:
+    """Async :func:`_load_record_call`."""
+    global _record_call, _arecord_call
+    from openrouter_attribution.usage.calls import arecord_call, record_call
+
+    _record_call, _arecord_call = record_call, arecord_call
+    return await arecord_call(*args, **kwargs)
+
+
+_record_call: Any = _load_record_call
+_arecord_call: Any = _load_arecord_call
 
 
 class _Abandoned(Exception):

@@ -10,6 +10,7 @@ at construction. Glue only: the record is built by
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -168,7 +169,10 @@ class UsageCallbackHandler(BaseCallbackHandler):
 
     def _finish(self, run_id: UUID, response: LLMResult | None, error: BaseException | None) -> None:
         call = self._calls.pop(run_id)
-        if call is None or isinstance(error, BudgetExceededError):  # refused by a budget: nothing was sent
+        if call is None:
+            return
+        if isinstance(error, BudgetExceededError):  # refused by a budget: nothing was sent, nothing to record
+            call.finished = time.perf_counter()  # and no later stream may take this call's record id
             return
         observed = from_llm_result(response) if response is not None else EMPTY
         self.ledger.record(build_record(call, observed, error=error, framework="langchain", policy=self.policy))

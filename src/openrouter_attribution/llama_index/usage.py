@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -160,7 +161,10 @@ class UsageEventHandler(BaseEventHandler):
 
     def _finish(self, key: str | None, observed: Observed | None, error: BaseException | None) -> None:
         call = self._calls.pop(key)
-        if call is None or isinstance(error, BudgetExceededError):  # refused by a budget: nothing was sent
+        if call is None:
+            return
+        if isinstance(error, BudgetExceededError):  # refused by a budget: nothing was sent, nothing to record
+            call.finished = time.perf_counter()  # and no later stream may take this call's record id
             return
         record = build_record(call, observed or Observed(), error=error, framework="llama_index", policy=self.policy)
         self.ledger.record(record)

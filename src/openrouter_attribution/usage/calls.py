@@ -17,8 +17,6 @@ __all__ = ["USAGE_RECORD_ID", "arecord_call", "build_call_record", "record_call"
 _ABANDONED = "_Abandoned"
 
 
-
-
 def build_call_record(
     *,
     body: Mapping[str, Any],
@@ -35,18 +33,26 @@ def build_call_record(
     When the call failed, the record's id is attached to the error as ``usage_record_id``, so a usage
     handler that observes the same error writes the same record id (one row, not two).
     """
+    # Runs once per model call: the error-only lookups stay off the common path.
     now = time.perf_counter()
     usage = getattr(source, "usage", None)
-    generation_id = getattr(source, "id", None) or getattr(error, "generation_id", None)
-    record_id = getattr(error, USAGE_RECORD_ID, None) or ""
-    if not record_id and body.get("stream"):
-        record_id = claim_record_id(generation_id or uuid.uuid4().hex, started=started, model=body.get("model"))
+    streamed = bool(body.get("stream"))
     if error is None:
         outcome = "ok"
-    elif type(error).__name__ == _ABANDONED:
-        outcome = "abandoned"
+        generation_id = getattr(source, "id", None)
+        record_id = ""
     else:
-        outcome = type(error).__name__
+        outcome = "abandoned" if type(error).__name__ == _ABANDONED else type(error).__name__
+        generation_id = getattr(source, "id", None) or getattr(error, "generation_id", None)
+        record_id = getattr(error, USAGE_RECORD_ID, None) or ""
+    if not record_id and streamed:
+        record_id = claim_record_id(generation_id or uuid.uuid4().hex, started=started, model=body.get("model"))
+    if usage is None:
+        prompt = completion = cached = reasoning = cost = None
+    else:  # getattr: a usage object of another shape must not break the call it records
+        prompt, completion = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+        cached, reasoning = getattr(usage, "cached_tokens", None), getattr(usage, "reasoning_tokens", None)
+        cost = getattr(usage, "cost", None)
     record = UsageRecord(
         time=time.time() - (now - started),
         user=attribution.user,
@@ -54,15 +60,15 @@ def build_call_record(
         model_requested=body.get("model"),
         model_used=getattr(source, "model", None),
         provider=getattr(source, "provider", None),
-        prompt_tokens=getattr(usage, "prompt_tokens", None),
-        completion_tokens=getattr(usage, "completion_tokens", None),
-        cached_tokens=getattr(usage, "cached_tokens", None),
-        reasoning_tokens=getattr(usage, "reasoning_tokens", None),
-        cost=getattr(usage, "cost", None),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+        cost=cost,
         latency_s=now - started,
         ttft_s=(first - started) if first is not None else None,
         generation_id=generation_id,
-        streamed=bool(body.get("stream")),
+        streamed=streamed,
         outcome=outcome,
         framework=framework,
         kind=kind,

@@ -1,10 +1,11 @@
 """The usage ledger: every model call's record, committed before the call returns (or spooled).
 
 Durable mode (the default): ``record()`` returns once the record is committed to the store; calls that
-finish together share one commit (group commit by the writer thread). A store that is down or slow
-never fails a call and never delays it past ``commit_timeout``: the record goes to the spool, an
-append-only fsynced file replayed into the store when it answers again or when the next process opens
-the ledger. Buffered mode: ``record()`` only queues; the writer commits every ``flush_interval``.
+finish together share one commit (group commit: the first caller commits on its own thread for every
+caller waiting, see :mod:`~openrouter_attribution.usage.writer`). A store that is down or slow never
+fails a call and never delays it past ``commit_timeout``: the record goes to the spool, an append-only
+fsynced file replayed into the store when it answers again or when the next process opens the ledger.
+Buffered mode: ``record()`` only queues; the writer thread commits every ``flush_interval``.
 
 Storage trouble never reaches the model call: it is logged once per kind on the
 ``openrouter_attribution.usage`` logger and counted in :attr:`UsageLedger.errors` and
@@ -31,7 +32,10 @@ from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageSto
 from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import UsageStore
-from openrouter_attribution.usage.writer import Writer, running_loop
+from openrouter_attribution.usage.writer import Writer
+
+# The event loop running in this thread, or None: no exception on the common path, no Python frame.
+_running_loop = asyncio._get_running_loop
 
 if TYPE_CHECKING:
     from openrouter_attribution.usage.budget import BudgetStatus, UserBudget
@@ -221,29 +225,38 @@ class UsageLedger:
         the loop: the record is queued and committed (or spooled) in the background. Async code
         should ``await`` :meth:`arecord`. Buffered: only queues.
         """
-        self.record_many((rec,))
+        if isinstance(rec, UsageRecord):
+            self._write((rec,))
+        else:
+            self.record_many((rec,))
 
     def record_many(self, records: Iterable[UsageRecord]) -> None:
         """Record several calls with one wait (and one commit when they fit in a batch); never raises."""
         try:
             batch = self._valid(records)
-            if not batch:
-                return
+        except Exception as err:  # a failing iterable: record_many() must never raise either
+            self._writer.fail("record", err, dropped=0)
+            return
+        if batch:
+            self._write(batch)
+
+    def _write(self, batch: Sequence[UsageRecord]) -> None:
+        try:
             w = self._writer
-            loop = running_loop() if self._durable else None
-            with w.lock:
-                seq = w.enqueue(batch)
-                if seq is None or not self._durable:
-                    done = True
-                elif loop is not None:
-                    w.watch(seq, loop).add_done_callback(functools.partial(self._late, loop=loop, batch=batch))
-                    done = True
-                else:
-                    done = w.live() and w.wait(seq, w.commit_timeout)
-            if seq is None:
+            if not self._durable:
+                queued = w.buffer(batch)
+            elif (loop := _running_loop()) is None:
+                done = w.commit(batch)
+                queued = done is not None
+                if done is False:
+                    w.spool_late(batch)
+            else:
+                fut = w.submit(batch, loop)
+                queued = fut is not None
+                if fut is not None:
+                    fut.add_done_callback(functools.partial(self._late, loop=loop, batch=batch))
+            if not queued:
                 self._refused(len(batch))
-            elif not done:
-                w.spool_late(batch)
         except Exception as err:  # record() is called inside model calls: it must never raise
             self._writer.fail("record", err, dropped=0)
 
@@ -254,19 +267,21 @@ class UsageLedger:
             if not batch:
                 return
             w = self._writer
-            fut = None
-            with w.lock:
-                seq = w.enqueue(batch)
-                if seq is not None and self._durable and w.live():
-                    fut = w.watch(seq, asyncio.get_running_loop())
-            if seq is None:
+            if not self._durable:
+                if not w.buffer(batch):
+                    self._refused(1)
+                return
+            fut = w.submit(batch, asyncio.get_running_loop())
+            if fut is None:
                 self._refused(1)
-            elif self._durable and (fut is None or not await fut):
+            elif not await fut:
                 await asyncio.to_thread(w.spool_late, batch)
         except Exception as err:  # arecord() is awaited inside model calls: it must never raise
             self._writer.fail("record", err, dropped=0)
 
-    def _late(self, fut: asyncio.Future[bool], *, loop: asyncio.AbstractEventLoop, batch: list[UsageRecord]) -> None:
+    def _late(
+        self, fut: asyncio.Future[bool], *, loop: asyncio.AbstractEventLoop, batch: Sequence[UsageRecord]
+    ) -> None:
         if not fut.cancelled() and not fut.result():
             loop.run_in_executor(None, self._writer.spool_late, batch)
 

@@ -12,17 +12,23 @@ transaction under a PostgreSQL advisory lock, so processes starting together mig
 
 Connections are opened on first use (a server that is down when the app starts does not fail it),
 one for writes and one for reads; a connection found closed or broken is replaced on the next use.
-Every message this module produces or passes on has the DSN's password redacted.
+Inserts run as statements prepared on the write connection, through psycopg's libpq layer
+(:mod:`~openrouter_attribution.usage.pq_insert`), and :meth:`PostgresUsageStore.write_within` bounds
+how long an insert may wait for the server. Every message this module produces or passes on has the
+DSN's password redacted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.usage import pq_insert
 from openrouter_attribution.usage.location import redact
 from openrouter_attribution.usage.postgres_billing import POSTGRES_BILLING_MIGRATION
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
@@ -68,6 +74,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The schema version this release writes."""
 
+logger = logging.getLogger("openrouter_attribution.usage")
+
+_SQLSTATE, _MESSAGE_PRIMARY = 67, 77  # libpq PG_DIAG_SQLSTATE, PG_DIAG_MESSAGE_PRIMARY
 _LOCK_KEY = 0x6F726174  # the advisory lock that serialises migrations ("orat")
 _QUOTED = tuple('"user"' if c == "user" else c for c in COLUMNS)
 _TYPES = ("text", "float8", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "numeric",
@@ -162,6 +171,8 @@ class PostgresUsageStore:
         self._read_lock = threading.Lock()
         self._writer: Any = None
         self._reader: Any = None
+        self._prepared: Any = None
+        """The write connection the inserts are prepared on."""
 
     # -- connections -------------------------------------------------------------------------------
 
@@ -173,7 +184,9 @@ class PostgresUsageStore:
         if self._closed:
             raise UsageStoreError(f"the ledger store {self.path} is closed")
         try:
-            conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.connect_timeout)
+            # UTF-8 whatever the DSN says: the prepared inserts send text as UTF-8 bytes.
+            conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.connect_timeout,
+                                         client_encoding="UTF8")  # fmt: skip
         except self._psycopg.Error as err:
             raise UsageStoreError(f"cannot connect to the ledger {self.path}: {self.scrub(str(err))}") from None
         if not self._ready:
@@ -284,19 +297,87 @@ class PostgresUsageStore:
         """
         if not records:
             return
-        if len(records) == 1:
-            sql, params = _INSERT_ONE, list(to_row(records[0], cost_as_text=False))
-        else:
-            sql = _INSERT_MANY
-            params = [list(column) for column in zip(*(to_row(r, cost_as_text=False) for r in records), strict=True)]
         with self._lock:
             self._writer = conn = self._live(self._writer)
             try:
-                conn.execute(sql, params)
+                if self._prepared is not conn:
+                    self._prepare(conn)
+                if self._prepared is conn and self._insert(conn, records, None):
+                    return
+                if len(records) == 1:  # a value the prepared inserts do not take: psycopg adapts it
+                    conn.execute(_INSERT_ONE, list(to_row(records[0], cost_as_text=False)))
+                else:
+                    rows = (to_row(r, cost_as_text=False) for r in records)
+                    conn.execute(_INSERT_MANY, [list(column) for column in zip(*rows, strict=True)])
             except self._psycopg.Error as err:
-                if conn.broken or conn.closed:
-                    self._writer = None
+                self._drop_broken(conn)
                 raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
+
+    def write_within(self, records: Sequence[UsageRecord], timeout: float) -> bool:
+        """Insert records as :meth:`write_many` does, unless that takes longer than ``timeout`` seconds.
+
+        Never connects: without an open write connection it returns False at once. When the server
+        has not answered in time, the connection is closed (the insert may still commit: record ids
+        keep a later retry to one row) and False is returned.
+
+        Returns:
+            True once committed, False when not (or not known to be) committed.
+
+        Raises:
+            UsageStoreError: the server refused the insert or the connection broke.
+        """
+        until = time.monotonic() + timeout
+        if not records:
+            return True
+        if not self._lock.acquire(True, max(timeout, 0.0)):
+            return False
+        try:
+            conn = self._writer
+            if conn is None or self._prepared is not conn or conn.closed:
+                return False
+            try:
+                return self._insert(conn, records, until)
+            except self._psycopg.Error as err:
+                self._drop_broken(conn)
+                raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(str(err))}") from None
+        finally:
+            self._lock.release()
+
+    def _prepare(self, conn: Any) -> None:
+        error = pq_insert.prepare(conn.pgconn)
+        if error is None:
+            self._prepared = conn
+        else:  # the inserts go through Connection.execute instead
+            self._prepared = None
+            logger.debug("ledger %s: inserts not prepared (%s)", self.path, self.scrub(error))
+
+    def _insert(self, conn: Any, records: Sequence[UsageRecord], until: float | None) -> bool:
+        """Run the prepared insert (caller holds ``_lock``); False when it does not apply (nothing was
+        sent) or ``until`` passed (the connection is then closed)."""
+        statement = pq_insert.encode(records)
+        pgconn = conn.pgconn
+        if statement is None or pgconn.transaction_status != 0:  # not IDLE: leave it to psycopg
+            return False
+        result = pq_insert.run(pgconn, *statement, until)
+        if result is None:  # mid-statement past the deadline: this connection cannot be used again
+            conn.close()
+            self._writer = self._prepared = None
+            return False
+        if result.status == 1:  # COMMAND_OK
+            return True
+        sqlstate = result.error_field(_SQLSTATE)
+        if sqlstate == b"26000":  # the prepared statements are gone (DEALLOCATE ALL, DISCARD ALL)
+            self._prepared = None
+            return False
+        # The primary message only: a DETAIL line may quote the row ("Failing row contains (...)").
+        message = (result.error_field(_MESSAGE_PRIMARY) or b"").decode(errors="replace")
+        state = (sqlstate or b"").decode(errors="replace")
+        raise UsageStoreError(f"cannot write to the ledger {self.path}: {self.scrub(message)} (SQLSTATE {state})")
+
+    def _drop_broken(self, conn: Any) -> None:
+        if conn.broken or conn.closed:
+            conn.close()
+            self._writer = self._prepared = None
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
         """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""

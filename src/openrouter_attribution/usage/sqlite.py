@@ -200,6 +200,7 @@ class SQLiteUsageStore:
         """The database file."""
         self.busy_timeout = busy_timeout
         """Seconds a write waits for another process's lock."""
+        self._busy_ms = self._busy_now = int(busy_timeout * 1000)
         self.migrated_from: int | None = None
         """The schema version the file had when opened, if it was migrated (``0``: a new file)."""
         self._lock = threading.RLock()
@@ -244,7 +245,7 @@ class SQLiteUsageStore:
 
     def _configure_connection(self, conn: sqlite3.Connection) -> None:
         """Per-connection settings; subclasses may add pragmas (tests use ``max_page_count``)."""
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         # WAL + NORMAL: a commit survives the process being killed; an OS crash or power loss may lose
         # the last commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -299,9 +300,14 @@ class SQLiteUsageStore:
             raise UsageStoreError(f"{self.path} is not a usage ledger")
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """The write connection (caller holds ``_lock``), waiting the full ``busy_timeout`` for other
+        processes' locks again if :meth:`write_within` shortened it."""
+        conn = self._conn
+        if conn is None:
             raise UsageStoreError(f"the ledger store {self.path} is closed")
-        return self._conn
+        if self._busy_now != self._busy_ms:
+            self._wait_busy(conn, self._busy_ms)
+        return conn
 
     @staticmethod
     @contextlib.contextmanager
@@ -330,12 +336,56 @@ class SQLiteUsageStore:
         Raises:
             sqlite3.Error: locked beyond ``busy_timeout``, disk full, read-only file, ...
         """
-        rows = [to_row(rec, cost_as_text=True) for rec in records]
-        if len(rows) == 1:
-            with self._lock:  # one statement is its own transaction: no BEGIN / COMMIT round
-                self._connection().execute(_INSERT, rows[0])
-        elif rows:
-            with self.transaction() as conn:
+        if not records:
+            return
+        with self._lock:
+            self._insert(self._connection(), records)
+
+    def write_within(self, records: Sequence[UsageRecord], timeout: float) -> bool:
+        """Insert records as :meth:`write_many` does, waiting at most about ``timeout`` seconds for a
+        lock held by another thread or process (instead of ``busy_timeout``).
+
+        Returns:
+            True once committed, False when the lock was not free in time (nothing was written).
+
+        Raises:
+            sqlite3.Error: disk full, read-only file, ...
+        """
+        if not records:
+            return True
+        if not self._lock.acquire(True, max(timeout, 0.0)):
+            return False
+        try:
+            conn = self._conn
+            if conn is None:
+                raise UsageStoreError(f"the ledger store {self.path} is closed")
+            # Steps of 10 ms: a caller that did not wait first asks for the same value every time, so the
+            # busy timeout is set once, not before every insert.
+            ms = min(self._busy_ms, max(0, int(timeout * 1000) // 10 * 10))
+            if ms != self._busy_now:
+                self._wait_busy(conn, ms)
+            try:
+                self._insert(conn, records)
+            except sqlite3.OperationalError as err:
+                if _is_busy(err):
+                    return False
+                raise
+            return True
+        finally:
+            self._lock.release()
+
+    def _wait_busy(self, conn: sqlite3.Connection, ms: int) -> None:
+        """Set how long the write connection waits for another connection's lock (caller holds ``_lock``)."""
+        if ms != self._busy_now:
+            conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_now = ms
+
+    def _insert(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
+        if len(records) == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
+            conn.execute(_INSERT, to_row(records[0], cost_as_text=True))
+        else:
+            rows = [to_row(rec, cost_as_text=True) for rec in records]
+            with self._transaction(conn):
                 conn.executemany(_INSERT, rows)
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
@@ -346,7 +396,9 @@ class SQLiteUsageStore:
             return conn.execute("DELETE FROM usage_records WHERE time < ?", (before,)).rowcount
 
     def _read_connection(self) -> sqlite3.Connection:
-        conn = self._connection()
+        conn = self._conn  # only its closed state matters here: file ledgers read through their own
+        if conn is None:
+            raise UsageStoreError(f"the ledger store {self.path} is closed")
         if self._memory:
             return conn
         if self._reader is None:

@@ -1,13 +1,23 @@
-"""The ledger's writer thread: group commit, the spool when the store is down or slow, write-behind.
+"""The ledger's commits: leader/follower group commit, the writer thread, the spool, write-behind.
 
-Callers append records to one queue and, in durable mode, wait until the writer has handled them.
-The writer takes everything queued at once and commits it in one transaction (group commit), so many
-threads finishing calls together share one commit. A batch the store refuses goes to the spool and
-the store is left alone for ``retry_interval`` seconds (batches in between go straight to the spool,
-so callers never wait on a store that is down); then the next batch probes it, and once it answers
-the spool is replayed. A caller whose record is not handled within ``commit_timeout`` (a store that is
-slow, not down) spools the record itself and returns; the writer still commits its copy, and record
-ids keep the two to one row.
+Callers append records to one queue. In durable mode a caller that may block (not on an event loop)
+and finds no commit in progress becomes the leader: it takes everything queued and commits it on its
+own thread, in one transaction; callers arriving meanwhile wait as followers, and when the leader is
+done one of them leads the next commit with everything queued by then (group commit). A lone caller
+thus commits without handing its record to another thread and back, and many threads finishing calls
+together still share commits. The leader's commit is bounded: the store's ``write_within`` gives up
+after the caller's remaining ``commit_timeout`` (a lock held elsewhere, a slow server) and never
+connects; then the batch goes back to the queue for the writer thread and inline commits stop until
+the writer thread has written again.
+
+The writer thread commits everything else: records of async callers and of callers on event-loop
+threads, buffered mode, whatever nobody is left to lead, every batch while the store is failing, and
+spool replays. A batch the store refuses goes to the spool and the store is left alone for
+``retry_interval`` seconds (batches in between go straight to the spool, so callers never wait on a
+store that is down); then the next batch probes it, and once it answers the spool is replayed. A caller
+whose record is not handled within ``commit_timeout`` (a store that is slow, not down) spools the
+record itself and returns; the record stays queued and is still committed, and record ids keep the
+two copies to one row.
 
 Nothing here raises into a model call: failures are counted and logged once per kind.
 """
@@ -23,13 +33,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
 from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.storage import UsageStore
 
-__all__ = ["Writer"]
+__all__ = ["InlineStore", "Writer"]
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
@@ -58,8 +68,30 @@ def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
         fut.set_result(value)
 
 
+class InlineStore(Protocol):
+    """A store that can commit on the caller's thread within a time limit (SQLite, PostgreSQL)."""
+
+    def write_within(self, records: Sequence[UsageRecord], timeout: float) -> bool:
+        """Commit ``records`` as :meth:`UsageStore.write_many` does, giving up after about ``timeout``
+        seconds (a lock held elsewhere, a slow server) and without ever connecting; True once committed,
+        False when not (or not known to be) committed. May raise like ``write_many``."""
+        ...
+
+
+# A forked child inherits the ledger but not its writer thread, nor a usable store connection.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class Writer:
-    """Queue, writer thread and spool of one :class:`~openrouter_attribution.usage.UsageLedger`."""
+    """Queue, commits, writer thread and spool of one :class:`~openrouter_attribution.usage.UsageLedger`."""
 
     def __init__(
         self,
@@ -92,7 +124,19 @@ class Writer:
         self._down_until = 0.0
         self._closed = False
         self._logged: set[str] = set()
-        self._pid = os.getpid()
+        self._inline: InlineStore | None = getattr(store, "write_within", None) and store  # type: ignore[assignment]
+        self._inline_ok = durable and self._inline is not None
+        """Callers may lead commits (cleared when one fails, set again when the writer thread wrote)."""
+        self._committing = False
+        """A batch taken from the queue is being written (by a leader or the writer thread)."""
+        self._followers = 0
+        """Callers waiting in :meth:`commit` (any of them may lead the next commit)."""
+        self._sleepers = 0
+        """Threads waiting on ``_done`` (followers and :meth:`wait`): nobody to notify when 0."""
+        self._kick = False
+        """The writer thread is to commit what is queued (nobody else will)."""
+        self._fork = _forks
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="openrouter-usage-writer", daemon=True)
         self._thread.start()
 
@@ -104,9 +148,98 @@ class Writer:
             return None
         self._queue.extend(records)
         self.queued += len(records)
-        if self.durable or len(self._queue) >= BATCH:
-            self._work.notify()
         return self.queued
+
+    def buffer(self, records: Sequence[UsageRecord]) -> bool:
+        """Buffered mode: queue records for the writer thread; False when refused (closed, full)."""
+        with self.lock:
+            if self.enqueue(records) is None:
+                return False
+            if len(self._queue) >= BATCH:
+                self._work.notify()
+            return True
+
+    def commit(self, records: Sequence[UsageRecord]) -> bool | None:
+        """Durable mode, from a thread that may block: queue ``records`` and lead or follow commits until
+        they are handled (True: committed, or spooled by the writer thread) or ``commit_timeout`` has
+        passed (False: the caller spools them). ``None`` when refused (closed, queue full)."""
+        with self.lock:
+            if self._closed or len(self._queue) + len(records) > self.max_queue:
+                return None
+            self._queue.extend(records)
+            self.queued += len(records)
+            seq = self.queued
+            if self._fork != _forks or self._stopped:  # not live(): nobody may use the store here
+                return False
+            deadline = time.monotonic() + self.commit_timeout
+            if not self._inline_ok:
+                self._wake()
+            try:
+                while self.processed < seq:
+                    if self._inline_ok and not self._committing and not self._closed:
+                        self._lead(deadline)
+                        continue
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._wake()  # its records stay queued: someone must still commit them
+                        return False
+                    self._followers += 1
+                    self._sleepers += 1
+                    try:
+                        self._done.wait(left)
+                    finally:
+                        self._followers -= 1
+                        self._sleepers -= 1
+            except BaseException:  # interrupted while waiting: leave the queued records to the writer thread
+                self._wake()
+                raise
+            return True
+
+    def _lead(self, deadline: float) -> None:
+        """Commit what is queued on this thread (caller holds ``lock``, released during the write)."""
+        assert self._inline is not None
+        batch = self._pop()
+        self._committing = True
+        self.lock.release()
+        try:
+            done = self._inline.write_within(batch, max(deadline - time.monotonic(), 0.0))
+        except Exception as err:  # the writer thread retries the batch and logs what persists
+            logger.debug("usage ledger %s: inline commit failed (%s)", self.name, _error_text(err))
+            done = False
+        except BaseException:  # interrupted (KeyboardInterrupt): the writer thread takes over the batch
+            done = False
+            raise
+        finally:
+            self.lock.acquire()
+            if not done:
+                self._queue.extendleft(reversed(batch))  # the writer thread writes (or spools) them in order
+                self._committing = False
+                self._inline_ok = False
+                self._wake()
+        if done:
+            self._handled_locked(len(batch), written=len(batch))
+            pending = self.spool is not None and self.spool.pending > 0
+            if (self._queue and not self._followers) or pending:
+                self._wake()  # records nobody waits to lead, or a spool to replay now the store answers
+
+    def _wake(self) -> None:
+        """Ask the writer thread to commit what is queued (caller holds ``lock``)."""
+        self._kick = True
+        self._work.notify()
+
+    def submit(self, records: Sequence[UsageRecord], loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool] | None:
+        """Durable mode, from an event loop's thread: queue ``records`` for the writer thread; the future
+        becomes True once they are handled, False after ``commit_timeout``. ``None`` when refused."""
+        with self.lock:
+            seq = self.enqueue(records)
+            if seq is None:
+                return None
+            if not self.live():
+                fut: asyncio.Future[bool] = loop.create_future()
+                fut.set_result(False)
+                return fut
+            self._wake()
+            return self.watch(seq, loop)
 
     @property
     def closed(self) -> bool:
@@ -118,12 +251,16 @@ class Writer:
         return threading.current_thread() is self._thread
 
     def live(self) -> bool:
-        """False in a forked child (the writer thread exists only in the parent) and after it died."""
-        return self._pid == os.getpid() and self._thread.is_alive()
+        """False in a forked child (the writer thread exists only in the parent) and after it stopped."""
+        return self._fork == _forks and not self._stopped
 
     def wait(self, seq: int, timeout: float | None) -> bool:
         """Wait (caller holds ``lock``) until record ``seq`` is committed or spooled."""
-        return self._done.wait_for(lambda: self.processed >= seq, timeout)
+        self._sleepers += 1
+        try:
+            return self._done.wait_for(lambda: self.processed >= seq, timeout)
+        finally:
+            self._sleepers -= 1
 
     def watch(self, seq: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
         """A future (caller holds ``lock``) that becomes True once ``seq`` is handled, False after
@@ -138,7 +275,7 @@ class Writer:
         return fut
 
     def spool_late(self, records: Sequence[UsageRecord]) -> None:
-        """Records a caller gave up waiting for: to the spool now (the writer still commits its copy)."""
+        """Records a caller gave up waiting for: to the spool now (they stay queued and are committed)."""
         if self.spool is None:
             self.note("slow", f"the store did not commit within {self.commit_timeout} s and there is no spool; "
                       "the record stays queued", dropped=0, error=False)  # fmt: skip
@@ -172,17 +309,31 @@ class Writer:
     # -- the writer thread ---------------------------------------------------------------------------
 
     def _pop(self) -> list[UsageRecord]:
-        n = min(len(self._queue), BATCH)
-        return [self._queue.popleft() for _ in range(n)]
+        queue = self._queue
+        if len(queue) <= BATCH:
+            batch = list(queue)
+            queue.clear()
+            self._kick = False
+            return batch
+        return [queue.popleft() for _ in range(BATCH)]
+
+    def _due(self) -> bool:
+        """Whether the writer thread is to take a batch now (caller holds ``lock``)."""
+        if not self._queue or self._committing:
+            return False
+        if self._closed or self._flush_to > self.processed:
+            return True
+        if self.durable:
+            return self._kick or not self._inline_ok
+        return len(self._queue) >= BATCH
 
     def _take(self) -> list[UsageRecord] | None:
         """The next batch; ``[]`` when it is time to retry the spool; ``None`` once closed and drained."""
         with self.lock:
             while True:
-                if self._queue and (self.durable or self._closed or len(self._queue) >= BATCH
-                                    or self._flush_to > self.processed):  # fmt: skip
-                    return self._pop()
-                if self._closed:
+                if self._due():
+                    return self._claim()
+                if self._closed and not self._committing and not self._queue:
                     return None
                 retry = self.spool is not None and self.spool.pending > 0
                 if retry and not self._down():
@@ -191,24 +342,31 @@ class Writer:
                 if retry:
                     left = max(0.01, self._down_until - time.monotonic())
                     timeout = left if timeout is None else min(timeout, left)
-                if not self._work.wait(timeout) and self._queue and not self.durable:
-                    return self._pop()  # the flush interval has passed
+                if not self._work.wait(timeout) and self._queue and not self.durable and not self._committing:
+                    return self._claim()  # the flush interval has passed
+
+    def _claim(self) -> list[UsageRecord]:
+        self._committing = True
+        return self._pop()
 
     def _down(self) -> bool:
         return time.monotonic() < self._down_until
 
     def _run(self) -> None:
-        self._replay(others=True)
-        while True:
-            batch = self._take()
-            if batch is None:
-                break
-            if batch:
-                self._write(batch)
-            elif self.spool is not None and self.spool.pending:
-                self._replay(others=True)
-        if self.spool is not None and self.spool.pending:
-            self._replay(others=False)
+        try:
+            self._replay(others=True)
+            while True:
+                batch = self._take()
+                if batch is None:
+                    break
+                if batch:
+                    self._write(batch)
+                elif self.spool is not None and self.spool.pending:
+                    self._replay(others=True)
+            if self.spool is not None and self.spool.pending:
+                self._replay(others=False)
+        finally:
+            self._stopped = True
 
     def _write(self, batch: list[UsageRecord]) -> None:
         if self._down() and self.spool is not None:
@@ -228,6 +386,13 @@ class Writer:
         if self.spool is not None and (self.spool.pending or self._down_until):
             self._down_until = 0.0
             self._replay(others=True)
+        self._resume_inline()
+
+    def _resume_inline(self) -> None:
+        """After the writer thread wrote: callers may lead commits again, unless records wait in the spool."""
+        if self._inline is not None and self.durable and not self._down() and not (self.spool and self.spool.pending):
+            with self.lock:
+                self._inline_ok = True
 
     def _to_spool(self, batch: list[UsageRecord]) -> None:
         assert self.spool is not None
@@ -250,17 +415,25 @@ class Writer:
             return
         if count:
             logger.info("usage ledger %s: %d spooled record(s) replayed", self.name, count)
+        self._resume_inline()
 
     def _handled(self, n: int, *, written: int = 0, spooled: int = 0) -> None:
         with self.lock:
-            self.processed += n
-            self.written += written
-            self.spooled += spooled
+            self._handled_locked(n, written=written, spooled=spooled)
+
+    def _handled_locked(self, n: int, *, written: int = 0, spooled: int = 0) -> None:
+        self.processed += n
+        self.written += written
+        self.spooled += spooled
+        self._committing = False
+        if self._sleepers:
             self._done.notify_all()
-            while self._waiters and self._waiters[0][0] <= self.processed:
-                _, loop, fut = self._waiters.popleft()
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_resolve, fut, True)
+        while self._waiters and self._waiters[0][0] <= self.processed:
+            _, loop, fut = self._waiters.popleft()
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, fut, True)
+        if self._closed or (self._queue and self._due()):
+            self._work.notify()
 
     # -- failures ------------------------------------------------------------------------------------
 
@@ -288,8 +461,3 @@ class Writer:
 
     def __repr__(self) -> str:
         return f"Writer({self.name!r}, queued={self.queued}, processed={self.processed})"
-
-
-def running_loop() -> Any:
-    """The event loop running in this thread, or ``None`` (cheap: no exception on the common path)."""
-    return asyncio._get_running_loop()
