@@ -8,11 +8,11 @@
   process counts (the settle thread's too). End to end is what an application pays: between two calls
   the HTTP request evicts the CPU caches, and the budget's statements then run cold, several times
   slower than in a tight loop.
-- ``step alone``: the budget step (reserve: one atomic check-and-insert in the store; settle: the
-  reservation released once its record is stored) in a tight loop, one call at a time, for a user with
-  0, ``HISTORY`` and 500 records in the window (warm caches; a lower bound, shown for comparison). The
-  history sizes take turns in another order each round, so periodic costs of the store (WAL
-  checkpoints) fall on each alike.
+- ``step alone``: the budget step in a tight loop, one call at a time (warm caches; a lower bound, shown
+  for comparison): with the default lease (most calls draw from a lease, without store I/O), and with
+  every call going to the store (``lease=1``: one atomic check-and-insert, then the settle to the
+  record) for a user with 0, ``HISTORY`` and 500 records in the window. The history sizes take turns
+  in another order each round, so periodic costs of the store (WAL checkpoints) fall on each alike.
 
 SQLite is a durable ledger file in a temporary folder; PostgreSQL a throwaway server started here
 (fsync on), skipped with its reason when the machine has no PostgreSQL binaries.
@@ -30,6 +30,8 @@ from typing import Any
 import measure
 from clients import API_KEY, MODEL, PROMPT
 
+from openrouter_attribution.usage.budget import DEFAULT_LEASE
+
 TARGETS = {"sqlite": 0.03}
 LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 HISTORY = 50
@@ -37,14 +39,14 @@ HISTORY = 50
 HISTORIES = (0, HISTORY, 500)
 
 
-def _isolated(ledger: Any, n: int, tag: str, history: int) -> float:
+def _isolated(ledger: Any, n: int, tag: str, history: int, lease: int) -> float:
     """CPU µs of the budget step per call for a user with ``history`` records: reserve, settle to a record."""
     from openrouter_attribution import UserBudget
     from openrouter_attribution.usage import UsageRecord
     from openrouter_attribution.usage.budget_guard import BudgetGuard
 
-    guard = BudgetGuard(UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001")), ledger)
-    records = [UsageRecord(user="bench_done", cost=Decimal("0.0000054"), record_id=f"{tag}-h{history}-{i}")
+    guard = BudgetGuard(UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001"), lease=lease), ledger)
+    records = [UsageRecord(user="bench_done", cost=Decimal("0.0000054"), record_id=f"{tag}-h{history}-l{lease}-{i}")
                for i in range(n)]  # fmt: skip
     ledger.store.write_many(records)  # the calls' records, as the ledger stores them before the settle
 
@@ -115,7 +117,7 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             for history in HISTORIES:
                 ledger.record_many([UsageRecord(user=f"bench_h{history}", cost=Decimal("0.0000054"))
                                     for _ in range(history)])  # fmt: skip
-        budget = UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001"))
+        budget = UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001"))  # the default lease
         common = {"model": MODEL, "base_url": base_url, "api_key": API_KEY}
         base = ChatOpenRouter(**common)
         models = {name: (ChatOpenRouter(**common, ledger=ledger),
@@ -124,11 +126,14 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             _cpu_per_call(model, 5 if settings.smoke else 50)  # warm up
         e2e = _paired(models, base, rounds, block)
         steps: dict[str, dict[int, list[float]]] = {name: {h: [] for h in HISTORIES} for name in spots}
+        leased: dict[str, list[float]] = {name: [] for name in spots}
         for round_no in range(isolated_rounds):
             shift = round_no % len(HISTORIES)
             for name in spots:
-                for history in HISTORIES[shift:] + HISTORIES[:shift]:
-                    steps[name][history].append(_isolated(ledgers[name], isolated_n, f"r{round_no}", history))
+                tag = f"r{round_no}"
+                for history in HISTORIES[shift:] + HISTORIES[:shift]:  # every call through the store
+                    steps[name][history].append(_isolated(ledgers[name], isolated_n, tag, history, 1))
+                leased[name].append(_isolated(ledgers[name], isolated_n, tag, HISTORY, DEFAULT_LEASE))
         call = measure.median(e2e["none"])
         out["call_cpu_us"] = call
         for name in spots:
@@ -141,6 +146,7 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
                 "e2e_ledger_us": measure.median(e2e[name]["ledger"]),
                 "e2e_budget_us": measure.median(e2e[name]["budget"]),
                 "steps_cpu_us": {str(h): measure.median(v) for h, v in steps[name].items()},
+                "leased_step_cpu_us": measure.median(leased[name]),
             }  # fmt: skip
         for ledger in ledgers.values():
             ledger.close()
@@ -189,8 +195,8 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
     lines = ["", "## Cost of a per-user budget (our LangChain model, sync calls, durable ledger)", "",
              f"A call without ledger or budget: {_fmt(budget.get('call_cpu_us'))} µs client CPU.", "",
              "| store | budget CPU µs/call (end to end, paired; quartiles) | share of a call | call with ledger µs "
-             "| with ledger + budget µs | step alone µs: 0 / 50 / 500 records in the window |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "| with ledger + budget µs | step alone µs, leases | step alone µs, every call in the store: 0 / 50 / 500 "
+             "records in the window |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for data in budget["variants"].values():
         share, quartiles = data.get("share"), data.get("budget_cpu_us_quartiles")
         cost = _fmt(data.get("budget_cpu_us"), 1)
@@ -199,7 +205,7 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
         steps = data.get("steps_cpu_us", {})
         alone = " / ".join(_fmt(steps.get(str(h)), 1) for h in HISTORIES)
         cells = [data["label"], cost, f"{share:.2%}" if share is not None else "", _fmt(data.get("e2e_ledger_us")),
-                 _fmt(data.get("e2e_budget_us")), alone]  # fmt: skip
+                 _fmt(data.get("e2e_budget_us")), _fmt(data.get("leased_step_cpu_us"), 1), alone]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     samples = max((v.get("samples") or 0 for v in budget["variants"].values()), default=0)
     if samples:

@@ -45,7 +45,7 @@ from openrouter_attribution.wire.response import Completion, Usage, parse_chunk,
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from openrouter_attribution.usage.budget_guard import BudgetGuard, Hold
+    from openrouter_attribution.usage.budget_guard import BudgetGuard, Hold, LeaseHold
     from openrouter_attribution.usage.records import UsageRecord
 
 __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
@@ -362,7 +362,7 @@ class Invoker:
 
     # -- budget: one step around every request (chat and embeddings alike) ---------------------------
 
-    def hold(self, prepared: Prepared) -> Hold | NoHold:
+    def hold(self, prepared: Prepared) -> Hold | LeaseHold | NoHold:
         """Reserve the request's share of its user's budget before any network I/O; a context manager
         that settles the reservation when the request ends (set ``hold.record`` to its usage record
         inside the block; without one the reservation is released).
@@ -377,7 +377,7 @@ class Invoker:
             return NO_HOLD
         return guard.reserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
 
-    async def ahold(self, prepared: Prepared) -> Hold | NoHold:
+    async def ahold(self, prepared: Prepared) -> Hold | LeaseHold | NoHold:
         """Async :meth:`hold` (``async with await invoker.ahold(prepared) as hold:``)."""
         guard = self.budget
         if guard is None:
@@ -480,7 +480,7 @@ class Invoker:
         """
         vectors: list[list[float]] = []
         with contextlib.ExitStack() as stack:
-            reserved: list[tuple[Prepared, Hold | NoHold]] = []
+            reserved: list[tuple[Prepared, Hold | LeaseHold | NoHold]] = []
             for prepared in batches:  # all reserved first; a refusal releases those already taken
                 reserved.append((prepared, self.hold(prepared)))
                 stack.enter_context(reserved[-1][1])
@@ -501,7 +501,7 @@ class Invoker:
         """Async :meth:`embed`."""
         vectors: list[list[float]] = []
         async with contextlib.AsyncExitStack() as stack:
-            reserved: list[tuple[Prepared, Hold | NoHold]] = []
+            reserved: list[tuple[Prepared, Hold | LeaseHold | NoHold]] = []
             for prepared in batches:
                 reserved.append((prepared, await self.ahold(prepared)))
                 await stack.enter_async_context(reserved[-1][1])

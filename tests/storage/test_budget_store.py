@@ -113,7 +113,7 @@ def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, bac
     usage = ledger.budget_status("app_1", AT_NOW).usage
     assert (usage.spent, usage.reserved, usage.in_flight) == (Decimal("0.25"), Decimal(0), 0)
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(1,)]
-    sweeper = guard(ledger, max_requests=1000)
+    sweeper = guard(ledger, max_requests=1000, lease=1)
     for _ in range(64):  # every 64th reserve step sweeps the user's linked and expired reservations away
         sweeper.reserve("app_1", no_estimate).settle()
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(0,)]

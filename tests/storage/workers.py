@@ -58,7 +58,7 @@ def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, call
 
 
 def budgeted_calls(location: str, base_url: str, api_key: str, limit: str, reserve: str, style: str, calls: int,
-                   barrier: object, results: object) -> None:
+                   barrier: object, results: object, lease: int = 16) -> None:
     """One process of the budget race: ``calls`` concurrent calls for one user; reports (sent, refused)."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +66,7 @@ def budgeted_calls(location: str, base_url: str, api_key: str, limit: str, reser
 
     from openrouter_attribution import BudgetExceededError, UserBudget
 
-    budget = UserBudget(max_cost=Decimal(limit), reserve=Decimal(reserve))
+    budget = UserBudget(max_cost=Decimal(limit), reserve=Decimal(reserve), lease=lease)
     with UsageLedger(location) as ledger:
         if style == "langchain-async":
             from openrouter_attribution.langchain import ChatOpenRouter

@@ -63,6 +63,8 @@ def test_a_window_holds_now_and_starts_on_a_boundary(now, period):
         ({"reservation_ttl": 0}, "reservation_ttl"),
         ({"limits": {"app_1": 5}}, "limits values must be UserBudget"),
         ({"limits": 42}, "limits must be a mapping"),
+        ({"lease": 0}, "lease must be a whole number"),
+        ({"lease": 2.5}, "lease must be a whole number"),
     ],
 )
 def test_bad_budgets_are_refused_at_construction(kwargs, message):

@@ -18,6 +18,10 @@ and stops counting as soon as that record is in the store (a durable ledger comm
 returns; a spooled or buffered record keeps the reservation counting until it lands, so spend is never
 under-counted). A reservation whose process died expires after ``reservation_ttl`` seconds.
 
+Leases (see :mod:`~openrouter_attribution.usage.budget_guard`): far from the limit, one store write
+reserves :attr:`UserBudget.lease` calls for the process, which its next calls draw from without store
+I/O; near the limit every call is checked alone. A live lease over-counts, never under-counts.
+
 Budgets fail closed: when the store cannot be reached (PostgreSQL down, SQLite locked beyond its
 ``busy_timeout``), the reserve step raises :class:`~openrouter_attribution.usage.UsageStoreError` and the
 call is not sent, since its spend could not be checked.
@@ -28,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -59,6 +63,7 @@ Unattributed = Literal["shared", "allow", "refuse"]
 PERIODS: tuple[str, ...] = get_args(Period)
 DEFAULT_FALLBACK_RESERVE = Decimal("0.01")
 DEFAULT_RESERVATION_TTL = 900.0
+DEFAULT_LEASE = 32
 _UTC = timezone.utc
 
 
@@ -150,6 +155,12 @@ class UserBudget:
     reservation_ttl: float = DEFAULT_RESERVATION_TTL
     """Seconds a reservation counts at most (a process that died mid-call cannot hold budget forever).
     Keep it above your longest call or stream."""
+    lease: int = DEFAULT_LEASE
+    """Calls a process takes from a user's budget with one store write while the user is far from the
+    limit (room for at least twice as many left in every limit); near the limit every call goes to the
+    store. A lease counts in full until it is released (used up, after about a second without calls,
+    or when the ledger closes), so calls it already served count twice meanwhile: over-counted, never
+    under-counted. ``1`` takes every call from the store."""
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
     """Epoch seconds now; replaceable for tests of window boundaries."""
 
@@ -169,6 +180,8 @@ class UserBudget:
             )
         if not (isinstance(self.reservation_ttl, (int, float)) and self.reservation_ttl > 0):
             raise ConfigurationError(f"UserBudget reservation_ttl must be > 0 seconds, got {self.reservation_ttl!r}")
+        if isinstance(self.lease, bool) or not isinstance(self.lease, int) or not 1 <= self.lease <= 1000:
+            raise ConfigurationError(f"UserBudget lease must be a whole number from 1 to 1000, got {self.lease!r}")
         if isinstance(self.limits, Mapping):
             for key, value in self.limits.items():
                 if not isinstance(value, UserBudget):
@@ -200,11 +213,11 @@ class Reservation:
     """One call's claim on its user's budget, as the store receives it."""
 
     id: str
-    """Random id (32 hex digits)."""
+    """A unique id (32 hex digits)."""
     user: str | None
     """The user as sent; ``None`` for the shared unattributed budget."""
     amount: Decimal
-    """USD held while the call runs."""
+    """USD held per call while it runs."""
     since: float
     """Start of the window (epoch seconds)."""
     now: float
@@ -215,6 +228,8 @@ class Reservation:
     """The cost limit of the window."""
     max_requests: int | None
     """The request limit of the window."""
+    slots: int = 1
+    """Calls asked for: more than 1 asks for a lease, granted only while room for twice as many is left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +252,8 @@ class BudgetCheck(BudgetUsage):
 
     granted: bool = False
     """True when the reservation was taken."""
+    slots: int = 0
+    """Calls the reservation holds: the lease asked for, 1, or 0 when refused."""
 
 
 @runtime_checkable
@@ -247,9 +264,9 @@ class SupportsBudgets(Protocol):
         """Atomically: if within both limits, insert ``reservation``; return the usage before it."""
         ...
 
-    def budget_settle(self, reservation: Reservation, record_id: str | None) -> None:
-        """End a reservation: linked to ``record_id`` (it counts until that record is stored), or
-        released when ``record_id`` is ``None``. May return before the store is written."""
+    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str]) -> None:
+        """End a reservation: each call it served keeps counting its share until its record (``record_ids``)
+        is stored; the rest is released. May return before the store is written."""
         ...
 
     def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:

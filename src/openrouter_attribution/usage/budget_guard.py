@@ -1,9 +1,19 @@
 """The budget step of a model call: reserve before any network I/O, settle when the call ends.
 
 :class:`BudgetGuard` is built once per model (``budget=`` with ``ledger=``). Its :meth:`~BudgetGuard.reserve`
-returns a :class:`Hold`, a context manager wrapped around the call: the call's usage record is set on
-it, and on exit the reservation settles to that record (or is released). Calls that are not budgeted
-get the model's no-op hold instead. See :mod:`openrouter_attribution.usage.budget` for the rules.
+returns a hold, a context manager wrapped around the call: the call's usage record is set on it, and on
+exit the reservation settles to that record (or is released). Calls that are not budgeted get the
+model's no-op hold instead. See :mod:`openrouter_attribution.usage.budget` for the rules.
+
+Leases: while a user is far from their limit (room for at least twice ``UserBudget.lease`` calls in
+every limit), one store write reserves ``lease`` calls for this process at once (one reservation of
+``lease`` x the per-call amount, counting ``lease`` requests), and the calls draw from it without any
+store I/O. The lease is released, each call it served settling to its record, when it is used up,
+after :data:`LEASE_IDLE` seconds without a draw, after :data:`LEASE_AGE` seconds, or when the ledger
+closes. Until then it counts in full, so the calls it already served count twice: the budget is
+over-counted meanwhile, never under-counted. Near the limit the store refuses leases and every call
+reserves alone, exactly. A call whose own reservation would exceed the lease's per-call amount (a
+longer prompt priced higher) does not draw from it.
 """
 
 from __future__ import annotations
@@ -14,20 +24,26 @@ import logging
 import math
 import os
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from openrouter_attribution.errors import BudgetExceededError, ConfigurationError, MissingUserError
 from openrouter_attribution.usage.budget import BudgetCheck, Reservation, UserBudget, billing_for, window
 from openrouter_attribution.usage.records import UsageRecord, format_cost
 
-__all__ = ["BudgetGuard", "Estimate", "Hold"]
+__all__ = ["LEASE_AGE", "LEASE_IDLE", "BudgetGuard", "Estimate", "Hold", "Lease", "LeaseHold"]
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
 _UTC = timezone.utc
+LEASE_IDLE = 1.0
+"""Seconds without a draw after which a lease is released."""
+LEASE_AGE = 60.0
+"""Seconds a lease is drawn from at most."""
 _ids = itertools.count()
 _prefix = ("", 0)
 
@@ -43,6 +59,13 @@ def new_reservation_id() -> str:
 Estimate = Callable[[], Decimal | None]
 
 
+class _Plan(NamedTuple):
+    budget: UserBudget
+    amount: Decimal
+    now: float
+    since: float
+
+
 class BudgetGuard:
     """The budget step of one model: reserve before a call, settle after (built by the model's options).
 
@@ -50,7 +73,7 @@ class BudgetGuard:
         ConfigurationError: the ledger's store cannot enforce budgets (a memory or custom store).
     """
 
-    __slots__ = ("_windows", "backend", "budget")
+    __slots__ = ("_asking", "_leases", "_lock", "_windows", "backend", "budget")
 
     def __init__(self, budget: UserBudget, ledger: Any) -> None:
         if not isinstance(budget, UserBudget):
@@ -65,8 +88,11 @@ class BudgetGuard:
         self.budget = budget
         self.backend = backend
         self._windows: dict[str, tuple[float, float | None]] = {}
+        self._leases: dict[tuple[str | None, str], Lease] = {}
+        self._asking: set[tuple[str | None, str]] = set()
+        self._lock = threading.Lock()
 
-    def reserve(self, user: str | None, estimate: Estimate) -> Hold | None:
+    def reserve(self, user: str | None, estimate: Estimate) -> Hold | LeaseHold | None:
         """Reserve this call's share of ``user``'s budget; ``None`` when the call is not budgeted.
 
         Args:
@@ -78,26 +104,38 @@ class BudgetGuard:
             BudgetExceededError: a limit would be exceeded; nothing is reserved.
             MissingUserError: no user and ``unattributed="refuse"``.
         """
-        planned = self._plan(user, estimate)
-        if planned is None:
+        plan = self._plan(user, estimate)
+        if plan is None:
             return None
-        request, budget = planned
-        return self._granted(request, budget, self.backend.budget_reserve(request))
+        drawn = self._draw(user, plan)
+        if drawn is not None:
+            return drawn
+        request = self._request(user, plan)
+        try:
+            return self._granted(request, plan.budget, self.backend.budget_reserve(request))
+        finally:
+            self._unclaim(request, plan)  # after the lease is in place
 
-    async def areserve(self, user: str | None, estimate: Estimate) -> Hold | None:
+    async def areserve(self, user: str | None, estimate: Estimate) -> Hold | LeaseHold | None:
         """Async :meth:`reserve`: the store is called on a worker thread, the event loop keeps running."""
-        planned = self._plan(user, estimate)
-        if planned is None:
+        plan = self._plan(user, estimate)
+        if plan is None:
             return None
-        request, budget = planned
-        return self._granted(request, budget, await asyncio.to_thread(self.backend.budget_reserve, request))
+        drawn = self._draw(user, plan)
+        if drawn is not None:
+            return drawn
+        request = self._request(user, plan)
+        try:
+            return self._granted(request, plan.budget, await asyncio.to_thread(self.backend.budget_reserve, request))
+        finally:
+            self._unclaim(request, plan)
 
     def prices_needed(self, user: str | None) -> bool:
         """Whether a call of ``user`` is held at its priced ceiling (a cost limit without a fixed reserve)."""
         budget = self.budget.for_user(user) if user is not None else self.budget
         return budget.max_cost is not None and budget.reserve is None
 
-    def _plan(self, user: str | None, estimate: Estimate) -> tuple[Reservation, UserBudget] | None:
+    def _plan(self, user: str | None, estimate: Estimate) -> _Plan | None:
         budget = self.budget
         if user is None:
             if budget.unattributed == "allow":
@@ -119,12 +157,68 @@ class BudgetGuard:
         since, reset = self._windows.get(budget.period) or (math.inf, None)
         if not (since <= now and (reset is None or now < reset)):
             since, reset = self._windows[budget.period] = window(budget.period, now)
-        request = Reservation(id=new_reservation_id(), user=user, amount=amount, since=since, now=now,
-                              expires_at=now + budget.reservation_ttl, max_cost=budget.max_cost,
-                              max_requests=budget.max_requests)  # fmt: skip
-        return request, budget
+        return _Plan(budget, amount, now, since)
 
-    def _granted(self, request: Reservation, budget: UserBudget, check: BudgetCheck) -> Hold:
+    def _draw(self, user: str | None, plan: _Plan) -> LeaseHold | None:
+        if plan.budget.lease < 2:
+            return None
+        lease = self._leases.get((user, plan.budget.period))
+        if lease is not None and lease.draw(plan.since, plan.amount):
+            return LeaseHold(self, lease)
+        return None
+
+    def _request(self, user: str | None, plan: _Plan) -> Reservation:
+        budget = plan.budget
+        # One lease per user and process at a time: while its slots are all out, or while another call is
+        # asking the store for one, calls reserve one by one (a burst must not take a lease each).
+        key = (user, budget.period)
+        with self._lock:
+            lease = self._leases.get(key)
+            busy = key in self._asking or (lease is not None and lease.used_up(plan.since))
+            if budget.lease > 1 and not busy:
+                self._asking.add(key)
+        return Reservation(id=new_reservation_id(), user=user, amount=plan.amount, since=plan.since, now=plan.now,
+                           expires_at=plan.now + budget.reservation_ttl, max_cost=budget.max_cost,
+                           max_requests=budget.max_requests, slots=1 if busy else budget.lease)  # fmt: skip
+
+    def _unclaim(self, request: Reservation, plan: _Plan) -> None:
+        if request.slots > 1:
+            with self._lock:
+                self._asking.discard((request.user, plan.budget.period))
+
+    def tick(self, force: bool = False) -> bool:
+        """Release the leases not drawn from for :data:`LEASE_IDLE` seconds (``force``: all of them);
+        returns whether any lease is left. Called by the store's settle thread."""
+        with self._lock:
+            leases = list(self._leases.items())
+        now = time.monotonic()
+        for key, lease in leases:
+            if force or lease.stale(now):
+                if lease.retire():
+                    self.release(lease)
+                with self._lock:
+                    if self._leases.get(key) is lease:
+                        del self._leases[key]
+        with self._lock:
+            return bool(self._leases)
+
+    def release(self, lease: Lease) -> None:
+        """Settle an ended lease: each call it served keeps its share until its record is stored."""
+        try:
+            self.backend.budget_settle(lease.reservation, lease.records)
+        except Exception as err:  # settling runs in a model call's cleanup: it must never raise
+            logger.warning("budget: could not release a lease (%s); it expires on its own", type(err).__name__)
+
+    def _granted(self, request: Reservation, budget: UserBudget, check: BudgetCheck) -> Hold | LeaseHold:
+        if check.granted and check.slots > 1:
+            lease = Lease(request, check.slots)
+            with self._lock:
+                old = self._leases.get((request.user, budget.period))
+                self._leases[(request.user, budget.period)] = lease
+            if old is not None and old.retire():  # replaced (another window, or priced too low): let it go
+                self.release(old)
+            self.backend.settles.watch(self.tick)
+            return LeaseHold(self, lease)
         if check.granted:
             return Hold(self.backend, request)
         over_requests = budget.max_requests is not None and check.requests + check.in_flight + 1 > budget.max_requests
@@ -150,22 +244,104 @@ class BudgetGuard:
                                   requested=asked, kind=kind, period=budget.period, resets_at=resets_at)  # fmt: skip
 
 
-class Hold:
-    """A granted reservation; a context manager that settles it on exit.
+class Lease:
+    """Calls of one user this process holds in the store with one reservation (see the module docstring)."""
+
+    __slots__ = ("_lock", "last", "left", "open", "records", "released", "reservation", "started")
+
+    def __init__(self, reservation: Reservation, slots: int) -> None:
+        self.reservation = reservation
+        """The store's reservation of the whole lease (``amount`` is per call)."""
+        self.left = slots - 1  # the call that took the lease holds the first slot
+        self.open = 1
+        self.records: list[str] = []
+        self.released = False
+        self.started = self.last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def draw(self, since: float, amount: Decimal) -> bool:
+        """Take one slot for a call of the same window that holds no more than the lease's amount per call."""
+        with self._lock:
+            now = time.monotonic()
+            if (self.released or self.left <= 0 or since != self.reservation.since
+                    or amount > self.reservation.amount or now - self.started > LEASE_AGE):  # fmt: skip
+                return False
+            self.left -= 1
+            self.open += 1
+            self.last = now
+            return True
+
+    def finish(self, record_id: str | None) -> bool:
+        """A call that drew from the lease ended; returns True when the lease is now to be released."""
+        with self._lock:
+            self.open -= 1
+            if record_id is not None:
+                self.records.append(record_id)
+            self.last = time.monotonic()
+            if self.left <= 0 and self.open == 0 and not self.released:
+                self.released = True
+                return True
+            return False
+
+    def used_up(self, since: float) -> bool:
+        """Whether it can serve no more calls but some it served are still open (``False``: none left at all)."""
+        with self._lock:
+            drawable = not self.released and self.left > 0 and since == self.reservation.since and (
+                time.monotonic() - self.started <= LEASE_AGE)
+            return not drawable and self.open > 0
+
+    def stale(self, now: float) -> bool:
+        """Whether no call drew from it for :data:`LEASE_IDLE` seconds, or it is older than :data:`LEASE_AGE`."""
+        return now - self.last > LEASE_IDLE or now - self.started > LEASE_AGE
+
+    def retire(self) -> bool:
+        """Stop drawing from it; returns True when it is to be released now (no call open)."""
+        with self._lock:
+            self.left = 0
+            if self.open == 0 and not self.released:
+                self.released = True
+                return True
+            return False
+
+
+class _HoldBase:
+    __slots__ = ("record",)
+
+    def __init__(self) -> None:
+        self.record: UsageRecord | None = None
+        """The usage record the reservation settles to (set it inside the block)."""
+
+    def settle(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.settle()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.settle()  # queues the settle (applied with the next reserve step): nothing blocks the loop
+
+
+class Hold(_HoldBase):
+    """A granted reservation of one call; a context manager that settles it on exit.
 
     Set :attr:`record` to the call's usage record before the block ends: the reservation then counts
     until that record is in the store. Without a record it is released. Settling never raises: a
     store that is down leaves the reservation to expire after ``reservation_ttl``.
     """
 
-    __slots__ = ("_backend", "record", "reservation")
+    __slots__ = ("_backend", "reservation")
 
     def __init__(self, backend: Any, reservation: Reservation) -> None:
+        super().__init__()
         self._backend = backend
         self.reservation = reservation
         """The reservation held."""
-        self.record: UsageRecord | None = None
-        """The usage record the reservation settles to."""
 
     @property
     def id(self) -> str:
@@ -174,21 +350,30 @@ class Hold:
 
     def settle(self) -> None:
         """Settle to :attr:`record` (or release); never raises."""
-        record_id = None if self.record is None else self.record.record_id
+        records = () if self.record is None else (self.record.record_id,)
         try:
-            self._backend.budget_settle(self.reservation, record_id)
+            self._backend.budget_settle(self.reservation, records)
         except Exception as err:  # settling runs in a model call's cleanup: it must never raise
             logger.warning("budget: could not settle a reservation (%s); it expires on its own", type(err).__name__)
 
-    def __enter__(self) -> Hold:
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.settle()
+class LeaseHold(_HoldBase):
+    """A call drawn from a lease; on exit it returns its slot (the lease settles when released)."""
 
-    async def __aenter__(self) -> Hold:
-        return self
+    __slots__ = ("_guard", "lease")
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.settle()  # queues the settle (applied with the next reserve step): nothing blocks the loop
+    def __init__(self, guard: BudgetGuard, lease: Lease) -> None:
+        super().__init__()
+        self._guard = guard
+        self.lease = lease
+        """The lease the call drew from."""
 
+    @property
+    def id(self) -> str:
+        """The lease's reservation id."""
+        return self.lease.reservation.id
+
+    def settle(self) -> None:
+        """Return the slot; the last call of a used-up lease releases it. Never raises."""
+        if self.lease.finish(None if self.record is None else self.record.record_id):
+            self._guard.release(self.lease)

@@ -38,7 +38,8 @@ _BUDGET_LOCK_CLASS = 0x6F726162  # first key of the per-user advisory locks ("or
 
 _RECORDS_WINDOW = """(SELECT COALESCE(SUM(COALESCE(u.billed_cost, u.cost)), 0) AS s, COUNT(*) AS n
              FROM usage_records u WHERE {user} AND u.time >= p_since)"""
-_RESERVED_WINDOW = """(SELECT COALESCE(SUM(r.amount), 0) AS s, COUNT(*) AS n FROM budget_reservations r
+_RESERVED_WINDOW = """(SELECT COALESCE(SUM(r.amount * r.slots), 0) AS s, COALESCE(SUM(r.slots), 0) AS n
+             FROM budget_reservations r
              WHERE r.user_key = v_key AND r.created_at >= p_since AND r.expires_at > p_now
                AND (r.record_id IS NULL OR NOT EXISTS (
                     SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id)))"""
@@ -50,25 +51,29 @@ def _usage_select(user: str) -> str:
 
 
 _SETTLE_MANY = """
-    -- Released, or recorded already: the reservation goes. Not recorded yet: it counts until it is.
-    -- One primary-key lookup per settle (a join with unnest() plans far worse for the usual one or two).
-    FOR i IN 1 .. COALESCE(array_length(p_settle_ids, 1), 0) LOOP
-        IF p_settle_records[i] IS NULL THEN
-            DELETE FROM budget_reservations WHERE id = p_settle_ids[i];
-        ELSE
-            DELETE FROM budget_reservations WHERE id = p_settle_ids[i]
-                AND EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = p_settle_records[i]);
-            IF NOT FOUND THEN
-                UPDATE budget_reservations SET record_id = p_settle_records[i] WHERE id = p_settle_ids[i];
-            END IF;
-        END IF;
-    END LOOP;"""
+    -- Ended reservations go; each call they served whose record is not stored yet keeps its share, linked
+    -- to its record (it counts until the record lands).
+    IF p_settle_ids IS NOT NULL THEN
+        DELETE FROM budget_reservations WHERE id = ANY (p_settle_ids);
+    END IF;
+    IF p_link_ids IS NOT NULL THEN
+        INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at, record_id)
+        SELECT l.id, l.u, l.a, 1, l.c, l.e, l.r
+        FROM unnest(p_link_ids, p_link_users, p_link_amounts, p_link_created, p_link_expires, p_link_records)
+            AS l(id, u, a, c, e, r)
+        WHERE NOT EXISTS (SELECT 1 FROM usage_records x WHERE x.record_id = l.r)
+        ON CONFLICT (id) DO NOTHING;
+    END IF;"""
+_SETTLE_ARGS = ("p_settle_ids text[], p_link_ids text[], p_link_users text[], p_link_amounts numeric[], "
+                "p_link_created double precision[], p_link_expires double precision[], p_link_records text[]")
+_FITS = ("((p_max_cost IS NULL OR spent + reserved + {n} * p_amount <= p_max_cost) "
+         "AND (p_max_requests IS NULL OR requests + in_flight + {n} <= p_max_requests))")  # fmt: skip
 
 _RESERVE_FUNCTION = f"""CREATE OR REPLACE FUNCTION budget_reserve(
     p_id text, p_user text, p_amount numeric, p_since double precision, p_now double precision,
-    p_expires double precision, p_max_cost numeric, p_max_requests bigint, p_cleanup boolean,
-    p_settle_ids text[], p_settle_records text[])
-RETURNS TABLE (granted boolean, spent numeric, requests bigint, reserved numeric, in_flight bigint)
+    p_expires double precision, p_max_cost numeric, p_max_requests bigint, p_slots integer, p_cleanup boolean,
+    {_SETTLE_ARGS})
+RETURNS TABLE (granted boolean, spent numeric, requests bigint, reserved numeric, in_flight bigint, slots integer)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_key text := COALESCE(p_user, '');
@@ -85,17 +90,19 @@ BEGIN
     ELSE
         {_usage_select('u."user" = p_user')}
     END IF;
-    granted := (p_max_cost IS NULL OR spent + reserved + p_amount <= p_max_cost)
-        AND (p_max_requests IS NULL OR requests + in_flight + 1 <= p_max_requests);
+    -- The lease asked for while room for twice as many calls is left, else one call while it fits.
+    slots := CASE WHEN p_slots > 1 AND {_FITS.format(n='2 * p_slots')} THEN p_slots
+                  WHEN {_FITS.format(n='1')} THEN 1 ELSE 0 END;
+    granted := slots > 0;
     IF granted THEN
-        INSERT INTO budget_reservations (id, user_key, amount, created_at, expires_at)
-        VALUES (p_id, v_key, p_amount, p_now, p_expires);
+        INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at)
+        VALUES (p_id, v_key, p_amount, slots, p_now, p_expires);
     END IF;
     RETURN NEXT;
 END
 $fn$"""
 
-_SETTLE_FUNCTION = f"""CREATE OR REPLACE FUNCTION budget_settle(p_settle_ids text[], p_settle_records text[])
+_SETTLE_FUNCTION = f"""CREATE OR REPLACE FUNCTION budget_settle({_SETTLE_ARGS})
 RETURNS void LANGUAGE plpgsql VOLATILE AS $fn$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
@@ -121,6 +128,7 @@ POSTGRES_BILLING_MIGRATION: tuple[str, ...] = (
         id text COLLATE "C" PRIMARY KEY,
         user_key text NOT NULL,
         amount numeric NOT NULL,
+        slots integer NOT NULL DEFAULT 1,
         created_at double precision NOT NULL,
         expires_at double precision NOT NULL,
         record_id text COLLATE "C"
@@ -131,8 +139,9 @@ POSTGRES_BILLING_MIGRATION: tuple[str, ...] = (
 )
 """Schema step 2 -> 3 of the PostgreSQL ledger (kept here, beside the SQL that uses it)."""
 
-_RESERVE = "SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::text[], %s::text[])"
-_SETTLE = "SELECT budget_settle(%s::text[], %s::text[])"
+_SETTLE_PARAMS = "%s::text[], %s::text[], %s::text[], %s::numeric[], %s::float8[], %s::float8[], %s::text[]"
+_RESERVE = f"SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_SETTLE_PARAMS})"
+_SETTLE = f"SELECT budget_settle({_SETTLE_PARAMS})"
 _CLEANUP_EVERY = 64
 _USAGE = {
     True: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" IS NULL '
@@ -141,7 +150,8 @@ _USAGE = {
            "AND time >= %s",
 }  # fmt: skip
 _RESERVED = (
-    "SELECT COALESCE(SUM(r.amount), 0), COUNT(*) FROM budget_reservations r WHERE r.user_key = %s "
+    "SELECT COALESCE(SUM(r.amount * r.slots), 0), COALESCE(SUM(r.slots), 0) FROM budget_reservations r "
+    "WHERE r.user_key = %s "
     "AND r.created_at >= %s AND r.expires_at > %s AND (r.record_id IS NULL OR NOT EXISTS "
     "(SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))"
 )
@@ -176,20 +186,20 @@ class PostgresBilling:
         r = reservation
         settles = self.settles.take()
         self._reserves += 1
-        ids, records = _arrays(settles)
         try:
-            ((granted, spent, requests, reserved, in_flight),) = self.store.execute(
-                _RESERVE, (r.id, r.user, r.amount, r.since, r.now, r.expires_at, r.max_cost, r.max_requests,
-                           self._reserves % _CLEANUP_EVERY == 0, ids, records))  # fmt: skip
+            ((granted, spent, requests, reserved, in_flight, slots),) = self.store.execute(
+                _RESERVE, (r.id, r.user, r.amount, r.since, r.now, r.expires_at, r.max_cost, r.max_requests, r.slots,
+                           self._reserves % _CLEANUP_EVERY == 0, *_arrays(settles)))  # fmt: skip
         except BaseException:
             self.settles.restore(settles)
             raise
         return BudgetCheck(spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved),
-                           in_flight=int(in_flight), granted=bool(granted))  # fmt: skip
+                           in_flight=int(in_flight), granted=bool(granted), slots=int(slots))  # fmt: skip
 
-    def budget_settle(self, reservation: Reservation, record_id: str | None) -> None:
+    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str]) -> None:
         """Queue the settle: sent with the next reserve step or within ``SettleQueue.delay`` seconds."""
-        self.settles.add((reservation.user, reservation.id, record_id))
+        self.settles.add(Settle(reservation.user, reservation.id, tuple(record_ids), reservation.amount,
+                                reservation.now, reservation.expires_at))  # fmt: skip
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         self.store.execute(_SETTLE, _arrays(settles))
@@ -238,10 +248,14 @@ class PostgresBilling:
         self.store.execute(_APPLY, [list(column) for column in columns])
 
 
-def _arrays(settles: list[Settle]) -> tuple[list[str] | None, list[str | None] | None]:
+def _arrays(settles: list[Settle]) -> tuple[object, ...]:
+    """The settle arguments of the functions: ids to delete, then one array per column of the links."""
     if not settles:
-        return None, None
-    return [rid for _, rid, _ in settles], [rec for _, _, rec in settles]
+        return (None,) * 7
+    links = [(f"{s.id}.{i}", s.user or "", s.amount, s.created_at, s.expires_at, rec)
+             for s in settles for i, rec in enumerate(s.records)]  # fmt: skip
+    columns: list[object] = [list(c) for c in zip(*links, strict=True)] if links else [None] * 6
+    return ([s.id for s in settles], *columns)
 
 
 def _pending(retry_not_found: bool) -> str:

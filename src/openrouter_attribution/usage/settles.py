@@ -1,4 +1,4 @@
-"""Settles of budget reservations, gathered and applied together (group settle).
+"""Settles of budget reservations, gathered and applied together (group settle), and lease upkeep.
 
 Ending a reservation is a write; writing it alone after every call would cost a commit per call. A
 :class:`SettleQueue` keeps this process's ended reservations and hands them to the next reserve step
@@ -7,6 +7,10 @@ their own earlier calls settled), or to a background thread after ``delay`` seco
 step comes. Until a settle is applied its reservation keeps counting: the budget can only be
 over-counted for that short while, never under-counted. A failed apply keeps the settles for the next
 attempt; a process that dies with settles pending leaves reservations that expire on their own.
+
+The same thread ticks the leases of this process's budgets (see
+:class:`~openrouter_attribution.usage.budget_guard.BudgetGuard`) a few times a second, so a lease that
+is no longer drawn from is released.
 """
 
 from __future__ import annotations
@@ -14,16 +18,34 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from decimal import Decimal
+from typing import NamedTuple
 
 __all__ = ["Settle", "SettleQueue"]
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
-Settle = tuple["str | None", str, "str | None"]
-"""``(user, reservation id, record id)``; no record id releases the reservation."""
-
 DEFAULT_DELAY = 0.05
 """Seconds a settle waits for a reserve step before the background thread applies it."""
+TICK = 0.25
+"""Seconds between two ticks of the leases, while there are any."""
+
+
+class Settle(NamedTuple):
+    """One ended reservation: it goes, and each call whose record is not stored yet keeps ``amount``."""
+
+    user: str | None
+    id: str
+    records: tuple[str, ...]
+    """Record ids of the calls it served (none: released)."""
+    amount: Decimal
+    """USD per call."""
+    created_at: float
+    expires_at: float
+
+
+Ticker = Callable[[bool], bool]
+"""Called with ``force``; releases idle (or, forced, all) leases; returns whether any lease is left."""
 
 
 class SettleQueue:
@@ -44,16 +66,29 @@ class SettleQueue:
         self._closed = False
         self._failed = False
         self._idle = False
+        self._tickers: list[Ticker] = []
+
+    def _ensure_thread(self) -> None:
+        """Start the background thread (caller holds ``_lock``), or wake it when it sleeps with nothing to do."""
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name="openrouter-budget-settles", daemon=True)
+            self._thread.start()
+        elif self._idle:  # only an idle thread is woken; one that is gathering keeps its delay
+            self._wake.notify()
 
     def add(self, settle: Settle) -> None:
         """Queue one settle."""
         with self._lock:
             self._pending.append(settle)
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, name="openrouter-budget-settles", daemon=True)
-                self._thread.start()
-            elif self._idle:  # only an idle thread is woken; one that is gathering keeps its delay
-                self._wake.notify()
+            self._ensure_thread()
+
+    def watch(self, ticker: Ticker) -> None:
+        """Tick ``ticker`` while it reports leases (held until then, so a lease outlives its model only
+        until it is released)."""
+        with self._lock:
+            if ticker not in self._tickers:
+                self._tickers.append(ticker)
+            self._ensure_thread()
 
     def take(self) -> list[Settle]:
         """All pending settles, for a reserve step to apply in its transaction."""
@@ -81,7 +116,8 @@ class SettleQueue:
             raise
 
     def close(self) -> None:
-        """Apply what is pending (best effort) and stop the background thread."""
+        """Release every lease, apply what is pending (best effort) and stop the background thread."""
+        self._tick(force=True)
         with self._lock:
             self._closed = True
             self._wake.notify()
@@ -91,19 +127,29 @@ class SettleQueue:
             logger.warning("budget: %d reservation(s) could not be settled at close (%s); they expire on their "
                            "own", len(self._pending), type(err).__name__)  # fmt: skip
 
+    def _tick(self, *, force: bool = False) -> bool:
+        """Tick every live ticker; returns whether any still holds a lease."""
+        with self._lock:
+            tickers = list(self._tickers)
+        done = [ticker for ticker in tickers if not ticker(force)]
+        with self._lock:
+            self._tickers = [ticker for ticker in self._tickers if ticker not in done]
+            return bool(self._tickers)
+
     def _run(self) -> None:
         while True:
             with self._lock:
                 self._idle = True
-                while not self._pending and not self._closed:
+                while not self._pending and not self._tickers and not self._closed:
                     self._wake.wait()
                 self._idle = False
                 if self._closed:
                     return
-                # Give a reserve step the chance to take them in its transaction; retry slower after a failure.
-                self._wake.wait(self.delay * (20 if self._failed else 1))
+                # Give a reserve step the chance to take the settles in its transaction; slower after a failure.
+                self._wake.wait(TICK if not self._pending else self.delay * (20 if self._failed else 1))
                 if self._closed:
                     return
+            self._tick()
             try:
                 self.flush()
                 self._failed = False

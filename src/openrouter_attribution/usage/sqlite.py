@@ -97,6 +97,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             user_key TEXT NOT NULL,
             id TEXT NOT NULL,
             amount TEXT NOT NULL,
+            slots INTEGER NOT NULL DEFAULT 1,
             created_at REAL NOT NULL,
             expires_at REAL NOT NULL,
             record_id TEXT,

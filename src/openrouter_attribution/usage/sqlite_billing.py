@@ -66,24 +66,28 @@ _FILL = (
 # Spend and requests of one user from the day rows of the window, and what its calls in flight hold.
 _USAGE = (
     "SELECT a.s AS spent, a.n AS requests, b.s AS held, b.n AS in_flight FROM "
-    "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend WHERE user_key = ? AND day >= ?) a, "
-    "(SELECT SUM(ROUND(CAST(amount AS REAL) * 1e12)) AS s, COUNT(*) AS n FROM budget_reservations r "
-    "WHERE user_key = ? AND created_at >= ? AND expires_at > ? AND (record_id IS NULL OR NOT EXISTS "
-    "(SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))) b"
+    "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend "
+    "WHERE user_key = :key AND day >= :day) a, "
+    "(SELECT SUM(ROUND(CAST(amount AS REAL) * 1e12) * slots) AS s, COALESCE(SUM(slots), 0) AS n "
+    "FROM budget_reservations r WHERE user_key = :key AND created_at >= :since AND expires_at > :now "
+    "AND (record_id IS NULL OR NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))) b"
 )
-# The check and the insert in one statement (inside BEGIN IMMEDIATE): a granted call costs no extra read.
+_FITS = ("((:max_pico IS NULL OR COALESCE(w.spent, 0) + COALESCE(w.held, 0) + {n} * :amount_pico <= :max_pico) "
+         "AND (:max_requests IS NULL OR w.requests + w.in_flight + {n} <= :max_requests))")  # fmt: skip
+# The check and the insert in one statement (inside BEGIN IMMEDIATE): the lease asked for while room for twice
+# as many calls is left, else one call while it fits, else nothing.
 _TAKE = (
-    "INSERT INTO budget_reservations (id, user_key, amount, created_at, expires_at) SELECT ?, ?, ?, ?, ? "
-    f"FROM ({_USAGE}) AS w "
-    "WHERE (? IS NULL OR COALESCE(w.spent, 0) + COALESCE(w.held, 0) + ? <= ?) "
-    "AND (? IS NULL OR w.requests + w.in_flight + 1 <= ?)"
+    "INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at) "
+    "SELECT :id, :key, :amount, g.n, :now, :expires FROM (SELECT CASE "
+    f"WHEN :slots > 1 AND {_FITS.format(n='2 * :slots')} THEN :slots WHEN {_FITS.format(n='1')} THEN 1 ELSE 0 END AS n "
+    f"FROM ({_USAGE}) AS w) AS g WHERE g.n > 0 RETURNING slots"
 )
-_DELETE_SETTLED = (
-    "DELETE FROM budget_reservations WHERE user_key = ? AND id = ? "
-    "AND EXISTS (SELECT 1 FROM usage_records WHERE record_id = ?)"
-)
-_LINK = "UPDATE budget_reservations SET record_id = ? WHERE user_key = ? AND id = ?"
 _RELEASE = "DELETE FROM budget_reservations WHERE user_key = ? AND id = ?"
+# A call whose record is not stored yet keeps its share, as a reservation linked to the record.
+_LINK = (
+    "INSERT OR IGNORE INTO budget_reservations (user_key, id, amount, slots, created_at, expires_at, record_id) "
+    "SELECT ?, ?, ?, 1, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM usage_records WHERE record_id = ?)"
+)
 
 _PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= ?"
 _CANDIDATES = (
@@ -105,9 +109,8 @@ def _pico(amount: Decimal, *, up: bool) -> int:
     return whole + 1 if up and whole < scaled else whole
 
 
-def _params(user: str | None, since: float, now: float) -> tuple[object, ...]:
-    key = user or ""
-    return (key, int(since // _DAY), key, since, now)
+def _params(user: str | None, since: float, now: float) -> dict[str, object]:
+    return {"key": user or "", "day": int(since // _DAY), "since": since, "now": now}
 
 
 def _usd(pico: object) -> Decimal:
@@ -120,17 +123,18 @@ def _usage(row: Sequence[object], *, granted: bool = False) -> BudgetCheck:
                        in_flight=int(in_flight), granted=granted)  # type: ignore[call-overload]  # fmt: skip
 
 
-_GRANTED = BudgetCheck(granted=True)  # a granted reserve step reports no usage: nobody reads it
+@functools.lru_cache(maxsize=64)
+def _granted(slots: int) -> BudgetCheck:
+    """The outcome of a granted reserve step (it reports no usage: nobody reads it)."""
+    return BudgetCheck(granted=True, slots=slots)
 
 
 def _apply(conn: Any, settles: list[Settle]) -> None:
-    releases = [(user or "", rid) for user, rid, rec in settles if rec is None]
-    links = [(user or "", rid, rec) for user, rid, rec in settles if rec is not None]
-    if releases:
-        conn.executemany(_RELEASE, releases)
-    # The record is stored: the reservation goes. Not yet: it is linked, and counts until the record lands.
-    if links and conn.executemany(_DELETE_SETTLED, links).rowcount < len(links):
-        conn.executemany(_LINK, [(rec, key, rid) for key, rid, rec in links])
+    conn.executemany(_RELEASE, [(s.user or "", s.id) for s in settles])
+    links = [(s.user or "", f"{s.id}.{i}", format_cost(s.amount), s.created_at, s.expires_at, rec, rec)
+             for s in settles for i, rec in enumerate(s.records)]  # fmt: skip
+    if links:
+        conn.executemany(_LINK, links)
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -174,12 +178,12 @@ class SQLiteBilling:
                 if self._reserves % _CLEANUP_EVERY == 0:  # expired and recorded reservations no longer count
                     conn.execute(_CLEANUP, (key, r.now))
                 usage = _params(r.user, r.since, r.now)
-                limit = None if r.max_cost is None else _pico(r.max_cost, up=False)
-                took = conn.execute(_TAKE, (
-                    r.id, key, format_cost(r.amount), r.now, r.expires_at, *usage,
-                    limit, _pico(r.amount, up=True), limit, r.max_requests, r.max_requests)).rowcount  # fmt: skip
-                if took == 1:
-                    return _GRANTED
+                took = conn.execute(_TAKE, {
+                    **usage, "id": r.id, "amount": format_cost(r.amount), "expires": r.expires_at, "slots": r.slots,
+                    "max_pico": None if r.max_cost is None else _pico(r.max_cost, up=False),
+                    "amount_pico": _pico(r.amount, up=True), "max_requests": r.max_requests}).fetchone()  # fmt: skip
+                if took is not None:
+                    return _granted(int(took[0]))
                 return _usage(conn.execute(_USAGE, usage).fetchone())  # why it was refused
         except BaseException as err:
             self.settles.restore(settles)
@@ -187,9 +191,10 @@ class SQLiteBilling:
                 raise UsageStoreError(f"cannot reserve budget in the ledger {self.store.path}: {err}") from err
             raise
 
-    def budget_settle(self, reservation: Reservation, record_id: str | None) -> None:
+    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str]) -> None:
         """Queue the settle: applied by the next reserve step or within ``SettleQueue.delay`` seconds."""
-        self.settles.add((reservation.user, reservation.id, record_id))
+        self.settles.add(Settle(reservation.user, reservation.id, tuple(record_ids), reservation.amount,
+                                reservation.now, reservation.expires_at))  # fmt: skip
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         with self.store.transaction() as conn:
@@ -203,7 +208,7 @@ class SQLiteBilling:
         """Records and reservations of ``user`` in the window (a read, after this process's settles)."""
         self._ensure_rollup()
         self.settles.flush()
-        check = _usage(self.store._fetch(_USAGE, _params(user, since, now))[0])
+        check = _usage(self.store._fetch(_USAGE, _params(user, since, now))[0])  # type: ignore[arg-type]
         return BudgetUsage(spent=check.spent, requests=check.requests, reserved=check.reserved,
                            in_flight=check.in_flight)  # fmt: skip
 

@@ -1,0 +1,121 @@
+"""Leases on every backend: far from the limit one store write serves many calls, near it every call counts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from decimal import Decimal
+
+import pytest
+
+from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
+from openrouter_attribution.langchain import ChatOpenRouter
+from openrouter_attribution.usage.budget_guard import LEASE_IDLE, BudgetGuard
+from tests.storage.test_budget_processes import one_call_cost
+from tests.storage.workers import budgeted_calls
+
+MODEL = "openai/gpt-4o-mini"
+
+
+@pytest.fixture
+def ledger(backend):
+    with UsageLedger(backend.location) as ledger:
+        yield ledger
+
+
+def reservations(backend) -> list[tuple[int, bool]]:
+    """``(slots, linked)`` of every reservation row."""
+    return sorted((int(n), bool(linked)) for n, linked in backend.rows(
+        "SELECT slots, record_id IS NOT NULL FROM budget_reservations"))
+
+
+def call(guard: BudgetGuard, ledger: UsageLedger, n: int, user: str = "app_1") -> None:
+    """``n`` calls in a row, each recorded as a durable ledger records it, then settled."""
+    for _ in range(n):
+        hold = guard.reserve(user, lambda: None)
+        assert hold is not None
+        hold.record = UsageRecord(user=user, cost=Decimal("0.01"))
+        ledger.record(hold.record)
+        hold.settle()
+
+
+def test_far_from_the_limit_one_store_write_serves_a_lease_of_calls(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_cost=Decimal(10), reserve=Decimal("0.01"), lease=8), ledger)
+    call(guard, ledger, 3)
+    assert reservations(backend) == [(8, False)]  # one lease row: calls 2 and 3 did not touch the store
+    usage = ledger.budget_status("app_1").usage
+    assert (usage.in_flight, usage.reserved, usage.spent) == (8, Decimal("0.08"), Decimal("0.03"))  # counted in full
+    call(guard, ledger, 5)  # the lease is used up: it is released with its calls settled to their records
+    guard.reserve("app_1", lambda: None).settle()  # a new lease; the old one's release came along
+    assert reservations(backend) == [(8, False)]
+    assert ledger.budget_status("app_1").usage.requests == 8
+
+
+def test_near_the_limit_every_call_reserves_alone_and_exactly(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=20, lease=4), ledger)
+    call(guard, ledger, 20)  # leases while room for 8 calls is left, single calls after: not one lost
+    with pytest.raises(BudgetExceededError):
+        call(guard, ledger, 1)
+    assert ledger.budget_status("app_1").usage.requests == 20
+
+
+def test_an_idle_lease_is_released(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=100, lease=8), ledger)
+    call(guard, ledger, 2)
+    assert ledger.budget_status("app_1").usage.in_flight == 8
+    deadline = time.monotonic() + LEASE_IDLE + 10
+    while ledger.budget_status("app_1").usage.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    usage = ledger.budget_status("app_1").usage
+    assert (usage.in_flight, usage.requests) == (0, 2)
+
+
+def test_closing_the_ledger_releases_leases(backend):
+    with UsageLedger(backend.location) as ledger:
+        call(BudgetGuard(UserBudget(max_requests=100, lease=8), ledger), ledger, 3)
+    assert reservations(backend) == []
+
+
+def test_a_call_priced_above_the_lease_does_not_draw_from_it(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_cost=Decimal(10), lease=4), ledger)
+    guard.reserve("app_1", lambda: Decimal("0.01")).settle()
+    hold = guard.reserve("app_1", lambda: Decimal("0.5"))  # a longer prompt: a lease at its own price
+    usage = ledger.budget_status("app_1").usage  # the cheaper lease was let go
+    assert (usage.in_flight, usage.reserved) == (4, Decimal("2.0"))
+    hold.settle()
+
+
+def test_processes_with_leases_never_take_more_than_the_budget(backend, fake_openrouter):
+    cost = one_call_cost(fake_openrouter, backend.location)
+    covered, processes, calls = 60, 4, 30
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
+    args = (backend.location, fake_openrouter.base_url, fake_openrouter.api_key, str(cost * covered), str(cost),
+            "langchain-async", calls, barrier, results, 4)  # fmt: skip
+    procs = [ctx.Process(target=budgeted_calls, args=args) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    barrier.wait(120)
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * processes
+    sent = sum(n for n, _ in outcomes)
+    assert sum(body["user"] == "app_budgeted" for body in (r.body for r in fake_openrouter.chat_requests)) == sent
+    assert covered - 4 * processes * 2 <= sent <= covered  # leases may refuse a little early, never let more through
+    with UsageLedger(backend.location) as ledger:
+        (spent,) = ledger.totals("user", user="app_budgeted")
+        assert spent.cost <= cost * covered
+    # What is left is reserved by no one once every process closed its ledger.
+    assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NULL") == [(0,)]
+
+
+def test_the_model_path_uses_leases(fake_openrouter, backend):
+    with UsageLedger(backend.location) as ledger:
+        budget = UserBudget(max_requests=1000, lease=16)
+        model = ChatOpenRouter(model=MODEL, base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key,
+                               max_retries=0, ledger=ledger, budget=budget)  # fmt: skip
+        for _ in range(10):
+            model.invoke("hi", user="app_1")
+        assert reservations(backend) == [(16, False)]
+        assert ledger.budget_status("app_1").usage.requests == 10
