@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
-import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from openrouter_attribution.attribution import LAYERS, Attribution, resolve
-from openrouter_attribution.errors import (
-    InvalidResponseError,
-    MissingUserError,
-    MissingUserWarning,
-    TruncatedStreamError,
-)
+from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.identity import DEFAULT_POLICY, SentId
+from openrouter_attribution.missing_user import report_missing_user
 from openrouter_attribution.transport import (
     EMBEDDINGS_PATH,
     STREAM_END,
@@ -40,7 +33,8 @@ from openrouter_attribution.wire.embeddings import (
     parse_embeddings,
 )
 from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
-from openrouter_attribution.wire.response import Completion, Usage, parse_chunk, parse_completion
+from openrouter_attribution.wire.response import Completion, parse_completion
+from openrouter_attribution.wire.stream import StreamMeta
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -53,8 +47,6 @@ __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
 ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
 """Call keywords that set the ``explicit`` attribution layer, in both frameworks."""
 
-_PACKAGE_PREFIXES = ("openrouter_attribution", "langchain", "langgraph", "llama_index", "workflows", "asyncio",
-                     "concurrent", "threading", "contextvars", "pydantic", "tenacity")  # fmt: skip
 
 
 class Prepared(NamedTuple):
@@ -64,63 +56,6 @@ class Prepared(NamedTuple):
     """The JSON body for ``POST /chat/completions``."""
     attribution: Attribution
     """The attribution that goes out (after the identity policy)."""
-
-
-class StreamMeta:
-    """What a stream has told so far about its generation (filled while it is consumed)."""
-
-    __slots__ = ("chunks", "done", "finish_reason", "first", "id", "model", "provider", "started", "usage")
-
-    def __init__(self) -> None:
-        self.chunks = 0
-        """Chunks received so far."""
-        self.done = False
-        """Whether the stream's ``data: [DONE]`` arrived."""
-        self.id: str | None = None
-        self.model: str | None = None
-        self.provider: str | None = None
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.started = time.perf_counter()
-        self.first: float | None = None
-        """``time.perf_counter()`` when the first chunk arrived."""
-
-    def take(self, chunk: Any) -> tuple[dict[str, Any], str | None]:
-        """Parse one chunk, note what it says about the generation, return ``(delta, finish_reason)``."""
-        delta, finish_reason, usage = parse_chunk(chunk)
-        self.chunks += 1
-        if self.first is None:
-            self.first = time.perf_counter()
-            self.id = chunk.get("id")
-            self.model = chunk.get("model")
-            self.provider = chunk.get("provider")
-        if usage is not None:
-            self.usage = usage
-        if finish_reason is not None:
-            self.finish_reason = finish_reason
-        return delta, finish_reason
-
-    def check_end(self) -> None:
-        """Raise unless the stream reached its end (``[DONE]``, or a ``finish_reason`` and the final usage).
-
-        Raises:
-            InvalidResponseError: the 200 response carried no event at all.
-            TruncatedStreamError: events arrived, then the body ended before the stream's end.
-        """
-        if self.done or (self.finish_reason is not None and self.usage is not None):
-            return
-        if self.first is None:
-            raise InvalidResponseError(
-                "OpenRouter answered the streamed request with HTTP 200 and an empty body (no event)."
-            )
-        missing = [name for name, seen in (("finish_reason", self.finish_reason is not None),
-                                           ("usage", self.usage is not None)) if not seen]  # fmt: skip
-        raise TruncatedStreamError(
-            f"The stream ended after {self.chunks} chunk(s) without its end (no {', no '.join(missing)}, "
-            "no data: [DONE]): the answer received is incomplete. The connection was probably closed by "
-            "a proxy or the network; retry the call.",
-            generation_id=self.id,
-        )
 
 
 class Invoker:
@@ -189,7 +124,7 @@ class Invoker:
         ids = self.ids
         if user is None:
             if self.require_user:
-                self._missing_user(searched)
+                report_missing_user(searched, refuse=self.require_user != "warn")
             sent_user = None
         else:
             sent_user = ids.apply(user)
@@ -222,29 +157,6 @@ class Invoker:
         if metadata:
             sent["openrouter_metadata"] = ids.apply_metadata(metadata)
         return sent
-
-    def _missing_user(self, searched: Mapping[str, tuple[str, ...]] | None) -> None:
-        named = {**(searched or {}), "context": ("user_context()",), "default": ("the model's `user` field",)}
-        places = [place for layer in LAYERS for place in named.get(layer, ())]
-        message = (
-            "No end-user id was found for this call. Looked in: " + "; ".join(places) + ". Pass user=... "
-            "to the call, set it in the run config, or wrap the call in user_context(...)"
-        )
-        if self.require_user != "warn":
-            raise MissingUserError(message + " (require_user=True: calls without a user are refused).",
-                                   searched=tuple(places))  # fmt: skip
-        filename, lineno, module = _call_site()
-        if (filename, lineno) in _WARNED_SITES:
-            return
-        _WARNED_SITES.add((filename, lineno))
-        warnings.warn_explicit(
-            message + "; or set require_user=False on the model to allow unattributed calls "
-            "(warned once per call site).",
-            MissingUserWarning,
-            filename,
-            lineno,
-            module=module,
-        )
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -421,17 +333,7 @@ class Invoker:
         stream's ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
         if self.ledger is None:
             return None
-        return _record_call(
-            self.ledger,
-            body=prepared.body,
-            attribution=prepared.attribution,
-            started=started,
-            first=first,
-            source=source,
-            error=error,
-            framework=self.framework,
-            kind=kind,
-        )
+        return _record_call(self.ledger, **self._call(prepared, started, first, source, error, kind))
 
     async def _arecord(
         self,
@@ -446,17 +348,15 @@ class Invoker:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
             return None
-        return await _arecord_call(
-            self.ledger,
-            body=prepared.body,
-            attribution=prepared.attribution,
-            started=started,
-            first=first,
-            source=source,
-            error=error,
-            framework=self.framework,
-            kind=kind,
-        )
+        return await _arecord_call(self.ledger, **self._call(prepared, started, first, source, error, kind))
+
+    def _call(
+        self, prepared: Prepared, started: float, first: float | None, source: Any, error: BaseException | None,
+        kind: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """What :func:`~openrouter_attribution.usage.calls.record_call` needs to know about one request."""
+        return {"body": prepared.body, "attribution": prepared.attribution, "started": started, "first": first,
+                "source": source, "error": error, "framework": self.framework, "kind": kind}  # fmt: skip
 
     # -- embeddings: the same attribution, transport, error translation and record path ---------------
 
@@ -566,18 +466,3 @@ _arecord_call: Any = _load_arecord_call
 
 class _Abandoned(Exception):
     """Marks a stream its consumer stopped reading (or cancelled) before its end."""
-
-
-_WARNED_SITES: set[tuple[str, int]] = set()
-"""Call sites already warned about a missing user (process-wide: one warning per call site)."""
-
-
-def _call_site() -> tuple[str, int, str]:
-    """File, line and module of the first caller frame outside this library and the frameworks."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_PACKAGE_PREFIXES):
-            return frame.f_code.co_filename, frame.f_lineno, module
-        frame = frame.f_back  # type: ignore[assignment]
-    return "<unknown>", 0, ""

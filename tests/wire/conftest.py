@@ -50,13 +50,13 @@ def make_chat(fake_openrouter) -> Callable[..., Any]:
 @pytest.fixture
 def fresh_call_sites() -> Iterator[None]:
     """Forget which call sites were already warned about a missing user (one warning per site and process)."""
-    from openrouter_attribution import client
+    from openrouter_attribution import missing_user
 
-    saved = set(client._WARNED_SITES)
-    client._WARNED_SITES.clear()
+    saved = set(missing_user._WARNED_SITES)
+    missing_user._WARNED_SITES.clear()
     yield
-    client._WARNED_SITES.clear()
-    client._WARNED_SITES.update(saved)
+    missing_user._WARNED_SITES.clear()
+    missing_user._WARNED_SITES.update(saved)
 
 
 def sent(server: Any, field: str) -> list[Any]:
