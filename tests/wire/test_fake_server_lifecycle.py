@@ -96,6 +96,21 @@ def test_reset_clears_records_generations_faults_counters_and_latency(fake_openr
     assert fake_openrouter.latency == 0.0
 
 
+def test_a_request_that_outlives_a_reset_leaves_no_generation_behind():
+    """A client that gave up on a slow answer before reset(): the answer finishes after it, unrecorded."""
+    fake = FakeOpenRouter().start()
+    try:
+        headers = {"X-Fake-Fault": "slow-first-byte", "X-Fake-Delay-Ms": "400"}
+        client = openai.OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0, timeout=0.1)
+        with client, pytest.raises(openai.APITimeoutError):
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
+        fake.reset()
+    finally:
+        fake.stop()  # joins the connection thread, which finished the slow answer after the reset
+    assert fake.generations == {}
+    assert fake.requests == []
+
+
 def test_class_docstring_example_runs():
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

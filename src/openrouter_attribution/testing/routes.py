@@ -273,7 +273,8 @@ def _complete(
             headers=request.headers,
             streamed=streamed,
             failed=failed,
-        )
+        ),
+        received=request.time,
     )
     headers = {"X-Generation-Id": envelope.id}
     if streamed:
@@ -380,7 +381,8 @@ def _embeddings(state: ServerState, request: RecordedRequest) -> Reply:
         build_embeddings_generation(
             embedding._replace(model_id=served), generation_id, created, user=body.get("user"),
             session_id=body.get("session_id") or request.headers.get("x-session-id"), headers=request.headers,
-        )
+        ),
+        received=request.time,
     )  # fmt: skip
     answer = build_embeddings_body(embedding._replace(model_id=served), generation_id)
     if fault is not None and fault.name == "malformed-chunk":

@@ -310,5 +310,9 @@ class FakeOpenRouter:
         self._state.faults.push(Fault(name, **options), count=count, after=after or 0)
 
     def reset(self) -> None:
-        """Forget records, generations, queued faults, the prompt cache and counters; restore ``latency``."""
+        """Forget records, generations, queued faults, the prompt cache and counters; restore ``latency``.
+
+        A request still being answered when this is called (a slow answer its client gave up on) leaves
+        no generation behind: the next test starts from nothing, whatever the previous one left running.
+        """
         self._state.reset()

@@ -89,10 +89,18 @@ class ServerState:
         self.generation_latency = 0.0
         self._connections = 0
         self._internal_errors: list[str] = []
+        self._reset_at = 0.0
 
-    def store_generation(self, generation: dict[str, Any]) -> None:
-        """Remember a generation for ``GET /generation`` (visible after ``generation_delay`` seconds)."""
+    def store_generation(self, generation: dict[str, Any], *, received: float) -> None:
+        """Remember a generation for ``GET /generation`` (visible after ``generation_delay`` seconds).
+
+        ``received`` is when its request arrived (``RecordedRequest.time``): a request that arrived before
+        the last :meth:`reset` and finished after it (a client that gave up on a slow answer) belongs to
+        what the reset forgot, so its generation is not stored.
+        """
         with self._lock:
+            if received < self._reset_at:
+                return
             self._generations[generation["id"]] = generation
             self._visible_at[generation["id"]] = time.monotonic() + self.generation_delay
 
@@ -155,6 +163,7 @@ class ServerState:
         self.faults.clear()
         self.cache.clear()
         with self._lock:
+            self._reset_at = time.time()
             self._generations.clear()
             self._visible_at.clear()
             self.generation_delay = self.generation_latency = 0.0
