@@ -35,7 +35,10 @@ from pathlib import Path
 
 DEFAULT_CHUNKS = 50
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
-_GEN_ID = "gen-bench-0000000001"
+_GEN_ID = "gen-bench-0000000000"
+"""The id in the prepared bodies; every answer gets its own id of the same length (see ``BenchServer._id``),
+as OpenRouter's generation ids are unique: a ledger stores one row per call, not one per run."""
+_GEN_ID_BYTES = _GEN_ID.encode()
 _MODEL = "openai/gpt-4o-mini"
 _USAGE = {
     "prompt_tokens": 8,
@@ -88,10 +91,12 @@ def embedding_answer(count: int, encoding: str, dims: int = EMBEDDING_DIMS) -> b
     return json.dumps(answer, separators=(",", ":")).encode()
 
 
-def _response(status: str, body: bytes, content_type: str = "application/json", close: bool = False) -> bytes:
+def _response(
+    status: str, body: bytes, content_type: str = "application/json", close: bool = False, generation_id: str = _GEN_ID
+) -> bytes:
     head = (
         f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
-        f"x-generation-id: {_GEN_ID}\r\nconnection: {'close' if close else 'keep-alive'}\r\n\r\n"
+        f"x-generation-id: {generation_id}\r\nconnection: {'close' if close else 'keep-alive'}\r\n\r\n"
     )
     return head.encode() + body
 
@@ -134,9 +139,15 @@ class BenchServer:
         self.accepted = 0
         self.open = 0
         self.requests = 0
+        self.served = 0
         self._completion = json.dumps(_COMPLETION, separators=(",", ":")).encode()
         self._streams: dict[int, bytes] = {}
         self._embeddings: dict[tuple[int, str, int], bytes] = {}
+
+    def _id(self) -> str:
+        """A generation id no earlier answer of this server had, as long as ``_GEN_ID``."""
+        self.served += 1
+        return f"gen-bench-{self.served:010d}"
 
     def _stream_body(self, count: int) -> bytes:
         body = self._streams.get(count)
@@ -192,10 +203,13 @@ class BenchServer:
                     count = int(segment[1:])
             if delay:
                 await asyncio.sleep(delay)
+            generation_id = self._id()
             if _STREAM_TRUE.search(body):
                 connection = b"connection: close\r\n\r\n" if close else b"\r\n"
-                return _STREAM_HEAD + connection + self._stream_body(count)
-            return _response("200 OK", self._completion, close=close)
+                stream = _STREAM_HEAD + connection + self._stream_body(count)
+                return stream.replace(_GEN_ID_BYTES, generation_id.encode())
+            body = self._completion.replace(_GEN_ID_BYTES, generation_id.encode())
+            return _response("200 OK", body, close=close, generation_id=generation_id)
         if method == "POST" and path.endswith("/embeddings"):
             request = json.loads(body)
             texts = request["input"]
@@ -204,7 +218,9 @@ class BenchServer:
             answer = self._embeddings.get(key)
             if answer is None:
                 answer = self._embeddings[key] = embedding_answer(*key)
-            return _response("200 OK", answer, close=close)
+            generation_id = self._id()
+            return _response("200 OK", answer.replace(_GEN_ID_BYTES, generation_id.encode(), 1), close=close,
+                             generation_id=generation_id)  # fmt: skip
         message = json.dumps({"error": {"code": 404, "message": f"no route {method} {path}"}}).encode()
         return _response("404 Not Found", message, close=close)
 
