@@ -7,6 +7,12 @@ waits up to ``busy_timeout`` seconds before failing. Inside one process the
 store writes through one connection guarded by a lock and reads through a second.
 A record whose ``record_id`` is stored already is skipped (``ON CONFLICT DO NOTHING``).
 
+Small commits (one durable call's record, a few from threads finishing together) append to
+``usage_inbox``, a table without indexes, and are folded into ``usage_records`` by the commit that
+brings a store's appends to :data:`FOLD_AT`, by every write transaction, and when a ledger opens or
+closes. Reads query both tables (the view ``usage_all`` holds every record once), so what a call
+committed is visible to every reader at once; other tools reading the file should query ``usage_all``.
+
 Durability: ``synchronous = NORMAL`` in WAL mode: a committed transaction survives
 the process being killed (SIGKILL included); an operating-system crash or power
 loss can undo the last transactions before it.
@@ -43,6 +49,16 @@ from openrouter_attribution.usage.records import (
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
 
 __all__ = ["SCHEMA_VERSION", "SQLiteUsageStore"]
+
+# The inbox rows (alias i) that are neither in usage_records nor an earlier copy of an inbox row.
+_INBOX_ONCE = ("i.rowid IN (SELECT MIN(rowid) FROM usage_inbox GROUP BY record_id) "
+               "AND NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = i.record_id)")  # fmt: skip
+
+# The columns reconciliation fills (schema 3), after COLUMNS in usage_records.
+_BILLED: tuple[str, ...] = (
+    "billed_cost", "cache_discount", "native_prompt_tokens", "native_completion_tokens", "native_reasoning_tokens",
+    "native_cached_tokens", "cancelled", "billed_user", "user_mismatch", "reconcile_status", "reconciled_at",
+)  # fmt: skip
 
 # Each entry moves the schema from version i to i + 1 (index 0 creates version 1). Version 1 is the
 # schema of the first release; a file with a lower user_version is brought up to date when opened.
@@ -112,6 +128,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (user_key, day)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Small commits (a durable call's record) append here: a table without indexes, so a commit
+        # writes one page instead of one per index of usage_records; folded into usage_records (see
+        # SQLiteUsageStore._fold). Its columns are COLUMNS: a migration adding one adds it here too.
+        "CREATE TABLE IF NOT EXISTS usage_inbox AS SELECT " + ", ".join(COLUMNS) + " FROM usage_records WHERE 0",
+        # Every stored record once: what reads (and other tools) query. A migration adding a column to
+        # usage_records drops and recreates this view.
+        "CREATE VIEW IF NOT EXISTS usage_all AS "
+        f"SELECT {', '.join(COLUMNS + _BILLED)} FROM usage_records UNION ALL "
+        f"SELECT {', '.join(COLUMNS)}, {', '.join('NULL' for _ in _BILLED)} FROM usage_inbox i "
+        "WHERE " + _INBOX_ONCE,
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -119,6 +147,18 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 _INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) " \
     "ON CONFLICT (record_id) DO NOTHING"  # fmt: skip
+_INBOX_INSERT = f"INSERT INTO usage_inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+# ORDER BY rowid: of two copies of one record the first written is kept, as direct inserts do ("WHERE
+# true" is how SQLite tells an upsert's ON CONFLICT from a join constraint after a SELECT).
+_FOLD = (
+    f"INSERT INTO usage_records ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM usage_inbox WHERE true "
+    "ORDER BY rowid ON CONFLICT (record_id) DO NOTHING",
+    "DELETE FROM usage_inbox",
+)
+_INBOX_WAITING = "SELECT EXISTS (SELECT 1 FROM usage_inbox)"
+
+FOLD_AT = 64
+"""A process folds the inbox into ``usage_records`` once it has appended this many records to it."""
 
 # floor(time) keeps SQL and Python (storage.group_key) on the same UTC day near midnight.
 _DAY = "strftime('%Y-%m-%d', CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), 'unixepoch')"
@@ -207,6 +247,8 @@ class SQLiteUsageStore:
         self._lock = threading.RLock()
         self._read_lock = threading.Lock()
         self._memory = self.path == ":memory:"
+        self._inboxed = 0
+        """Records this store appended to ``usage_inbox`` since it last folded it."""
         self._create = create
         conn = self._open()
         try:
@@ -225,6 +267,12 @@ class SQLiteUsageStore:
         self._conn: sqlite3.Connection | None = conn
         # WAL lets a second connection read while the first writes: reports never hold up commits.
         self._reader: sqlite3.Connection | None = None
+        if not self._memory and conn.execute(_INBOX_WAITING).fetchone()[0]:
+            # What processes that ended left in the inbox moves to usage_records when a ledger opens, if
+            # the write lock is free now (opening never waits for it; the next write transaction folds).
+            self._wait_busy(conn, 0)
+            with contextlib.suppress(sqlite3.OperationalError), self._lock, self._transaction(conn):
+                self._fold(conn)
 
     def _open(self) -> sqlite3.Connection:
         if self._create or self._memory:
@@ -327,8 +375,11 @@ class SQLiteUsageStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction on this store's connection (for features built on the store)."""
+        """One atomic write transaction on this store's connection (for features built on the store);
+        it sees every committed record (the inbox is folded first)."""
         with self._lock, self._transaction(self._connection()) as conn:
+            if not self._memory and conn.execute(_INBOX_WAITING).fetchone()[0]:
+                self._fold(conn)
             yield conn
 
     def write_many(self, records: Sequence[UsageRecord]) -> None:
@@ -382,17 +433,44 @@ class SQLiteUsageStore:
             self._busy_now = ms
 
     def _insert(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
-        if len(records) == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
-            conn.execute(_INSERT, to_row(records[0], cost_as_text=True))
+        """Commit ``records``: small commits append to ``usage_inbox``; the commit that brings this
+        store's appends to :data:`FOLD_AT`, and any larger batch, folds the inbox and inserts directly."""
+        count = len(records)
+        if self._memory or self._inboxed + count >= FOLD_AT:
+            rows = [to_row(rec, cost_as_text=True) for rec in records]
+            with self._transaction(conn):
+                if not self._memory:
+                    self._fold(conn)
+                conn.executemany(_INSERT, rows)
+        elif count == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
+            conn.execute(_INBOX_INSERT, to_row(records[0], cost_as_text=True))
+            self._inboxed += 1
         else:
             rows = [to_row(rec, cost_as_text=True) for rec in records]
             with self._transaction(conn):
-                conn.executemany(_INSERT, rows)
+                conn.executemany(_INBOX_INSERT, rows)
+            self._inboxed += count
+
+    def _fold(self, conn: sqlite3.Connection) -> None:
+        """Move the records in ``usage_inbox`` (any process's) to ``usage_records``, keeping one row per
+        record id; the caller holds ``_lock`` and a write transaction.
+
+        Why an inbox: a commit writes a page of every b-tree it changes, and ``usage_records`` has seven
+        (the table, its key and the indexes for queries by time, user, model, session and the
+        reconciliation backlog). A record appended to the inbox changes one; folding moves many records
+        at once, so the index pages they share are written once. Reads query the view ``usage_all``
+        (both tables, one row per record id) and need no write lock; every write transaction of this
+        store folds first, so updates and deletes find every record in ``usage_records``.
+        """
+        for statement in _FOLD:
+            conn.execute(statement)
+        self._inboxed = 0
+
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
         """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""
         if dry_run:
-            return int(self._fetch("SELECT COUNT(*) FROM usage_records WHERE time < ?", [before])[0][0])
+            return int(self._fetch("SELECT COUNT(*) FROM usage_all WHERE time < ?", [before])[0][0])
         with self.transaction() as conn:
             return conn.execute("DELETE FROM usage_records WHERE time < ?", (before,)).rowcount
 
@@ -425,15 +503,19 @@ class SQLiteUsageStore:
         so a slow consumer never blocks writers.
         """
         where, params = _where(since, until, user)
-        cursor_clause = " AND " if where else " WHERE "
+        columns = ", ".join(COLUMNS)
         after: tuple[object, object] | None = None
         while True:
-            sql = f"SELECT {', '.join(COLUMNS)} FROM usage_records{where}"
-            page_params = list(params)
+            # The two tables as one compound SELECT, not the view: SQLite then merges the arms in order
+            # and the LIMIT stops the index scan of usage_records after a page (the view would sort it all).
+            clause, page_params = where, list(params)
             if after is not None:
-                sql += f"{cursor_clause}(time, record_id) > (?, ?)"
+                clause += (" AND " if where else " WHERE ") + "(time, record_id) > (?, ?)"
                 page_params.extend(after)
-            rows = self._fetch(sql + f" ORDER BY time, record_id LIMIT {_PAGE}", page_params)
+            inbox = clause + (" AND " if clause else " WHERE ") + _INBOX_ONCE
+            sql = (f"SELECT {columns} FROM usage_records{clause} UNION ALL SELECT {columns} FROM usage_inbox i"
+                   f"{inbox} ORDER BY time, record_id LIMIT {_PAGE}")  # fmt: skip
+            rows = self._fetch(sql, page_params * 2)
             for row in rows:
                 yield from_row(row)
             if len(rows) < _PAGE:
@@ -458,13 +540,16 @@ class SQLiteUsageStore:
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
             "usage_decimal_sum(COALESCE(billed_cost, cost)), COUNT(*) - COUNT(COALESCE(billed_cost, cost)), "
             "usage_decimal_sum(cost), COUNT(billed_cost), COALESCE(SUM(user_mismatch), 0) "
-            f"FROM usage_records{where} GROUP BY k"
+            f"FROM usage_all{where} GROUP BY k"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 
     def close(self) -> None:
-        """Close the connections; idempotent."""
+        """Close the connections (folding what this store left in the inbox first); idempotent."""
         with self._lock, self._read_lock:
+            if self._inboxed and self._conn is not None:
+                with contextlib.suppress(sqlite3.Error), self._transaction(self._conn):
+                    self._fold(self._conn)
             for conn in (self._reader, self._conn):
                 if conn is not None:
                     conn.close()

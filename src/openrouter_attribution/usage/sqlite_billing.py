@@ -91,7 +91,7 @@ _LINK = (
 
 _PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= ?"
 _CANDIDATES = (
-    "SELECT record_id, generation_id, user, cost, time FROM usage_records WHERE {pending} "
+    "SELECT record_id, generation_id, user, cost, time FROM usage_all WHERE {pending} "
     "AND (time, record_id) > (?, ?) ORDER BY time, record_id LIMIT ?"
 )
 _APPLY = (
@@ -208,7 +208,9 @@ class SQLiteBilling:
         """Records and reservations of ``user`` in the window (a read, after this process's settles)."""
         self._ensure_rollup()
         self.settles.flush()
-        check = _usage(self.store._fetch(_USAGE, _params(user, since, now))[0])  # type: ignore[arg-type]
+        # In a write transaction: it folds the inbox first, so the spend rollup has every record.
+        with self.store.transaction() as conn:
+            check = _usage(conn.execute(_USAGE, _params(user, since, now)).fetchone())
         return BudgetUsage(spent=check.spent, requests=check.requests, reserved=check.reserved,
                            in_flight=check.in_flight)  # fmt: skip
 
@@ -216,7 +218,7 @@ class SQLiteBilling:
 
     def reconcile_pending(self, since: float | None, *, retry_not_found: bool = False) -> int:
         """How many records with a generation id are not reconciled yet."""
-        sql = "SELECT COUNT(*) FROM usage_records WHERE " + _pending(retry_not_found)
+        sql = "SELECT COUNT(*) FROM usage_all WHERE " + _pending(retry_not_found)
         return int(self.store._fetch(sql, [since or 0.0])[0][0])
 
     def reconcile_candidates(
