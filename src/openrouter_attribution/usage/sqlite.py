@@ -47,118 +47,15 @@ from openrouter_attribution.usage.records import (
     format_cost,
 )
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
+from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
+from openrouter_attribution.usage.sqlite_schema import FOLD_AT, SCHEMA_VERSION
+from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
+from openrouter_attribution.usage.sqlite_schema import INBOX_ONCE as _INBOX_ONCE
+from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
+from openrouter_attribution.usage.sqlite_schema import INSERT as _INSERT
+from openrouter_attribution.usage.sqlite_schema import MIGRATIONS as _MIGRATIONS
 
-__all__ = ["SCHEMA_VERSION", "SQLiteUsageStore"]
-
-# The inbox rows (alias i) that are neither in usage_records nor an earlier copy of an inbox row.
-_INBOX_ONCE = ("i.rowid IN (SELECT MIN(rowid) FROM usage_inbox GROUP BY record_id) "
-               "AND NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = i.record_id)")  # fmt: skip
-
-# The columns reconciliation fills (schema 3), after COLUMNS in usage_records.
-_BILLED: tuple[str, ...] = (
-    "billed_cost", "cache_discount", "native_prompt_tokens", "native_completion_tokens", "native_reasoning_tokens",
-    "native_cached_tokens", "cancelled", "billed_user", "user_mismatch", "reconcile_status", "reconciled_at",
-)  # fmt: skip
-
-# Each entry moves the schema from version i to i + 1 (index 0 creates version 1). Version 1 is the
-# schema of the first release; a file with a lower user_version is brought up to date when opened.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE IF NOT EXISTS usage_records (
-            record_id TEXT PRIMARY KEY NOT NULL,
-            time REAL NOT NULL,
-            user TEXT,
-            session_id TEXT,
-            model_requested TEXT,
-            model_used TEXT,
-            provider TEXT,
-            prompt_tokens INTEGER,
-            completion_tokens INTEGER,
-            cached_tokens INTEGER,
-            reasoning_tokens INTEGER,
-            cost TEXT,
-            latency_s REAL,
-            ttft_s REAL,
-            generation_id TEXT,
-            streamed INTEGER NOT NULL,
-            outcome TEXT NOT NULL,
-            framework TEXT
-        )""",
-        "CREATE INDEX IF NOT EXISTS usage_records_time ON usage_records (time)",
-        "CREATE INDEX IF NOT EXISTS usage_records_user_time ON usage_records (user, time)",
-    ),
-    (
-        "ALTER TABLE usage_records ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat'",
-        "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records (COALESCE(model_used, model_requested))",
-        "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
-    ),
-    (
-        # Reconciliation with GET /generation (usage/reconcile.py): what OpenRouter billed per record.
-        "ALTER TABLE usage_records ADD COLUMN billed_cost TEXT",
-        "ALTER TABLE usage_records ADD COLUMN cache_discount TEXT",
-        "ALTER TABLE usage_records ADD COLUMN native_prompt_tokens INTEGER",
-        "ALTER TABLE usage_records ADD COLUMN native_completion_tokens INTEGER",
-        "ALTER TABLE usage_records ADD COLUMN native_reasoning_tokens INTEGER",
-        "ALTER TABLE usage_records ADD COLUMN native_cached_tokens INTEGER",
-        "ALTER TABLE usage_records ADD COLUMN cancelled INTEGER",
-        "ALTER TABLE usage_records ADD COLUMN billed_user TEXT",
-        "ALTER TABLE usage_records ADD COLUMN user_mismatch INTEGER",
-        "ALTER TABLE usage_records ADD COLUMN reconcile_status TEXT",
-        "ALTER TABLE usage_records ADD COLUMN reconciled_at REAL",
-        "CREATE INDEX IF NOT EXISTS usage_records_unreconciled ON usage_records (time, record_id) "
-        "WHERE generation_id IS NOT NULL AND reconcile_status IS NULL",
-        # Budgets (usage/budget.py): reservations of calls in flight; user_key '' is the unattributed budget.
-        # One b-tree clustered by user (WITHOUT ROWID): a reserve step writes one page, reads one range.
-        """CREATE TABLE IF NOT EXISTS budget_reservations (
-            user_key TEXT NOT NULL,
-            id TEXT NOT NULL,
-            amount TEXT NOT NULL,
-            slots INTEGER NOT NULL DEFAULT 1,
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            record_id TEXT,
-            PRIMARY KEY (user_key, id)
-        ) WITHOUT ROWID""",
-        # Spend and requests per user and UTC day (pico-dollars), kept by triggers once a budget is used.
-        """CREATE TABLE IF NOT EXISTS budget_spend (
-            user_key TEXT NOT NULL,
-            day INTEGER NOT NULL,
-            pico INTEGER NOT NULL,
-            requests INTEGER NOT NULL,
-            PRIMARY KEY (user_key, day)
-        ) WITHOUT ROWID""",
-    ),
-    (
-        # Small commits (a durable call's record) append here: a table without indexes, so a commit
-        # writes one page instead of one per index of usage_records; folded into usage_records (see
-        # SQLiteUsageStore._fold). Its columns are COLUMNS: a migration adding one adds it here too.
-        "CREATE TABLE IF NOT EXISTS usage_inbox AS SELECT " + ", ".join(COLUMNS) + " FROM usage_records WHERE 0",
-        # Every stored record once: what reads (and other tools) query. A migration adding a column to
-        # usage_records drops and recreates this view.
-        "CREATE VIEW IF NOT EXISTS usage_all AS "
-        f"SELECT {', '.join(COLUMNS + _BILLED)} FROM usage_records UNION ALL "
-        f"SELECT {', '.join(COLUMNS)}, {', '.join('NULL' for _ in _BILLED)} FROM usage_inbox i "
-        "WHERE " + _INBOX_ONCE,
-    ),
-)
-
-SCHEMA_VERSION = len(_MIGRATIONS)
-"""The schema version this release writes (``PRAGMA user_version``)."""
-
-_INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) " \
-    "ON CONFLICT (record_id) DO NOTHING"  # fmt: skip
-_INBOX_INSERT = f"INSERT INTO usage_inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-# ORDER BY rowid: of two copies of one record the first written is kept, as direct inserts do ("WHERE
-# true" is how SQLite tells an upsert's ON CONFLICT from a join constraint after a SELECT).
-_FOLD = (
-    f"INSERT INTO usage_records ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM usage_inbox WHERE true "
-    "ORDER BY rowid ON CONFLICT (record_id) DO NOTHING",
-    "DELETE FROM usage_inbox",
-)
-_INBOX_WAITING = "SELECT EXISTS (SELECT 1 FROM usage_inbox)"
-
-FOLD_AT = 64
-"""A process folds the inbox into ``usage_records`` once it has appended this many records to it."""
+__all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
 
 # floor(time) keeps SQL and Python (storage.group_key) on the same UTC day near midnight.
 _DAY = "strftime('%Y-%m-%d', CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), 'unixepoch')"
