@@ -20,7 +20,6 @@ SQLite is a durable ledger file in a temporary folder; PostgreSQL a throwaway se
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from decimal import Decimal
@@ -106,7 +105,7 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
 
     out: dict[str, Any] = {"variants": {}, "skipped": {}, "history": HISTORY}
     results["budget"] = out
-    pg = _start_postgres(out)
+    pg = measure.start_postgres(out["skipped"], 'postgres')
     folder = Path(tempfile.mkdtemp(prefix="budget-bench-"))
     rounds, block = (2, 10) if settings.smoke else (max(16, 6 * settings.rounds), 100)
     isolated_rounds, isolated_n = (1, 50) if settings.smoke else (5, 1000)
@@ -139,7 +138,7 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
         for name in spots:
             paired = e2e[name]["paired"]
             cost = measure.median(paired)
-            low, high = _quartiles(paired)
+            low, high = measure.quartiles(paired)
             out["variants"][name] = {
                 "label": LABELS[name], "budget_cpu_us": cost, "budget_cpu_us_quartiles": [low, high],
                 "share": cost / call if call and cost is not None else None, "samples": len(paired),
@@ -155,36 +154,10 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             pg.stop()
 
 
-def _quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4)
-    return q[0], q[2]
-
-
-def _start_postgres(out: dict[str, Any]) -> Any:
-    try:
-        from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
-    except ImportError as err:
-        out["skipped"]["postgres"] = f"cannot import the PostgreSQL launcher: {err}"
-        return None
-    try:
-        return PostgresServer(fsync=True).start()
-    except PostgresUnavailable as err:
-        out["skipped"]["postgres"] = str(err)
-        return None
-
-
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Target verdicts for the budget (PostgreSQL is reported, not judged)."""
     variants = results.get("budget", {}).get("variants", {})
-    targets = []
-    for name, limit in TARGETS.items():
-        share = variants.get(name, {}).get("share")
-        targets.append({"target": f"per-user budget on {LABELS[name]} <= {limit:.0%} of a call's client CPU",
-                        "measured": f"{share:.2%}" if share is not None else "n/a",
-                        "met": share <= limit if share is not None else None})  # fmt: skip
-    return targets
+    return measure.share_targets(variants, TARGETS, lambda name: f"per-user budget on {LABELS[name]}")
 
 
 def markdown_lines(results: dict[str, Any]) -> list[str]:

@@ -21,7 +21,6 @@ use no ledger (the SQLite INSERT alone; a SELECT 1 round trip to the same Postgr
 from __future__ import annotations
 
 import multiprocessing
-import statistics
 import tempfile
 import threading
 import time
@@ -153,7 +152,7 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
 
     out: dict[str, Any] = {"variants": {}, "skipped": {}}
     results["ledger"] = out
-    pg = _start_postgres(out)
+    pg = measure.start_postgres(out["skipped"], 'postgres-durable')
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     rounds, block = (2, 10) if settings.smoke else (max(16, 6 * settings.rounds), 100)
     isolated_n = 50 if settings.smoke else 2000
@@ -175,7 +174,7 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
         out["variants"]["none"] = {"label": LABELS["none"], "e2e_cpu_us": call, "samples": len(base)}
         for name in ledgers:
             cost = measure.median(paired[name])
-            low, high = _quartiles(paired[name])
+            low, high = measure.quartiles(paired[name])
             out["variants"][name] = {
                 "label": LABELS[name], "e2e_cpu_us": measure.median(e2e[name]), "ledger_cpu_us": cost,
                 "ledger_cpu_us_quartiles": [low, high], "isolated_cpu_us": measure.median(iso[name]),
@@ -232,36 +231,10 @@ def _cpu_per_call(model: Any, ledger: Any, calls: int) -> float:
     return (time.process_time() - start) / calls * 1e6
 
 
-def _quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4)
-    return q[0], q[2]
-
-
-def _start_postgres(out: dict[str, Any]) -> Any:
-    try:
-        from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
-    except ImportError as err:
-        out["skipped"]["postgres-durable"] = f"cannot import the PostgreSQL launcher: {err}"
-        return None
-    try:
-        return PostgresServer(fsync=True).start()
-    except PostgresUnavailable as err:
-        out["skipped"]["postgres-durable"] = str(err)
-        return None
-
-
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Target verdicts for the ledger."""
     variants = results.get("ledger", {}).get("variants", {})
-    targets = []
-    for name, limit in TARGETS.items():
-        share = variants.get(name, {}).get("share")
-        targets.append({"target": f"ledger {LABELS[name]} <= {limit:.0%} of a call's client CPU",
-                        "measured": f"{share:.2%}" if share is not None else "n/a",
-                        "met": share <= limit if share is not None else None})  # fmt: skip
-    return targets
+    return measure.share_targets(variants, TARGETS, lambda name: f"ledger {LABELS[name]}")
 
 
 def markdown_lines(results: dict[str, Any]) -> list[str]:

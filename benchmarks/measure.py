@@ -32,6 +32,41 @@ IMPORTS = (
 HEAVY = ("openai", "httpx2", "httpx", "langchain_core", "llama_index.core", "pydantic")
 
 
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """First and third quartiles (the one value twice when there is one)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def start_postgres(skipped: dict[str, str], key: str) -> Any:
+    """A throwaway PostgreSQL server (fsync on), or ``None`` with the reason in ``skipped[key]``."""
+    try:
+        from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
+    except ImportError as err:
+        skipped[key] = f"cannot import the PostgreSQL launcher: {err}"
+        return None
+    try:
+        return PostgresServer(fsync=True).start()
+    except PostgresUnavailable as err:
+        skipped[key] = str(err)
+        return None
+
+
+def share_targets(
+    variants: dict[str, Any], targets: dict[str, float], label: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """Verdicts for "``label(name)`` <= limit of a call's client CPU", from each variant's ``share``."""
+    verdicts = []
+    for name, limit in targets.items():
+        share = variants.get(name, {}).get("share")
+        verdicts.append({"target": f"{label(name)} <= {limit:.0%} of a call's client CPU",
+                         "measured": f"{share:.2%}" if share is not None else "n/a",
+                         "met": share <= limit if share is not None else None})  # fmt: skip
+    return verdicts
+
+
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
