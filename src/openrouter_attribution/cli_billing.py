@@ -37,11 +37,16 @@ def _usd(text: str) -> Decimal:
     return value
 
 
-def _count(text: str) -> int:
+def whole_number(text: str) -> int:
+    """An argparse type: a whole number."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    value = whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
