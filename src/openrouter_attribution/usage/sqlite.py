@@ -48,9 +48,8 @@ from openrouter_attribution.usage.records import (
 )
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
 from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
-from openrouter_attribution.usage.sqlite_schema import FOLD_AT, SCHEMA_VERSION
+from openrouter_attribution.usage.sqlite_schema import FOLD_AT, SCHEMA_VERSION, page_sql
 from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
-from openrouter_attribution.usage.sqlite_schema import INBOX_ONCE as _INBOX_ONCE
 from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
 from openrouter_attribution.usage.sqlite_schema import INSERT as _INSERT
 from openrouter_attribution.usage.sqlite_schema import MIGRATIONS as _MIGRATIONS
@@ -104,7 +103,7 @@ def _where(since: float | None, until: float | None, user: str | None) -> tuple[
     if user is not None:
         clauses.append("user = ?")
         params.append(user)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return " AND ".join(clauses), params
 
 
 class SQLiteUsageStore:
@@ -274,10 +273,14 @@ class SQLiteUsageStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write transaction on this store's connection (for features built on the store);
         it sees every committed record (the inbox is folded first)."""
-        with self._lock, self._transaction(self._connection()) as conn:
-            if not self._memory and conn.execute(_INBOX_WAITING).fetchone()[0]:
-                self._fold(conn)
-            yield conn
+        with self._lock:
+            with self._transaction(self._connection()) as conn:
+                folded = not self._memory and conn.execute(_INBOX_WAITING).fetchone()[0]
+                if folded:
+                    self._fold(conn)
+                yield conn
+            if folded:
+                self._inboxed = 0
 
     def write_many(self, records: Sequence[UsageRecord]) -> None:
         """Insert records in one transaction; ids already stored are ignored.
@@ -339,6 +342,7 @@ class SQLiteUsageStore:
                 if not self._memory:
                     self._fold(conn)
                 conn.executemany(_INSERT, rows)
+            self._inboxed = 0
         elif count == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
             conn.execute(_INBOX_INSERT, to_row(records[0], cost_as_text=True))
             self._inboxed += 1
@@ -350,7 +354,8 @@ class SQLiteUsageStore:
 
     def _fold(self, conn: sqlite3.Connection) -> None:
         """Move the records in ``usage_inbox`` (any process's) to ``usage_records``, keeping one row per
-        record id; the caller holds ``_lock`` and a write transaction.
+        record id; the caller holds ``_lock`` and a write transaction, and resets ``_inboxed`` once it
+        has committed.
 
         Why an inbox: a commit writes a page of every b-tree it changes, and ``usage_records`` has seven
         (the table, its key and the indexes for queries by time, user, model, session and the
@@ -361,7 +366,6 @@ class SQLiteUsageStore:
         """
         for statement in _FOLD:
             conn.execute(statement)
-        self._inboxed = 0
 
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
@@ -400,19 +404,12 @@ class SQLiteUsageStore:
         so a slow consumer never blocks writers.
         """
         where, params = _where(since, until, user)
-        columns = ", ".join(COLUMNS)
+        first = page_sql(", ".join(COLUMNS), where)
+        after_sql = page_sql(", ".join(COLUMNS), " AND ".join(filter(None, (where, "(time, record_id) > (?, ?)"))))
         after: tuple[object, object] | None = None
         while True:
-            # The two tables as one compound SELECT, not the view: SQLite then merges the arms in order
-            # and the LIMIT stops the index scan of usage_records after a page (the view would sort it all).
-            clause, page_params = where, list(params)
-            if after is not None:
-                clause += (" AND " if where else " WHERE ") + "(time, record_id) > (?, ?)"
-                page_params.extend(after)
-            inbox = clause + (" AND " if clause else " WHERE ") + _INBOX_ONCE
-            sql = (f"SELECT {columns} FROM usage_records{clause} UNION ALL SELECT {columns} FROM usage_inbox i"
-                   f"{inbox} ORDER BY time, record_id LIMIT {_PAGE}")  # fmt: skip
-            rows = self._fetch(sql, page_params * 2)
+            page_params = params if after is None else [*params, *after]
+            rows = self._fetch(first if after is None else after_sql, [*page_params, *page_params, _PAGE])
             for row in rows:
                 yield from_row(row)
             if len(rows) < _PAGE:
@@ -430,7 +427,8 @@ class SQLiteUsageStore:
         if by is not None and by not in TOTALS_BY:
             raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
         key = "NULL" if by is None else _KEY_SQL[by]
-        where, params = _where(since, until, user)
+        condition, params = _where(since, until, user)
+        where = f" WHERE {condition}" if condition else ""
         sql = (
             f"SELECT {key} AS k, COUNT(*), COALESCE(SUM(outcome NOT IN ('ok', 'abandoned')), 0), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
@@ -445,8 +443,9 @@ class SQLiteUsageStore:
         """Close the connections (folding what this store left in the inbox first); idempotent."""
         with self._lock, self._read_lock:
             if self._inboxed and self._conn is not None:
-                with contextlib.suppress(sqlite3.Error), self._transaction(self._conn):
-                    self._fold(self._conn)
+                writer = self._connection()  # the full busy_timeout again, if write_within shortened it
+                with contextlib.suppress(sqlite3.Error), self._transaction(writer):
+                    self._fold(writer)
             for conn in (self._reader, self._conn):
                 if conn is not None:
                     conn.close()

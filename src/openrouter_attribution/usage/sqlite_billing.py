@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.settles import Settle, SettleQueue
+from openrouter_attribution.usage.sqlite_schema import page_sql
 
 if TYPE_CHECKING:
     from openrouter_attribution.usage.reconcile import Billed, Candidate
@@ -90,10 +91,9 @@ _LINK = (
 )
 
 _PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= ?"
-_CANDIDATES = (
-    "SELECT record_id, generation_id, user, cost, time FROM usage_all WHERE {pending} "
-    "AND (time, record_id) > (?, ?) ORDER BY time, record_id LIMIT ?"
-)
+_CANDIDATE_COLUMNS = "record_id, generation_id, user, cost, time"
+# Records in the inbox are never reconciled yet: they only need a generation id and the window.
+_INBOX_PENDING = "generation_id IS NOT NULL AND time >= ? AND (time, record_id) > (?, ?)"
 _APPLY = (
     "UPDATE usage_records SET reconcile_status = ?, billed_cost = ?, cache_discount = ?, native_prompt_tokens = ?, "
     "native_completion_tokens = ?, native_reasoning_tokens = ?, native_cached_tokens = ?, cancelled = ?, "
@@ -228,8 +228,10 @@ class SQLiteBilling:
         from openrouter_attribution.usage.reconcile import Candidate
 
         low = after or (float("-inf"), "")
-        sql = _CANDIDATES.format(pending=_pending(retry_not_found))
-        rows = self.store._fetch(sql, [since or 0.0, low[0], low[1], limit])
+        pending = _pending(retry_not_found) + " AND (time, record_id) > (?, ?)"
+        sql = page_sql(_CANDIDATE_COLUMNS, pending, _INBOX_PENDING)
+        arm = [since or 0.0, low[0], low[1]]
+        rows = self.store._fetch(sql, [*arm, *arm, limit])
         return [Candidate(record_id=row[0], generation_id=row[1], user=row[2],
                           cost=None if row[3] is None else Decimal(row[3]), time=float(row[4]))
                 for row in rows]  # fmt: skip

@@ -8,11 +8,32 @@ from __future__ import annotations
 
 from openrouter_attribution.usage.rows import COLUMNS
 
-__all__ = ["FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_ONCE", "INBOX_WAITING", "INSERT", "MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = [
+    "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_ONCE", "INBOX_WAITING", "INSERT", "MIGRATIONS", "SCHEMA_VERSION",
+    "page_sql",
+]  # fmt: skip
 
 # The inbox rows (alias i) that are neither in usage_records nor an earlier copy of an inbox row.
 INBOX_ONCE = ("i.rowid IN (SELECT MIN(rowid) FROM usage_inbox GROUP BY record_id) "
               "AND NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = i.record_id)")  # fmt: skip
+
+
+
+def page_sql(columns: str, where: str, inbox_where: str | None = None) -> str:
+    """A keyset page of every stored record in ``(time, record_id)`` order: both tables as one compound
+    SELECT, which SQLite merges arm by arm, so the LIMIT stops the index scan of ``usage_records`` after
+    a page (through the view ``usage_all`` it would sort every matching row first).
+
+    ``where`` is a condition on ``usage_records`` (``""`` for none), ``inbox_where`` the same one for
+    the inbox (default: ``where``; the inbox has no reconciliation columns). Bind the parameters of
+    ``where``, then those of ``inbox_where``, then the page size.
+    """
+    inbox = where if inbox_where is None else inbox_where
+    records = f" WHERE {where}" if where else ""
+    inbox = f" WHERE {inbox} AND {INBOX_ONCE}" if inbox else f" WHERE {INBOX_ONCE}"
+    return (f"SELECT {columns} FROM usage_records{records} UNION ALL SELECT {columns} FROM usage_inbox i{inbox} "
+            "ORDER BY time, record_id LIMIT ?")  # fmt: skip
+
 
 # The columns reconciliation fills (schema 3), after COLUMNS in usage_records.
 BILLED: tuple[str, ...] = (
