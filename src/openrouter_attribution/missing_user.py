@@ -21,7 +21,8 @@ _PACKAGE_PREFIXES = ("openrouter_attribution", "langchain", "langgraph", "llama_
                      "concurrent", "threading", "contextvars", "pydantic", "tenacity")  # fmt: skip
 
 _WARNED_SITES: set[tuple[str, int]] = set()
-"""Call sites already warned about a missing user (process-wide: one warning per call site)."""
+"""Call sites already warned about a missing user (process-wide: one warning per call site; a warning
+that a filter turned into an error does not count)."""
 
 
 def report_missing_user(searched: Mapping[str, tuple[str, ...]] | None, *, refuse: bool) -> None:
@@ -43,7 +44,6 @@ def report_missing_user(searched: Mapping[str, tuple[str, ...]] | None, *, refus
     filename, lineno, module = _call_site()
     if (filename, lineno) in _WARNED_SITES:
         return
-    _WARNED_SITES.add((filename, lineno))
     warnings.warn_explicit(
         message + "; or set require_user=False on the model to allow unattributed calls "
         "(warned once per call site).",
@@ -52,6 +52,8 @@ def report_missing_user(searched: Mapping[str, tuple[str, ...]] | None, *, refus
         lineno,
         module=module,
     )
+    # Only once the warning returned: a filter that turns it into an error raises at every call.
+    _WARNED_SITES.add((filename, lineno))
 
 
 def _call_site() -> tuple[str, int, str]:

@@ -11,6 +11,8 @@ import pytest
 from langchain_core.load import dumpd, dumps
 
 from openrouter_attribution import MissingUserError, MissingUserWarning, UserIdError, UserIdPolicy, user_context
+from openrouter_attribution.langchain import ChatOpenRouter
+from tests.wire.conftest import MODEL
 from tests.wire.test_langchain_resolution import CALL_STYLES
 
 THIS_FILE_LINES = {
@@ -92,10 +94,20 @@ def test_warn_mode_warns_once_per_call_site(fake_openrouter, make_chat):
 
 
 @pytest.mark.usefixtures("fresh_call_sites")
+def test_an_error_filter_refuses_every_call_of_a_call_site(fake_openrouter, make_chat):
+    model = make_chat(require_user="warn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingUserWarning)
+        for _ in range(3):
+            with pytest.raises(MissingUserWarning):
+                model.invoke("hi")
+    assert fake_openrouter.chat_requests == []
+
+
+@pytest.mark.usefixtures("fresh_call_sites")
 def test_warn_is_the_default_and_false_silences_it(fake_openrouter, make_chat):
-    default = make_chat(require_user="warn")
-    default_field = type(default).model_fields["require_user"].default
-    assert default_field == "warn"
+    default = ChatOpenRouter(model=MODEL, base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key)
+    assert default.require_user == "warn"
     with pytest.warns(MissingUserWarning):
         list(default.stream("hi"))
     with warnings.catch_warnings():
