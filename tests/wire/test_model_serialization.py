@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from openrouter_attribution import ConfigurationError, UsageLedger, UserIdPolicy
+from tests.wire.embeddings_helpers import make_lc_embeddings, make_li_embedding
 from tests.wire.llama_index_helpers import MESSAGES, make_llm
 
 HASH_KEY = "serialization-hash-key-0123456789"
@@ -87,3 +88,34 @@ def test_model_dump_json_works_with_a_policy_and_a_ledger(fake_openrouter, build
                                          "transform": None, "require_user": False}  # fmt: skip
         assert dumped["ledger"] == "UsageLedger"
     ledger.close()
+
+
+def _tenant(user_id: str) -> str:
+    return "tenant-" + user_id
+
+
+@pytest.mark.parametrize("make", [make_lc_embeddings, make_li_embedding], ids=["langchain", "llama_index"])
+def test_an_unpickled_embeddings_model_sends_its_default_ids_as_before(fake_openrouter, make, monkeypatch):
+    # A transform is not idempotent: running the policy on an id it already produced would show.
+    policy = UserIdPolicy(transform=_tenant)
+    model = make(fake_openrouter, api_key=SECRET_KEY, user_policy=policy, user="acct-1", session_id="s-1")
+    data = pickle.dumps(model)
+    for secret in _secret_bytes(SECRET_KEY):
+        assert secret not in data
+    monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
+    restored = pickle.loads(data)
+    if hasattr(restored, "embed_query"):
+        restored.embed_query("hi")
+    else:
+        restored.get_query_embedding("hi")
+    body = fake_openrouter.embeddings_requests[-1].body
+    assert (body["user"], body["session_id"]) == (policy.apply("acct-1"), policy.apply_session("s-1"))
+
+
+def test_an_unpickled_chat_model_sends_its_default_ids_as_before(fake_openrouter, build, monkeypatch):
+    policy = UserIdPolicy(transform=_tenant)
+    data = pickle.dumps(build(api_key=SECRET_KEY, user_policy=policy, user="acct-1", session_id="s-1"))
+    monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
+    _call(pickle.loads(data))
+    body = fake_openrouter.last_request.body
+    assert (body["user"], body["session_id"]) == (policy.apply("acct-1"), policy.apply_session("s-1"))

@@ -81,6 +81,11 @@ class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc
         self.model_name = self.model
         self._invoker = self._build_invoker("llama_index")
 
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # As for the LLM: LlamaIndex's BaseComponent would re-run __init__ on unpickling and put the
+        # (already sent) default ids through the policy again; the common restore rebuilds the invoker.
+        EmbeddingOptions.__setstate__(self, state)
+
     @classmethod
     def class_name(cls) -> str:
         return "openrouter_attribution.OpenRouterEmbedding"
