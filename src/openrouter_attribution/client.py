@@ -61,8 +61,8 @@ class Prepared(NamedTuple):
 class Invoker:
     """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
 
-    __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ids", "ledger", "params", "policy",
-                 "require_user")  # fmt: skip
+    __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ids", "ledger", "params",
+                 "require_user", "sends_metadata")  # fmt: skip
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class Invoker:
         ledger: Any,
         framework: str,
         budget: BudgetGuard | None = None,
+        sends_metadata: bool = True,
     ) -> None:
         self.budget = budget
         """The budget step (``None``: no budget), see :meth:`hold`."""
@@ -83,12 +84,14 @@ class Invoker:
         self.params = params
         self.extra_body = extra_body
         self.default = default
-        self.policy = policy
         self.require_user = require_user
         self.ledger = ledger
         self.framework = framework
         self.ids = policy if policy is not None else DEFAULT_POLICY
         """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
+        self.sends_metadata = sends_metadata
+        """False for embeddings: OpenRouter's ``/embeddings`` takes no ``metadata``, so a resolved one is
+        dropped here (neither checked nor sent)."""
 
     # -- attribution ---------------------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class Invoker:
         else:
             sent_user = ids.apply(user)
         sent_session = None if session is None else ids.apply_session(session)
+        if not self.sends_metadata:
+            return Attribution(sent_user, sent_session, resolved.trace)
         sent_metadata = ids.apply_metadata(metadata) if metadata else metadata
         if sent_user is user and sent_session is session and sent_metadata is metadata:
             return resolved

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_serializer
@@ -71,6 +71,9 @@ class ClientOptions(BaseModel):
 
     A field left at ``None`` is not sent: the library adds no hidden defaults.
     """
+
+    _SENDS_METADATA: ClassVar[bool] = True
+    """Whether the endpoint takes OpenRouter's ``metadata`` (see ``Invoker.sends_metadata``)."""
 
     model: str = DEFAULT_MODEL
     """OpenRouter model id, e.g. ``"openai/gpt-4o-mini"``; ``openrouter/auto`` lets OpenRouter choose."""
@@ -243,6 +246,7 @@ class ClientOptions(BaseModel):
             ledger=self.ledger,
             framework=framework,
             budget=budget,
+            sends_metadata=self._SENDS_METADATA,
         )
 
     def _check_bypasses(self) -> None:

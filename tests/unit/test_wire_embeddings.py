@@ -43,8 +43,8 @@ def test_inputs_are_split_into_batches_in_order():
     assert all(body["user"] == "app_1" and body["model"] == PARAMS["model"] for body in bodies)
 
 
-def test_attribution_fields_are_sent_but_metadata_is_not_an_embeddings_field():
-    attribution = Attribution("app_1", session_id="s-1", trace={"trace_id": "t"}, metadata={"plan": "pro"})
+def test_attribution_fields_are_sent():
+    attribution = Attribution("app_1", session_id="s-1", trace={"trace_id": "t"})
     (body,) = build_embedding_bodies(["a"], params=PARAMS, attribution=attribution, batch_size=10)
     assert body == {**PARAMS, "user": "app_1", "session_id": "s-1", "trace": {"trace_id": "t"}, "input": ["a"]}
 

@@ -142,6 +142,21 @@ def test_trace_from_context_is_sent_and_metadata_is_not(fake_openrouter):
     assert "metadata" not in body
 
 
+@pytest.mark.parametrize("make", [make_lc_embeddings, make_li_embedding], ids=["langchain", "llama_index"])
+def test_metadata_an_embeddings_call_does_not_send_is_not_checked_either(fake_openrouter, make):
+    # The chat models refuse an e-mail address in metadata; embeddings never send metadata at all.
+    with user_context("app_md", metadata={"contact": "ada@example.com"}):
+        embeddings = make(fake_openrouter)
+        if hasattr(embeddings, "embed_query"):
+            embeddings.embed_query("hello")
+        else:
+            embeddings.get_query_embedding("hello")
+    (request,) = fake_openrouter.embeddings_requests
+    assert request.body["user"] == "app_md"
+    assert "metadata" not in request.body
+    assert b"ada@example.com" not in request.raw_body
+
+
 @pytest.mark.parametrize("style", CALL_STYLES)
 def test_policy_pseudonymises_the_user(fake_openrouter, style):
     policy = UserIdPolicy(prefix="app_", hash_key="hash-key-for-tests-0123456789abcdef")

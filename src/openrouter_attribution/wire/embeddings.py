@@ -138,7 +138,8 @@ def build_embedding_bodies(
     Args:
         inputs: The texts to embed (none empty).
         params: The model's body fields (``model``, ``dimensions``, ``encoding_format``, ...).
-        attribution: The attribution to send (its ``user`` already passed the identity policy).
+        attribution: The attribution to send (its ``user`` already passed the identity policy; the
+            invoker of an embeddings model resolves no ``metadata``, which ``/embeddings`` does not take).
         batch_size: Inputs per request, from 1 to :data:`MAX_INPUTS_PER_REQUEST`.
         extra_body: Fields sent as they are, last.
 
@@ -149,8 +150,6 @@ def build_embedding_bodies(
     _check_inputs(inputs)
     if not 1 <= batch_size <= MAX_INPUTS_PER_REQUEST:
         raise ConfigurationError(f"batch size must be from 1 to {MAX_INPUTS_PER_REQUEST}, got {batch_size}.")
-    if attribution.metadata is not None:
-        attribution = Attribution(attribution.user, attribution.session_id, attribution.trace)
     base: dict[str, Any] = {**params, **build_attribution_fields(attribution)}
     if extra_body:
         base.update(extra_body)
