@@ -87,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=TOTALS_BY, default="user", help="group key (default: user)")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.add_argument(
-        "--top", type=_positive_int, metavar="N", help="only the N groups with the highest cost"
+        "--top", type=cli_billing.positive_number, metavar="N", help="only the N groups with the highest cost"
     )
 
     exp = sub.add_parser("export", help="every matching record as CSV or JSON Lines")
@@ -127,13 +127,6 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="TIME", help="inclusive: ISO date/datetime (UTC) or epoch seconds")
     parser.add_argument("--until", metavar="TIME", help="exclusive: ISO date/datetime (UTC) or epoch seconds")
     parser.add_argument("--user", help="only this end-user id")
-
-
-def _positive_int(text: str) -> int:
-    value = cli_billing.whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _port(text: str) -> int:

@@ -37,16 +37,23 @@ def _usd(text: str) -> Decimal:
     return value
 
 
-def whole_number(text: str) -> int:
-    """An argparse type: a whole number."""
+def _whole(text: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def positive_number(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _count(text: str) -> int:
-    value = whole_number(text)
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -76,7 +83,8 @@ def add_parsers(sub: Any, add_db: AddDb) -> None:
     add_db(rec)
     rec.add_argument("--since", metavar="TIME", help="only records from this time: ISO date/datetime or epoch")
     rec.add_argument("--base-url", metavar="URL", help="API base URL (default: $OPENROUTER_BASE_URL or OpenRouter)")
-    rec.add_argument("--concurrency", type=_count, default=8, metavar="N", help="lookups in flight (default 8)")
+    rec.add_argument("--concurrency", type=positive_number, default=8, metavar="N",
+                     help="lookups in flight (default 8)")
     rec.add_argument("--recent", type=_seconds, default=600.0, metavar="SECONDS",
                      help="a 404 for a generation younger than this is retried, not 'not found' (default 600)")
     rec.add_argument("--retry-for", type=_seconds, default=30.0, metavar="SECONDS",
@@ -136,8 +144,6 @@ def reconcile_command(args: argparse.Namespace, out: IO[str], open_store: Callab
 
     if not os.environ.get("OPENROUTER_API_KEY"):
         raise ConfigurationError("reconcile needs OpenRouter's API key in the OPENROUTER_API_KEY environment variable")
-    if args.concurrency < 1:
-        raise ConfigurationError("--concurrency must be >= 1")
     store = open_store(args.db)
     progress = _progress if sys.stderr.isatty() else None
     try:

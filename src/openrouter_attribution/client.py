@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from openrouter_attribution import pricing
 from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.missing_user import report_missing_user
@@ -300,14 +301,10 @@ class Invoker:
         if guard is None:
             return NO_HOLD
         if guard.prices_needed(prepared.attribution.user):
-            from openrouter_attribution import pricing
-
             await pricing.aprices(self.connection, pricing.listing_for(prepared.body))  # the estimate reads the cache
         return await guard.areserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
 
     def _ceiling(self, body: Mapping[str, Any]) -> Decimal | None:
-        from openrouter_attribution import pricing
-
         return pricing.ceiling(pricing.prices(self.connection, pricing.listing_for(body)), body)
 
     # -- usage records -------------------------------------------------------------------------------

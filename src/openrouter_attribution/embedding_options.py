@@ -12,7 +12,7 @@ spelled as each framework spells it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from openrouter_attribution.attribution import Attribution
@@ -50,10 +50,9 @@ class EmbeddingOptions(ClientOptions):
     """Default OpenRouter ``trace`` object for broadcast destinations."""
 
     @classmethod
-    def _check_init(cls, data: Mapping[str, Any], *, batch_field: str, aliases: Iterable[str] = ()) -> None:
+    def _check_init(cls, data: Mapping[str, Any], *, batch_field: str) -> None:
         """Refuse unknown keywords and impossible values before pydantic sees them (ConfigurationError)."""
-        known = set(cls.model_fields) | set(aliases)
-        unknown = sorted(name for name in data if name not in known)
+        unknown = sorted(name for name in data if name not in cls.model_fields)
         if unknown:
             raise ConfigurationError(
                 f"Unknown option(s) {', '.join(unknown)} for {cls.__name__}; check the spelling. Fields OpenRouter "

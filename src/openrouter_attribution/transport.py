@@ -48,7 +48,6 @@ CHAT_PATH = "/chat/completions"
 """Path of OpenRouter's chat completions, relative to the base URL."""
 EMBEDDINGS_PATH = "/embeddings"
 """Path of OpenRouter's embeddings, relative to the base URL."""
-_PATH = CHAT_PATH
 _DRAIN_SECONDS = 0.1
 
 STREAM_END: Any = object()
@@ -277,7 +276,7 @@ def post_stream(settings: ConnectionSettings, body: dict[str, Any]) -> Iterator[
     """POST a streamed chat completion; yields each event's decoded JSON."""
     with translated_errors():
         client = sync_client(settings)
-        stream: Any = client.post(_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[0])
+        stream: Any = client.post(CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[0])
         try:
             yield from stream
         finally:
@@ -288,7 +287,7 @@ async def apost_stream(settings: ConnectionSettings, body: dict[str, Any]) -> As
     """Async :func:`post_stream`."""
     with translated_errors():
         stream: Any = await async_client(settings).post(
-            _PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[1]
+            CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[1]
         )
         try:
             async for event in stream:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from openrouter_attribution import AuthenticationError, UsageLedger, UsageRecord
+from openrouter_attribution import AuthenticationError, ConfigurationError, UsageLedger, UsageRecord
 from openrouter_attribution.cli import main
 from openrouter_attribution.langchain import ChatOpenRouter
+from openrouter_attribution.usage.reconcile import reconcile
+from openrouter_attribution.usage.storage import MemoryUsageStore
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "openai/gpt-4o-mini"
@@ -139,12 +141,35 @@ def test_a_wrong_key_fails_cleanly_and_is_never_shown(backend, fake_openrouter, 
     assert "401" in err
     assert secret not in out + err
     monkeypatch.delenv("OPENROUTER_API_KEY")
-    code, out, err = run_cli(capsys, "reconcile", "--db", backend.location)
+    before = len(fake_openrouter.requests)
+    code, out, err = run_cli(capsys, "reconcile", "--db", backend.location, "--base-url", fake_openrouter.base_url)
     assert code == 2
     assert "OPENROUTER_API_KEY" in err
+    assert len(fake_openrouter.requests) == before  # refused before any lookup
     with UsageLedger(backend.location) as ledger, pytest.raises(AuthenticationError):
         ledger.reconcile(api_key=secret, base_url=fake_openrouter.base_url)
     assert not backend.rows("SELECT 1 FROM usage_records WHERE reconcile_status IS NOT NULL")
+
+
+def test_settings_that_cannot_work_are_refused_before_any_lookup(backend, fake_openrouter, capsys, monkeypatch):
+    make_calls(fake_openrouter, backend.location, calls=(("app_a", 1),), stream_user="app_a")
+    before = len(fake_openrouter.requests)
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    with UsageLedger(backend.location) as ledger:
+        with pytest.raises(ConfigurationError, match="No OpenRouter API key"):
+            ledger.reconcile(base_url=fake_openrouter.base_url)
+        with pytest.raises(ConfigurationError, match="concurrency must be >= 1, got 0"):
+            ledger.reconcile(api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url, concurrency=0)
+    with pytest.raises(ConfigurationError, match="MemoryUsageStore cannot hold billed costs"):
+        reconcile(MemoryUsageStore(), api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, "reconcile", "--db", backend.location, "--base-url", fake_openrouter.base_url,
+                "--concurrency", "0")  # fmt: skip
+    assert exited.value.code == 2
+    assert "--concurrency: must be >= 1, got 0" in capsys.readouterr().err
+    assert len(fake_openrouter.requests) == before
+    assert _reconciled(backend) == 0
 
 
 def _reconciled(backend) -> int:

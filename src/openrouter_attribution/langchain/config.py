@@ -25,7 +25,7 @@ from openrouter_attribution.langchain.runtime import (
     runtime_context,
 )
 
-__all__ = ["RUN_CONFIG", "CallLayers", "call_layers", "config_layers", "current_run_config", "searched_places"]
+__all__ = ["RUN_CONFIG", "CallLayers", "call_layers", "current_run_config", "searched_places"]
 
 RUN_CONFIG: contextvars.ContextVar[RunnableConfig | None] = contextvars.ContextVar(
     "openrouter_attribution_run_config", default=None
@@ -138,19 +138,3 @@ def searched_places(user_id_key: str) -> Mapping[str, tuple[str, ...]]:
         ),
         "runtime": (f"the LangGraph runtime context's '{user_id_key}' (context=...)",),
     }
-
-
-def config_layers(
-    config: Mapping[str, Any] | None,
-    *,
-    user_id_key: str,
-    session_id_key: str,
-    metadata: Mapping[str, Any] | None = None,
-    trace: Mapping[str, Any] | None = None,
-) -> tuple[Attribution | None, Attribution | None]:
-    """The ``invocation`` and ``fallback`` layers only. Prefer :func:`call_layers`, which also reads
-    the LangGraph runtime context and Platform identity."""
-    layers = call_layers(
-        user_id_key=user_id_key, session_id_key=session_id_key, config=config or {}, metadata=metadata, trace=trace
-    )
-    return layers.invocation, layers.fallback
