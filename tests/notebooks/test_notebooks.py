@@ -12,12 +12,12 @@ import difflib
 import json
 from pathlib import Path
 
+import ipykernel  # noqa: F401 - the kernel the notebooks run in: a dev dependency, never skipped
+import nbclient  # noqa: F401
+import nbformat
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-from tests.notebooks import runner  # noqa: E402 - after the skips
+from tests.notebooks import runner
 
 NOTEBOOKS = runner.notebooks()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

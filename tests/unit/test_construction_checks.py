@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from openrouter_attribution import ConfigurationError
-from openrouter_attribution.langchain import ChatOpenRouter
-from openrouter_attribution.llama_index import OpenRouter
+from openrouter_attribution.langchain import ChatOpenRouter, OpenRouterEmbeddings
+from openrouter_attribution.llama_index import OpenRouter, OpenRouterEmbedding
 
-MODELS = [ChatOpenRouter, OpenRouter]
+MODELS = [ChatOpenRouter, OpenRouter, OpenRouterEmbeddings, OpenRouterEmbedding]
 
 
 @pytest.mark.parametrize("cls", MODELS)

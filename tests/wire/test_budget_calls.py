@@ -223,6 +223,7 @@ def test_a_refused_call_leaves_no_record_through_the_usage_handler(fake_openrout
     with pytest.raises(BudgetExceededError):
         model.invoke("hi", user="app_1", config={"callbacks": [handler]})
     assert len(list(ledger.records())) == 1  # one record for the one call sent, none for the refused one
+    assert len(fake_openrouter.chat_requests) == 1
     stream = langchain(fake_openrouter, ledger=ledger).stream("a long answer please", user="app_2")
     next(stream)
     stream.close()  # a stream cut short later in this context keeps a record id of its own

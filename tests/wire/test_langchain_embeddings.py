@@ -225,6 +225,7 @@ def test_bad_configuration_raises_at_construction(fake_openrouter, options, mess
     with pytest.raises(errors.ConfigurationError) as info:
         make_lc_embeddings(fake_openrouter, **options)
     assert message in str(info.value)
+    assert fake_openrouter.requests == []  # not even GET /embeddings/models
 
 
 def test_api_key_never_shows(fake_openrouter):

@@ -168,6 +168,7 @@ def test_bad_configuration_raises_at_construction(fake_openrouter, options, mess
     with pytest.raises(errors.ConfigurationError) as info:
         make_li_embedding(fake_openrouter, **options)
     assert message in str(info.value)
+    assert fake_openrouter.requests == []  # not even GET /embeddings/models
 
 
 # -- errors and the ledger ------------------------------------------------------------------------------------
