@@ -256,7 +256,8 @@ class Invoker:
                 error = err
                 raise
             finally:
-                hold.record = self._record_stream(prepared, meta, error)
+                hold.record = self._record(prepared, meta.started, meta.first, source=meta,
+                                           error=_stream_error(error))  # fmt: skip
 
     async def astream(
         self, prepared: Prepared, meta: StreamMeta
@@ -275,8 +276,8 @@ class Invoker:
                 error = err
                 raise
             finally:
-                if self.ledger is not None:
-                    hold.record = await self._record_stream(prepared, meta, error, wait=True)
+                hold.record = await self._arecord(prepared, meta.started, meta.first, source=meta,
+                                                  error=_stream_error(error))  # fmt: skip
 
     # -- budget: one step around every request (chat and embeddings alike) ---------------------------
 
@@ -308,18 +309,6 @@ class Invoker:
         return pricing.ceiling(pricing.prices(self.connection, pricing.listing_for(body)), body)
 
     # -- usage records -------------------------------------------------------------------------------
-
-    def _record_stream(
-        self, prepared: Prepared, meta: StreamMeta, error: BaseException | None, *, wait: bool = False
-    ) -> Any:
-        """Record a finished stream and return the record; with ``wait`` returns an awaitable of it."""
-        if self.ledger is None:
-            return None
-        if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
-            error = _Abandoned()  # the consumer stopped reading or cancelled
-        if wait:
-            return self._arecord(prepared, meta.started, meta.first, source=meta, error=error)
-        return self._record(prepared, meta.started, meta.first, source=meta, error=error)
 
     def _record(
         self,
@@ -443,23 +432,23 @@ class NoHold:
 NO_HOLD = NoHold()
 
 
-def _load_record_call(*args: Any, **kwargs: Any) -> UsageRecord:
+def _load_calls() -> None:
     """The first recorded call imports ``usage.calls`` (which loads the whole usage package, kept out of
-    ``import openrouter_attribution``); later calls go straight to it instead of importing again."""
+    ``import openrouter_attribution``); later calls go straight to its functions."""
     global _record_call, _arecord_call
     from openrouter_attribution.usage.calls import arecord_call, record_call
 
     _record_call, _arecord_call = record_call, arecord_call
-    return record_call(*args, **kwargs)
+
+
+def _load_record_call(*args: Any, **kwargs: Any) -> UsageRecord:
+    _load_calls()
+    return _record_call(*args, **kwargs)  # type: ignore[no-any-return]
 
 
 async def _load_arecord_call(*args: Any, **kwargs: Any) -> UsageRecord:
-    """Async :func:`_load_record_call`."""
-    global _record_call, _arecord_call
-    from openrouter_attribution.usage.calls import arecord_call, record_call
-
-    _record_call, _arecord_call = record_call, arecord_call
-    return await arecord_call(*args, **kwargs)
+    _load_calls()
+    return await _arecord_call(*args, **kwargs)  # type: ignore[no-any-return]
 
 
 _record_call: Any = _load_record_call
@@ -468,3 +457,11 @@ _arecord_call: Any = _load_arecord_call
 
 class _Abandoned(Exception):
     """Marks a stream its consumer stopped reading (or cancelled) before its end."""
+
+
+def _stream_error(error: BaseException | None) -> BaseException | None:
+    """What ended a stream, as its usage record tells it: a consumer that stopped reading or cancelled
+    abandoned the stream."""
+    if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+        return _Abandoned()
+    return error
