@@ -211,14 +211,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
             kwargs["stop"] = stop
         explicit = invoker.split_call_kwargs(kwargs, where="call or bind() keyword")
         layers = self._config_layers(run_manager)
-        attribution = invoker.attribute(
-            explicit=explicit,
-            authenticated=layers.authenticated,
-            invocation=layers.invocation,
-            runtime=layers.runtime,
-            fallback=layers.fallback,
-            searched=self._searched(),
-        )
+        attribution = invoker.attribute(explicit=explicit, searched=self._searched(), **layers.as_layers())
         return invoker.prepare(to_openai_messages(messages), attribution, overrides=kwargs, stream=stream)
 
     # -- calls -------------------------------------------------------------------------------------

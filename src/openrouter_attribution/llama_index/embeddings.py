@@ -7,7 +7,6 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import ConfigDict, Field, SecretStr
 
-from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.embedding_options import EmbeddingOptions
 from openrouter_attribution.errors import ConfigurationError
@@ -16,11 +15,6 @@ from openrouter_attribution.options import _key_from_env
 from openrouter_attribution.wire.embeddings import DEFAULT_BATCH_SIZE, MAX_INPUTS_PER_REQUEST
 
 __all__ = ["OpenRouterEmbedding"]
-
-
-def call_layers(*, user_tag: str, session_tag: str) -> dict[str, Attribution | None]:
-    """The attribution layers LlamaIndex offers an embeddings call, by layer name: ``instrument_tags``."""
-    return {"ambient": tag_layer(user_tag, session_tag)}
 
 
 def _same_setting(data: dict[str, Any], alias: str, name: str) -> None:
@@ -99,7 +93,7 @@ class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc
         invoker: Invoker = self._invoker
         attribution = invoker.attribute(
             searched={"ambient": (f"instrument_tags({{{self.user_id_tag!r}: ...}})",)},
-            **call_layers(user_tag=self.user_id_tag, session_tag=self.session_id_tag),
+            ambient=tag_layer(self.user_id_tag, self.session_id_tag),
         )
         return invoker.prepare_embeddings(texts, attribution, batch_size=self.embed_batch_size)
 
