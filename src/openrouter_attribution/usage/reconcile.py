@@ -28,11 +28,12 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from openrouter_attribution.errors import APIError, AuthenticationError, ConfigurationError, InvalidResponseError
 from openrouter_attribution.usage.budget import billing_for
+from openrouter_attribution.usage.records import parse_cost
 
 __all__ = ["Billed", "Candidate", "ReconcileSummary", "reconcile"]
 
@@ -120,13 +121,11 @@ class ReconcileSummary:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
+    """An amount of OpenRouter's answer as :func:`parse_cost` reads costs; ``None`` when it is not one."""
     try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        return parse_cost(value)
+    except ValueError:
         return None
-    return result if result.is_finite() else None
 
 
 def _int(value: Any) -> int | None:
