@@ -385,7 +385,8 @@ class Invoker:
                     raise
                 hold.record = self._record(prepared, started, None, source=result, kind="embeddings")
                 vectors += result.vectors
-        check_same_dimensions(vectors)
+        if len(batches) > 1:  # each batch's answer was checked when parsed; across batches only here
+            check_same_dimensions(vectors)
         return vectors
 
     async def aembed(self, batches: Sequence[Prepared]) -> list[list[float]]:
@@ -406,7 +407,8 @@ class Invoker:
                     raise
                 hold.record = await self._arecord(prepared, started, None, source=result, kind="embeddings")
                 vectors += result.vectors
-        check_same_dimensions(vectors)
+        if len(batches) > 1:  # each batch's answer was checked when parsed; across batches only here
+            check_same_dimensions(vectors)
         return vectors
 
 
