@@ -50,7 +50,7 @@ class _InsertAlone:
         self.store = SQLiteUsageStore(path)
 
     def record(self, rec: Any) -> None:
-        self.store.write_many([rec])
+        self.store.write_within([rec], 1.0)  # the commit of durability="committed": into the inbox
 
     def flush(self) -> None:
         """Nothing queued."""

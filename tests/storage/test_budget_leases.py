@@ -19,7 +19,8 @@ MODEL = "openai/gpt-4o-mini"
 
 @pytest.fixture
 def ledger(backend):
-    with UsageLedger(backend.location) as ledger:
+    # Records committed before record() returns: these tests read the reservation rows right after.
+    with UsageLedger(backend.location, durability="committed") as ledger:
         yield ledger
 
 
@@ -49,6 +50,22 @@ def test_far_from_the_limit_one_store_write_serves_a_lease_of_calls(ledger, back
     guard.reserve("app_1", lambda: None).settle()  # a new lease; the old one's release came along
     assert reservations(backend) == [(8, False)]
     assert ledger.budget_status("app_1").usage.requests == 8
+
+
+def test_a_lease_whose_records_wait_in_the_journal_keeps_each_call_counted_until_they_are_stored(backend):
+    with UsageLedger(backend.location, commit_interval=60) as ledger:  # only flushes commit here
+        guard = BudgetGuard(UserBudget(max_cost=Decimal(10), reserve=Decimal("0.01"), lease=8), ledger)
+        call(guard, ledger, 8)
+        guard.reserve("app_1", lambda: None).settle()  # a new lease: it does not wait for the journal
+        assert reservations(backend) == [(1, True)] * 8 + [(8, False)]  # each call keeps its reserve
+        assert backend.rows("SELECT COUNT(*) FROM usage_records") == [(0,)]
+        usage = ledger.budget_status("app_1").usage  # a read commits the journal first
+        assert (usage.spent, usage.requests, usage.in_flight) == (Decimal("0.08"), 8, 8)  # counted once each
+        call(guard, ledger, 7)  # the second lease is used up; a third one is asked for
+        guard.reserve("app_1", lambda: None).settle()
+        assert len(reservations(backend)) == 8 + 7 + 1  # the first calls' reserves stay until a clean-up
+        usage = ledger.budget_status("app_1").usage  # ... but a call whose record is stored counts once
+        assert (usage.spent, usage.requests, usage.in_flight) == (Decimal("0.15"), 15, 8)
 
 
 def test_near_the_limit_every_call_reserves_alone_and_exactly(ledger, backend):

@@ -27,7 +27,8 @@ class Clock:
 
 @pytest.fixture
 def ledger(backend):
-    with UsageLedger(backend.location) as ledger:
+    # Committed before record() returns: these tests change the rows behind the ledger's back right after.
+    with UsageLedger(backend.location, durability="committed") as ledger:
         yield ledger
 
 

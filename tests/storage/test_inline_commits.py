@@ -1,4 +1,5 @@
-"""Commits led by the calling thread, on every backend: who commits, bounded waits, group commit, recovery."""
+"""Commits led by the calling thread (durability="committed"), on every backend: who commits, bounded
+waits, group commit, recovery."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ class Spy:
         store.write_within, store.write_many = write_within, write_many
 
 
+def committed(backend: Any, tmp_path: Any) -> UsageLedger:
+    """A ledger that commits on the caller's thread (these tests are about those commits)."""
+    return UsageLedger(backend.location, durability="committed", commit_timeout=COMMIT_TIMEOUT,
+                       spool=tmp_path / "spool")  # fmt: skip
+
+
 def _records(prefix: str, n: int) -> list[UsageRecord]:
     return [UsageRecord(user=f"app_{i % 3}", prompt_tokens=i, cost=Decimal("0.0000054"), latency_s=0.25 + i,
                         model_used="openai/gpt-4o-mini", streamed=bool(i % 2), record_id=f"{prefix}-{i:03d}")
@@ -71,7 +78,7 @@ def locked(backend: Any) -> Iterator[None]:
 
 def test_a_lone_caller_commits_on_its_own_thread_and_reads_back_exactly(backend):
     records = _records("r", 20)
-    with UsageLedger(backend.location) as ledger:
+    with UsageLedger(backend.location, durability="committed") as ledger:
         spy = Spy(ledger._store)
         for rec in records:
             ledger.record(rec)
@@ -98,7 +105,7 @@ def test_write_within_never_connects(backend):
 
 
 def test_a_locked_store_delays_a_call_by_commit_timeout_then_one_row(backend, tmp_path):
-    ledger = UsageLedger(backend.location, commit_timeout=COMMIT_TIMEOUT, spool=tmp_path / "spool")
+    ledger = committed(backend, tmp_path)
     try:
         ledger.record(UsageRecord(record_id="before"))
         with locked(backend):
@@ -117,7 +124,7 @@ def test_a_locked_store_delays_a_call_by_commit_timeout_then_one_row(backend, tm
 
 
 def test_inline_commits_resume_once_the_store_answers_again(backend, tmp_path):
-    with UsageLedger(backend.location, commit_timeout=COMMIT_TIMEOUT, spool=tmp_path / "spool") as ledger:
+    with committed(backend, tmp_path) as ledger:
         ledger.record(UsageRecord(record_id="warm"))
         with locked(backend):
             ledger.record(UsageRecord(record_id="blocked"))
@@ -134,7 +141,7 @@ def test_inline_commits_resume_once_the_store_answers_again(backend, tmp_path):
 
 def test_threads_finishing_together_share_commits(backend):
     threads, per_thread = 16, 10
-    with UsageLedger(backend.location) as ledger:
+    with UsageLedger(backend.location, durability="committed") as ledger:
         ledger.record(UsageRecord(record_id="warm"))
         spy = Spy(ledger._store, delay=0.005)  # a commit that takes a while: the others queue behind it
 
@@ -157,7 +164,7 @@ def test_threads_finishing_together_share_commits(backend):
 
 def test_postgres_prepared_inserts_come_back_after_deallocate_all(postgres_server):
     dsn = postgres_server.create_database("deallocate")
-    with UsageLedger(dsn) as ledger:
+    with UsageLedger(dsn, durability="committed") as ledger:
         ledger.record(UsageRecord(record_id="a"))
         ledger.record(UsageRecord(record_id="b"))
         with ledger._store.transaction() as conn:  # what psycopg runs after a rollback once it prepared
@@ -172,7 +179,7 @@ def test_postgres_prepared_inserts_come_back_after_deallocate_all(postgres_serve
 
 def test_postgres_a_value_the_prepared_insert_refuses_goes_through_psycopg(postgres_server):
     dsn = postgres_server.create_database("adapt")
-    with UsageLedger(dsn) as ledger:
+    with UsageLedger(dsn, durability="committed") as ledger:
         ledger.record(UsageRecord(record_id="a"))
         ledger.record(UsageRecord(record_id="float-tokens", prompt_tokens=9.0))  # type: ignore[arg-type]
         assert (ledger.spooled, ledger.dropped) == (0, 0)
@@ -192,7 +199,7 @@ _PARENT_LEDGER: list[UsageLedger | None] = [None]
 
 def test_a_forked_child_spools_instead_of_using_the_parents_connection(backend, tmp_path):
     spool = str(tmp_path / "spool")
-    ledger = UsageLedger(backend.location, spool=spool)
+    ledger = UsageLedger(backend.location, durability="committed", spool=spool)
     _PARENT_LEDGER[0] = ledger
     try:
         ledger.record(UsageRecord(record_id="parent"))

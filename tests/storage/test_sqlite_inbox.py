@@ -22,7 +22,7 @@ def counts(path: Path) -> tuple[int, int]:
 
 def test_a_durable_record_waits_in_the_inbox_and_every_read_sees_it(tmp_path):
     path = tmp_path / "usage.db"
-    with UsageLedger(path) as ledger:
+    with UsageLedger(path, durability="committed") as ledger:
         ledger.record(UsageRecord(user="app_1", cost="0.25", record_id="gen-1"))
         assert counts(path) == (1, 0)
         assert [(t.key, t.requests, t.cost) for t in ledger.totals("user")] == [("app_1", 1, Decimal("0.25"))]
@@ -72,7 +72,7 @@ def test_what_a_killed_process_left_in_the_inbox_is_folded_when_a_ledger_opens(t
     script = (
         "import os, sys\n"
         "from openrouter_attribution.usage import UsageLedger, UsageRecord\n"
-        "ledger = UsageLedger(sys.argv[1])\n"
+        "ledger = UsageLedger(sys.argv[1], durability=\"committed\")\n"
         "for i in range(3):\n"
         "    ledger.record(UsageRecord(user='app_1', record_id=f'gen-{i}'))\n"
         "os.kill(os.getpid(), 9)\n"

@@ -62,7 +62,7 @@ def test_concurrent_callers_share_commits():
 def test_a_slow_store_delays_a_call_by_commit_timeout_then_the_record_is_spooled(tmp_path):
     store = CountingStore()
     store.gate.clear()
-    ledger = UsageLedger(store, commit_timeout=0.05, spool=tmp_path / "spool")
+    ledger = UsageLedger(store, durability="committed", commit_timeout=0.05, spool=tmp_path / "spool")
     started = time.perf_counter()
     ledger.record(UsageRecord(record_id="slow"))
     waited = time.perf_counter() - started
@@ -77,7 +77,7 @@ def test_a_slow_store_delays_a_call_by_commit_timeout_then_the_record_is_spooled
 def test_a_store_that_is_down_gets_the_spool_replayed_when_it_answers(tmp_path):
     store = CountingStore()
     store.down = True
-    ledger = UsageLedger(store, spool=tmp_path / "spool", retry_interval=0.05)
+    ledger = UsageLedger(store, durability="committed", spool=tmp_path / "spool", retry_interval=0.05)
     for i in range(20):
         ledger.record(UsageRecord(record_id=f"r{i}"))
     assert ledger.spooled == 20
@@ -133,7 +133,7 @@ def test_record_on_an_event_loop_thread_does_not_block_it(tmp_path):
         ledger.record(UsageRecord(record_id="inline"))  # e.g. a sync callback run inline by an async run
         await asyncio.sleep(0.3)  # past commit_timeout: the record is spooled in the background
 
-    ledger = UsageLedger(store, commit_timeout=0.05, spool=tmp_path / "spool")
+    ledger = UsageLedger(store, durability="committed", commit_timeout=0.05, spool=tmp_path / "spool")
     asyncio.run(main())  # would hang here if record() waited for the stuck store
     assert ledger.spooled == 1
     store.gate.set()

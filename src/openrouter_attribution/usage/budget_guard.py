@@ -73,7 +73,7 @@ class BudgetGuard:
         ConfigurationError: the ledger's store cannot enforce budgets (a memory or custom store).
     """
 
-    __slots__ = ("_asking", "_leases", "_lock", "_windows", "backend", "budget")
+    __slots__ = ("_asking", "_commit_pending", "_leases", "_lock", "_windows", "backend", "budget")
 
     def __init__(self, budget: UserBudget, ledger: Any) -> None:
         if not isinstance(budget, UserBudget):
@@ -87,6 +87,8 @@ class BudgetGuard:
             )
         self.budget = budget
         self.backend = backend
+        self._commit_pending = getattr(ledger, "commit_pending", None)
+        """Puts this process's recorded calls in the store before the store counts them."""
         self._windows: dict[str, tuple[float, float | None]] = {}
         self._leases: dict[tuple[str | None, str], Lease] = {}
         self._asking: set[tuple[str | None, str]] = set()
@@ -112,7 +114,7 @@ class BudgetGuard:
             return drawn
         request = self._request(user, plan)
         try:
-            return self._granted(request, plan.budget, self.backend.budget_reserve(request))
+            return self._granted(request, plan.budget, self._reserve_in_store(request))
         finally:
             self._unclaim(request, plan)  # after the lease is in place
 
@@ -126,9 +128,18 @@ class BudgetGuard:
             return drawn
         request = self._request(user, plan)
         try:
-            return self._granted(request, plan.budget, await asyncio.to_thread(self.backend.budget_reserve, request))
+            return self._granted(request, plan.budget, await asyncio.to_thread(self._reserve_in_store, request))
         finally:
             self._unclaim(request, plan)
+
+    def _reserve_in_store(self, request: Reservation) -> BudgetCheck:
+        # Calls of this process whose records wait in the journal still count at their reservation (never
+        # less than they cost). Only when that refuses the call are they committed and the call asked for
+        # again, now counted at what they cost: a lease far from the limit waits for no commit.
+        check = self.backend.budget_reserve(request)
+        if not check.granted and self._commit_pending is not None and self._commit_pending():
+            check = self.backend.budget_reserve(request)
+        return check
 
     def prices_needed(self, user: str | None) -> bool:
         """Whether a call of ``user`` is held at its priced ceiling (a cost limit without a fixed reserve)."""

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import export, queries
+from openrouter_attribution.usage.journal import Journal
 from openrouter_attribution.usage.location import parse_location
 from openrouter_attribution.usage.queries import TimeBound
 from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageStoreError, UsageTotals
@@ -46,9 +47,12 @@ logger = logging.getLogger("openrouter_attribution.usage")
 __all__ = ["DEFAULT_COMMIT_TIMEOUT", "UsageLedger", "default_spool_folder", "open_store"]
 
 DEFAULT_COMMIT_TIMEOUT = 0.25
-"""Seconds a durable ``record()`` waits for the store before it spools the record instead."""
+"""Seconds a ``record()`` that commits (``"committed"``, or a durable ledger without a journal) waits
+for the store before it spools the record instead."""
+DEFAULT_COMMIT_INTERVAL = 0.2
+"""Seconds a durable record waits in the journal, at most, before the writer thread commits it."""
 
-Durability = Literal["durable", "buffered"]
+Durability = Literal["durable", "committed", "buffered"]
 
 
 def open_store(location: str | os.PathLike[str], *, create: bool = True) -> UsageStore:
@@ -133,13 +137,14 @@ class UsageLedger:
         *,
         durability: Durability = "durable",
         commit_timeout: float = DEFAULT_COMMIT_TIMEOUT,
+        commit_interval: float = DEFAULT_COMMIT_INTERVAL,
         spool: str | os.PathLike[str] | Literal[False] | None = None,
         flush_interval: float = 0.5,
         max_queue: int = 100_000,
         retry_interval: float = 1.0,
     ) -> None:
-        _check_options(durability, commit_timeout, flush_interval, max_queue, retry_interval)
-        self._durable = durability == "durable"
+        _check_options(durability, commit_timeout, commit_interval, flush_interval, max_queue, retry_interval)
+        self._durable = durability != "buffered"
         self._open_error: BaseException | None = None
         self._owns_store = isinstance(location, (str, os.PathLike))
         store: UsageStore | None
@@ -161,9 +166,10 @@ class UsageLedger:
             store = _BrokenStore(self._path, self._open_error)
         self._store = store
         self._spool = _make_spool(spool_folder, explicit=spool is not None)
+        self._journal = _make_journal(self._spool) if durability == "durable" else None
         self._writer = Writer(store, name=self._path, durable=self._durable, commit_timeout=commit_timeout,
                               flush_interval=flush_interval, max_queue=max_queue, retry_interval=retry_interval,
-                              spool=self._spool)  # fmt: skip
+                              spool=self._spool, journal=self._journal, commit_interval=commit_interval)  # fmt: skip
         if self._open_error is not None:
             self._writer.fail("open", self._open_error, dropped=0)
         atexit.register(self.close)
@@ -182,8 +188,16 @@ class UsageLedger:
 
     @property
     def durability(self) -> Durability:
-        """``"durable"`` or ``"buffered"``."""
-        return "durable" if self._durable else "buffered"
+        """``"durable"``, ``"committed"`` or ``"buffered"`` (a durable ledger without a spool folder
+        commits as ``"committed"`` does, and says so)."""
+        if not self._durable:
+            return "buffered"
+        return "durable" if self._journal is not None else "committed"
+
+    @property
+    def journal_path(self) -> str | None:
+        """This process's journal file (durable mode), once something was written to it."""
+        return None if self._journal is None else self._journal.path
 
     @property
     def spool_folder(self) -> str | None:
@@ -225,7 +239,19 @@ class UsageLedger:
         the loop: the record is queued and committed (or spooled) in the background. Async code
         should ``await`` :meth:`arecord`. Buffered: only queues.
         """
-        if isinstance(rec, UsageRecord):
+        if self._journal is not None and isinstance(rec, UsageRecord):  # the common path, in every call
+            try:
+                journaled = self._writer.journal_write((rec,))
+            except Exception as err:  # record() is called inside model calls: it must never raise
+                self._writer.fail("record", err, dropped=0)
+                return
+            if journaled:
+                return
+            if journaled is None:
+                self._refused(1)
+                return
+            self._write((rec,), journal=False)  # the journal failed: commit instead
+        elif isinstance(rec, UsageRecord):
             self._write((rec,))
         else:
             self.record_many((rec,))
@@ -240,11 +266,13 @@ class UsageLedger:
         if batch:
             self._write(batch)
 
-    def _write(self, batch: Sequence[UsageRecord]) -> None:
+    def _write(self, batch: Sequence[UsageRecord], *, journal: bool = True) -> None:
         try:
             w = self._writer
             if not self._durable:
                 queued = w.buffer(batch)
+            elif journal and self._journal is not None and (journaled := w.journal_write(batch)) is not False:
+                queued = journaled is not None
             elif (loop := _running_loop()) is None:
                 done = w.commit(batch)
                 queued = done is not None
@@ -269,6 +297,10 @@ class UsageLedger:
             w = self._writer
             if not self._durable:
                 if not w.buffer(batch):
+                    self._refused(1)
+                return
+            if self._journal is not None and (journaled := w.journal_write(batch)) is not False:
+                if journaled is None:
                     self._refused(1)
                 return
             fut = w.submit(batch, asyncio.get_running_loop())
@@ -300,7 +332,8 @@ class UsageLedger:
         self._writer.note(reason, f"record dropped: ledger {reason}", dropped=n, error=False)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record queued before this call is committed (or spooled, or dropped).
+        """Wait until every record queued before this call is committed (or spooled, or dropped), and
+        what processes that are gone left behind for this location (journals, spools) is committed.
 
         Returns:
             True when done, False when ``timeout`` seconds passed first.
@@ -308,11 +341,32 @@ class UsageLedger:
         w = self._writer
         if w.on_writer_thread():
             return False
+        # What processes that are gone left in journals and spools is committed first, when the ledger opens.
+        if w.live() and not w.opened.wait(timeout):
+            return False
         with w.lock:
             target = w.request_flush()
             if not w.live():
                 return w.processed >= target
             return w.wait(target, timeout)
+
+    def commit_pending(self) -> bool:
+        """Commit what this process has recorded and the store does not have yet (durable records wait
+        in the journal up to ``commit_interval``), on the calling thread when it can, waiting at most
+        about ``commit_timeout``; never raises. Returns whether there was anything to commit.
+
+        A budget calls it before it refuses a call, so that the store counts what this process's last
+        calls cost rather than what they reserved.
+        """
+        w = self._writer
+        if self.pending <= 0 or not self._durable or w.on_writer_thread():
+            return False
+        try:
+            if _running_loop() is not None or w.commit(()) is not True:
+                self.flush(w.commit_timeout)
+        except Exception as err:  # called inside model calls: it must never raise
+            w.fail("record", err, dropped=0)
+        return True
 
     def close(self, timeout: float | None = None) -> None:
         """Commit what is queued, stop the writer thread and close the store it opened; idempotent.
@@ -417,12 +471,13 @@ class UsageLedger:
 
 
 def _check_options(
-    durability: str, commit_timeout: float, flush_interval: float, max_queue: int, retry_interval: float
+    durability: str, commit_timeout: float, commit_interval: float, flush_interval: float, max_queue: int,
+    retry_interval: float,
 ) -> None:
-    if durability not in ("durable", "buffered"):
-        raise ConfigurationError(f"durability must be 'durable' or 'buffered', got {durability!r}")
-    for name, value in (("commit_timeout", commit_timeout), ("flush_interval", flush_interval),
-                        ("retry_interval", retry_interval)):  # fmt: skip
+    if durability not in ("durable", "committed", "buffered"):
+        raise ConfigurationError(f"durability must be 'durable', 'committed' or 'buffered', got {durability!r}")
+    for name, value in (("commit_timeout", commit_timeout), ("commit_interval", commit_interval),
+                        ("flush_interval", flush_interval), ("retry_interval", retry_interval)):  # fmt: skip
         if not (isinstance(value, (int, float)) and value > 0):
             raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
     if max_queue < 1:
@@ -458,3 +513,10 @@ def _make_spool(folder: str | os.PathLike[str] | Literal[False] | None, *, expli
             raise ConfigurationError(f"cannot use {os.fspath(folder)!r} as the spool folder: {err}") from err
         logger.warning("usage ledger: no spool (cannot create %s: %s)", os.fspath(folder), err)
         return None
+
+
+def _make_journal(spool: Spool | None) -> Journal | None:
+    """The journal of a durable ledger: in the spool folder (none without one: records are committed)."""
+    if spool is None:
+        return None
+    return Journal(spool.folder)

@@ -25,16 +25,30 @@ from collections.abc import Callable, Iterator, Sequence
 
 from openrouter_attribution.usage.records import UsageRecord
 
-__all__ = ["Spool"]
+__all__ = ["Spool", "encode", "process_id"]
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
 _PREFIX = "spool-"
 _SUFFIX = ".jsonl"
 _REPLAY_BATCH = 1000
+_PID = [os.getpid()]
 
 
-def _encode(records: Sequence[UsageRecord]) -> bytes:
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def process_id() -> int:
+    """This process's id, kept up to date across ``fork`` without a system call per use."""
+    return _PID[0]
+
+
+def encode(records: Sequence[UsageRecord]) -> bytes:
+    """Records as spool lines: one compact JSON object (:meth:`UsageRecord.to_dict`) per line."""
     return b"".join(
         json.dumps(rec.to_dict(), ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for rec in records
     )
@@ -70,6 +84,11 @@ class Spool:
         >>> spool.close()
     """
 
+    PREFIX = _PREFIX
+    """File names of this kind start with it (orphans are found by it)."""
+    SUFFIX = _SUFFIX
+    """... and end with it."""
+
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = os.fspath(folder)
         """Where the spool files live."""
@@ -80,7 +99,7 @@ class Spool:
         self._path: str | None = None
         self._size = 0
         self._replayed = 0
-        self._pid = os.getpid()
+        self._pid = _PID[0]
 
     @property
     def path(self) -> str | None:
@@ -93,13 +112,16 @@ class Spool:
         return self._size - self._replayed
 
     def _own_fd(self) -> int:
-        if self._fd is not None and self._pid == os.getpid():
+        if self._fd is not None and self._pid == _PID[0]:
             return self._fd
         # First use, or a forked child: never share the parent's file (and its lock).
-        self._pid = os.getpid()
-        path = os.path.join(self.folder, f"{_PREFIX}{self._pid}-{secrets.token_hex(4)}{_SUFFIX}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._pid = _PID[0]
+        path = os.path.join(self.folder, f"{self.PREFIX}{self._pid}-{secrets.token_hex(4)}{self.SUFFIX}")
+        # Locked under a name other processes do not look at, then renamed: another process looking for
+        # the files of processes that are gone never finds this one unlocked.
+        fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(path + ".new", path)
         _fsync_folder(self.folder)  # the new file's name survives a power loss too
         self._fd, self._path, self._size, self._replayed = fd, path, 0, 0
         return fd
@@ -110,7 +132,7 @@ class Spool:
         Raises:
             OSError: the folder is not writable, the disk is full, ...
         """
-        data = _encode(records)
+        data = encode(records)
         with self._lock:
             fd = self._own_fd()
             view = memoryview(data)
@@ -132,15 +154,20 @@ class Spool:
                     count += self._replay_orphan(path, write)
             return count
 
+    def replay_orphans(self, write: Callable[[Sequence[UsageRecord]], None]) -> int:
+        """Hand the files of processes that are gone to ``write``, in order; returns the record count."""
+        with self._replay_lock:
+            return sum(self._replay_orphan(path, write) for path in self._orphans())
+
     def _replay_own(self, write: Callable[[Sequence[UsageRecord]], None]) -> int:
         with self._lock:
-            if self._path is None or self._pid != os.getpid() or self._size == self._replayed:
+            if self._path is None or self._pid != _PID[0] or self._size == self._replayed:
                 return 0
             start, end = self._replayed, self._size
             with open(self._path, "rb") as fh:
                 fh.seek(start)
                 data = fh.read(end - start)
-        records = list(_decode(data))
+        records = list(self._decode(data))
         for batch in _batches(records):
             write(batch)
         with self._lock:
@@ -156,7 +183,8 @@ class Spool:
             names = sorted(os.listdir(self.folder))
         except FileNotFoundError:
             return []
-        paths = (os.path.join(self.folder, n) for n in names if n.startswith(_PREFIX) and n.endswith(_SUFFIX))
+        prefix, suffix = self.PREFIX, self.SUFFIX
+        paths = (os.path.join(self.folder, n) for n in names if n.startswith(prefix) and n.endswith(suffix))
         return [path for path in paths if path != self._path]
 
     def _replay_orphan(self, path: str, write: Callable[[Sequence[UsageRecord]], None]) -> int:
@@ -174,7 +202,7 @@ class Spool:
                     return 0
             except FileNotFoundError:
                 return 0  # removed between open and lock: already replayed
-            records = list(_decode(fh.read()))
+            records = list(self._decode(fh.read()))
             for batch in _batches(records):
                 write(batch)
             os.unlink(path)
@@ -184,13 +212,17 @@ class Spool:
     def close(self) -> None:
         """Close this process's file; an empty file is removed, a non-empty one waits for a replay."""
         with self._lock:
-            if self._fd is None or self._pid != os.getpid():
+            if self._fd is None or self._pid != _PID[0]:
                 return
             if self._size == self._replayed and self._path is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(self._path)
             os.close(self._fd)
             self._fd = self._path = None
+
+    @staticmethod
+    def _decode(data: bytes) -> Iterator[UsageRecord]:
+        return _decode(data)
 
     def __repr__(self) -> str:
         return f"Spool({self.folder!r})"

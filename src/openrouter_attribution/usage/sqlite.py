@@ -48,7 +48,7 @@ from openrouter_attribution.usage.records import (
 )
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
 from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
-from openrouter_attribution.usage.sqlite_schema import FOLD_AT, SCHEMA_VERSION, page_sql
+from openrouter_attribution.usage.sqlite_schema import FOLD_AT, INBOX_MAX, SCHEMA_VERSION, page_sql
 from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
 from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
 from openrouter_attribution.usage.sqlite_schema import INSERT as _INSERT
@@ -333,10 +333,11 @@ class SQLiteUsageStore:
             self._busy_now = ms
 
     def _insert(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
-        """Commit ``records``: small commits append to ``usage_inbox``; the commit that brings this
-        store's appends to :data:`FOLD_AT`, and any larger batch, folds the inbox and inserts directly."""
+        """Commit ``records``: commits of fewer than :data:`INBOX_MAX` records append to ``usage_inbox``;
+        the commit that brings this store's appends to :data:`FOLD_AT`, and any larger one (the writer
+        thread's commits of a journal, which gather many calls), fold the inbox and insert directly."""
         count = len(records)
-        if self._memory or self._inboxed + count >= FOLD_AT:
+        if count >= INBOX_MAX or self._memory or self._inboxed + count >= FOLD_AT:
             rows = [to_row(rec, cost_as_text=True) for rec in records]
             with self._transaction(conn):
                 if not self._memory:

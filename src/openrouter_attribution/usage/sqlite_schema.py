@@ -9,8 +9,8 @@ from __future__ import annotations
 from openrouter_attribution.usage.rows import COLUMNS
 
 __all__ = [
-    "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_ONCE", "INBOX_WAITING", "INSERT", "MIGRATIONS", "SCHEMA_VERSION",
-    "page_sql",
+    "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_MAX", "INBOX_ONCE", "INBOX_WAITING", "INSERT", "MIGRATIONS",
+    "SCHEMA_VERSION", "page_sql",
 ]  # fmt: skip
 
 # The inbox rows (alias i) that are neither in usage_records nor an earlier copy of an inbox row.
@@ -140,3 +140,5 @@ INBOX_WAITING = "SELECT EXISTS (SELECT 1 FROM usage_inbox)"
 
 FOLD_AT = 64
 """A process folds the inbox into ``usage_records`` once it has appended this many records to it."""
+INBOX_MAX = 8
+"""Commits of fewer records go to the inbox; larger ones gain nothing from it and insert directly."""

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
+from openrouter_attribution.usage.journal import Journal, encode_entries, encode_entry
 from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
 from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.storage import UsageStore
@@ -44,6 +45,8 @@ __all__ = ["InlineStore", "Writer"]
 logger = logging.getLogger("openrouter_attribution.usage")
 
 BATCH = 2000
+SCAN_INTERVAL = 5.0
+"""Seconds between two looks for the journals and spools of processes that are gone."""
 
 
 def _error_kind(err: BaseException) -> str:
@@ -104,6 +107,8 @@ class Writer:
         max_queue: int,
         retry_interval: float,
         spool: Spool | None,
+        journal: Journal | None = None,
+        commit_interval: float = 0.2,
     ) -> None:
         self.store = store
         self.name = name
@@ -113,6 +118,8 @@ class Writer:
         self.max_queue = max_queue
         self.retry_interval = retry_interval
         self.spool = spool
+        self.journal = journal
+        self.commit_interval = commit_interval
         self.lock = threading.Lock()
         self._work = threading.Condition(self.lock)
         self._done = threading.Condition(self.lock)
@@ -135,8 +142,13 @@ class Writer:
         """Threads waiting on ``_done`` (followers and :meth:`wait`): nobody to notify when 0."""
         self._kick = False
         """The writer thread is to commit what is queued (nobody else will)."""
+        self._first_at = 0.0
+        """When the oldest journaled record still queued was queued (monotonic seconds)."""
+        self._next_scan = time.monotonic() + SCAN_INTERVAL
         self._fork = _forks
         self._stopped = False
+        self.opened = threading.Event()
+        """Set once the writer thread has committed what processes that are gone left behind."""
         self._thread = threading.Thread(target=self._run, name="openrouter-usage-writer", daemon=True)
         self._thread.start()
 
@@ -158,6 +170,34 @@ class Writer:
             if len(self._queue) >= BATCH:
                 self._work.notify()
             return True
+
+    def journal_write(self, records: Sequence[UsageRecord]) -> bool | None:
+        """Durable mode with a journal, from any thread: write ``records`` to the journal and queue them
+        for the writer thread, which commits them within ``commit_interval``. True once written, False
+        when the journal failed (the caller commits them instead), ``None`` when refused (closed, full).
+        """
+        journal = self.journal
+        assert journal is not None
+        data = encode_entry(records[0]) if len(records) == 1 else encode_entries(records)
+        with self.lock:
+            if self._closed or len(self._queue) + len(records) > self.max_queue:
+                return None
+            try:
+                if self._fork == _forks and not self._stopped:  # live(), inlined: this runs in every call
+                    journal.write(data, self.queued + len(records))
+                    if not self._queue:
+                        self._first_at = time.monotonic()
+                        self._work.notify()
+                    self._queue.extend(records)
+                    self.queued += len(records)
+                else:  # a forked child: nobody commits here; its journal is replayed once it has exited
+                    journal.write_forked(data)
+                    self.spooled += len(records)
+                return True
+            except OSError as err:
+                failure = err
+        self.fail("journal", failure, dropped=0)
+        return False
 
     def commit(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode, from a thread that may block: queue ``records`` and lead or follow commits until
@@ -303,8 +343,11 @@ class Writer:
             self._work.notify()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if self.spool is not None and not self._thread.is_alive():
-            self.spool.close()
+        if not self._thread.is_alive():
+            if self.spool is not None:
+                self.spool.close()
+            if self.journal is not None:
+                self.journal.close()
 
     # -- the writer thread ---------------------------------------------------------------------------
 
@@ -324,8 +367,11 @@ class Writer:
         if self._closed or self._flush_to > self.processed:
             return True
         if self.durable:
-            return self._kick or not self._inline_ok
+            return self._kick or not self._inline_ok or self._journal_due()
         return len(self._queue) >= BATCH
+
+    def _journal_due(self) -> bool:
+        return self.journal is not None and time.monotonic() >= self._first_at + self.commit_interval
 
     def _take(self) -> list[UsageRecord] | None:
         """The next batch; ``[]`` when it is time to retry the spool; ``None`` once closed and drained."""
@@ -335,12 +381,20 @@ class Writer:
                     return self._claim()
                 if self._closed and not self._committing and not self._queue:
                     return None
+                now = time.monotonic()
                 retry = self.spool is not None and self.spool.pending > 0
-                if retry and not self._down():
+                scan = (self.spool is not None or self.journal is not None) and now >= self._next_scan
+                if (retry or scan) and not self._down():
                     return []
                 timeout = None if self.durable else self.flush_interval
                 if retry:
-                    left = max(0.01, self._down_until - time.monotonic())
+                    left = max(0.01, self._down_until - now)
+                    timeout = left if timeout is None else min(timeout, left)
+                if self.journal is not None and self._queue and not self._committing:
+                    left = max(0.001, self._first_at + self.commit_interval - now)
+                    timeout = left if timeout is None else min(timeout, left)
+                if self.spool is not None or self.journal is not None:
+                    left = max(0.01, self._next_scan - now)
                     timeout = left if timeout is None else min(timeout, left)
                 if not self._work.wait(timeout) and self._queue and not self.durable and not self._committing:
                     return self._claim()  # the flush interval has passed
@@ -355,18 +409,21 @@ class Writer:
     def _run(self) -> None:
         try:
             self._replay(others=True)
+            self.opened.set()
             while True:
                 batch = self._take()
                 if batch is None:
                     break
                 if batch:
                     self._write(batch)
-                elif self.spool is not None and self.spool.pending:
+                else:
+                    self._next_scan = time.monotonic() + SCAN_INTERVAL
                     self._replay(others=True)
             if self.spool is not None and self.spool.pending:
                 self._replay(others=False)
         finally:
             self._stopped = True
+            self.opened.set()
 
     def _write(self, batch: list[UsageRecord]) -> None:
         if self._down() and self.spool is not None:
@@ -405,10 +462,12 @@ class Writer:
         self._handled(len(batch), spooled=len(batch))
 
     def _replay(self, *, others: bool) -> None:
-        if self.spool is None:
-            return
+        count = 0
         try:
-            count = self.spool.replay(self.store.write_many, others=others)
+            if self.spool is not None:
+                count = self.spool.replay(self.store.write_many, others=others)
+            if others and self.journal is not None:
+                count += self.journal.replay_orphans(self.store.write_many)
         except Exception as err:
             self._down_until = time.monotonic() + self.retry_interval
             self.fail("replay", err, dropped=0)
@@ -426,6 +485,11 @@ class Writer:
         self.written += written
         self.spooled += spooled
         self._committing = False
+        if self.journal is not None:
+            try:
+                self.journal.release(self.processed)
+            except OSError as err:  # the records are in the store: a journal left behind only repeats them
+                logger.debug("usage ledger %s: could not empty the journal (%s)", self.name, _error_text(err))
         if self._sleepers:
             self._done.notify_all()
         while self._waiters and self._waiters[0][0] <= self.processed:
