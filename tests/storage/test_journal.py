@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
@@ -50,7 +49,8 @@ def test_a_returned_record_is_in_the_journal_and_the_store_has_it_after_a_flush(
             assert list(decode_entries(fh.read())) == [written]  # ... but on disk, exactly
         ledger.flush()
         assert backend.record_ids() == ["gen-001"]
-        assert os.path.getsize(ledger.journal_path) == 0  # type: ignore[arg-type]  # emptied once committed
+        with open(ledger.journal_path, "rb") as fh:  # type: ignore[arg-type]
+            assert list(decode_entries(fh.read())) == []  # emptied once committed
     assert journals(spool) == []  # an empty journal is removed at close
 
 
@@ -192,21 +192,35 @@ def test_a_bad_commit_interval_is_refused(tmp_path, value):
 
 
 def test_a_full_journal_file_moves_on_and_is_removed_once_committed(tmp_path):
-    journal = Journal(tmp_path, rotate_at=1000)
+    journal = Journal(tmp_path, segment=1000)
     try:
         entry = encode_entry(rec(0))
-        per_file = -(-1000 // len(entry))
+        per_file = 1000 // len(entry)
         for i in range(1, per_file + 2):
             journal.write(entry, i)
         files = sorted(glob.glob(str(tmp_path / "journal-*.rows")))
-        assert len(files) == 2  # the first reached 1,000 bytes; the last entry started a new file
+        assert len(files) == 2  # the first is full; the last entry started a new file
         journal.release(per_file - 1)
         assert len(sorted(glob.glob(str(tmp_path / "journal-*.rows")))) == 2  # not all of the first is in
         journal.release(per_file)
         assert sorted(glob.glob(str(tmp_path / "journal-*.rows"))) == [journal.path]
-        assert os.path.getsize(journal.path) == len(entry)  # type: ignore[arg-type]
+        with open(journal.path, "rb") as fh:  # type: ignore[arg-type]
+            assert [r.record_id for r in decode_entries(fh.read())] == ["gen-000"]
+        journal.release(per_file + 1)
+        with open(journal.path, "rb") as fh:  # type: ignore[arg-type]
+            assert list(decode_entries(fh.read())) == []  # emptied: reads as no entries at all
     finally:
         journal.close()
+    assert glob.glob(str(tmp_path / "journal-*")) == []
+
+
+def test_a_journal_that_cannot_allocate_its_file_makes_calls_commit(tmp_path):
+    with UsageLedger(tmp_path / "usage.db", spool=tmp_path / "spool", commit_interval=NEVER) as ledger:
+        ledger._journal._segment = 1 << 62  # type: ignore[union-attr]  # no file system allocates this much
+        ledger.record(rec(5))
+        assert [r.record_id for r in ledger.store.iter_records()] == ["gen-005"]  # committed on return
+        assert ledger.errors == 1
+        assert glob.glob(str(tmp_path / "spool" / "journal-*")) == []
 
 
 def test_an_entry_cut_short_ends_the_replay_and_a_garbled_one_is_skipped(caplog, backend):

@@ -25,23 +25,30 @@ the journal moves on to a new file, and the full one is removed once everything 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import marshal
+import mmap
 import operator
 import os
+import secrets
 import struct
+import time
 from collections.abc import Iterator, Sequence
 
 from openrouter_attribution.usage.records import UsageRecord
 from openrouter_attribution.usage.rows import COLUMNS, from_row
-from openrouter_attribution.usage.spool import Spool, process_id
+from openrouter_attribution.usage.spool import Spool, _fsync_folder, process_id
 
 __all__ = ["Journal", "decode_entries", "encode_entries", "encode_entry"]
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
-ROTATE_AT = 8 << 20
-"""Bytes after which the journal moves on to a new file."""
+SEGMENT = 1 << 20
+"""Bytes of a journal file; a process moves on to a new one when it is full."""
+RETRY_AFTER = 5.0
+"""Seconds before a journal that could not create a file tries again (calls commit meanwhile)."""
 _LENGTH = struct.Struct("<I")
 _MARSHAL_VERSION = 4
 
@@ -65,11 +72,13 @@ def encode_entries(records: Sequence[UsageRecord]) -> bytes:
 def decode_entries(data: bytes) -> Iterator[UsageRecord]:
     """The records of journal entries; stops at an entry cut short, skips one that does not decode."""
     at, end = 0, len(data)
-    while at < end:
-        if at + 4 > end or at + 4 + _LENGTH.unpack_from(data, at)[0] > end:
+    while at + 4 <= end:
+        size = _LENGTH.unpack_from(data, at)[0]
+        if size == 0:
+            return  # the end of the entries: the rest of the file is zeros
+        if at + 4 + size > end:
             logger.warning("usage journal: skipped an entry cut short (%d bytes)", end - at)
             return
-        size = _LENGTH.unpack_from(data, at)[0]
         chunk = data[at + 4 : at + 4 + size]
         at += 4 + size
         try:
@@ -89,61 +98,110 @@ class Journal(Spool):
 
     Args:
         folder: The spool folder (created if missing, mode 0700).
-        rotate_at: Bytes after which a new file is started.
+        segment: Bytes of each journal file (allocated on disk when the file is created).
 
     Example:
         >>> import tempfile
         >>> from openrouter_attribution.usage import UsageRecord
         >>> journal = Journal(tempfile.mkdtemp())
         >>> journal.write(encode_entries([UsageRecord(user="app_1", record_id="r1")]), 1)
-        >>> os.path.getsize(journal.path) > 0
-        True
+        >>> [r.record_id for r in decode_entries(open(journal.path, "rb").read())]
+        ['r1']
         >>> journal.release(1)  # record 1 is committed: the file is emptied
-        >>> os.path.getsize(journal.path)
-        0
+        >>> list(decode_entries(open(journal.path, "rb").read()))
+        []
         >>> journal.close()
     """
 
     PREFIX = "journal-"
     SUFFIX = ".rows"
 
-    def __init__(self, folder: str | os.PathLike[str], *, rotate_at: int = ROTATE_AT) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, segment: int = SEGMENT) -> None:
         super().__init__(folder)
-        self._rotate_at = rotate_at
+        self._segment = segment
+        self._map: mmap.mmap | None = None
+        self._pos = 0
+        """Bytes of entries in the current file."""
+        self._cap = 0
+        """Bytes of the current file."""
         self._last = 0
         """Sequence number of the last record written to the current file."""
-        self._full: list[tuple[int, str, int]] = []
-        """Files moved on from: (sequence number of their last record, path, descriptor)."""
-
-    def _own_fd(self) -> int:
-        if self._pid != process_id():
-            self._full = []  # a forked child: those files (and their locks) are its parent's
-        return super()._own_fd()
+        self._full: list[tuple[int, str, int, mmap.mmap]] = []
+        """Files moved on from: (sequence number of their last record, path, descriptor, mapping)."""
+        self._retry_at = 0.0
 
     def write(self, data: bytes, last: int) -> None:
-        """Append ``data`` (encoded records, the last of them numbered ``last``) with one ``write()``.
+        """Copy ``data`` (encoded records, the last of them numbered ``last``) into the journal file.
 
         In a forked child call :meth:`write_forked` instead (this one does not look at the process id).
 
         Raises:
-            OSError: the folder is not writable, the disk is full, ...
+            OSError: a new file could not be created or allocated (the folder is not writable, the disk
+                is full, the file system cannot allocate ahead); nothing was written.
         """
-        fd = self._fd
-        if fd is None:
-            fd = self._own_fd()
-        written = os.write(fd, data)
-        while written < len(data):  # a short write (a signal, a full disk): the rest, or OSError
-            written += os.write(fd, data[written:])
-        self._size += len(data)
+        at = self._pos
+        end = at + len(data)
+        if end > self._cap:
+            self._next_file(len(data))
+            at, end = 0, len(data)
+        self._map[at:end] = data  # type: ignore[index]
+        self._pos = end
         self._last = last
-        if self._size >= self._rotate_at and self._path is not None:
-            self._full.append((last, self._path, fd))
-            self._fd = self._path = None  # the next write starts a new file
+
+    def _next_file(self, need: int) -> None:
+        """Move on to a new file that holds at least ``need`` bytes (the full one waits for release)."""
+        if time.monotonic() < self._retry_at:
+            raise OSError(errno.EAGAIN, "the journal could not allocate a file a moment ago")
+        size = max(self._segment, need)
+        path = os.path.join(self.folder, f"{self.PREFIX}{self._pid}-{secrets.token_hex(4)}{self.SUFFIX}")
+        try:
+            # Locked and allocated under a name other processes do not look at, then renamed: a process
+            # looking for the journals of processes that are gone never finds this one unlocked. Blocks
+            # are allocated now, so that a full disk is an error here, not a SIGBUS at a later copy.
+            fd = os.open(path + ".new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.posix_fallocate(fd, 0, size)
+                mapped = mmap.mmap(fd, size)
+                os.rename(path + ".new", path)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(path + ".new")
+                raise
+        except OSError:
+            self._retry_at = time.monotonic() + RETRY_AFTER
+            raise
+        _fsync_folder(self.folder)  # the new file's name survives a power loss too
+        if self._map is not None:
+            if self._pos:
+                self._full.append((self._last, self._path, self._fd, self._map))  # type: ignore[arg-type]
+            else:
+                self._drop(self._path, self._fd, self._map)  # type: ignore[arg-type]
+        self._map, self._fd, self._path, self._pos, self._cap = mapped, fd, path, 0, size
+
+    def write_record(self, rec: UsageRecord, last: int) -> None:
+        """:meth:`write` of one record, numbered ``last``: what a durable call does, so it is kept short
+        (the entry is encoded and copied straight into the mapped file)."""
+        cost = rec.cost
+        data = marshal.dumps((_OTHERS(rec), None if cost is None else str(cost)), _MARSHAL_VERSION)
+        at = self._pos
+        end = at + 4 + len(data)
+        if end > self._cap:
+            self.write(_LENGTH.pack(len(data)) + data, last)
+            return
+        mapped = self._map
+        mapped[at + 4 : end] = data  # type: ignore[index]
+        _LENGTH.pack_into(mapped, at, len(data))  # type: ignore[arg-type]
+        self._pos = end
+        self._last = last
 
     def write_forked(self, data: bytes) -> None:
         """:meth:`write` in a process that may be a forked child: its own file, never its parent's."""
         if self._pid != process_id():
-            self._own_fd()
+            # The mappings and locks are the parent's: forget them (the parent still holds them).
+            self._pid = process_id()
+            self._full, self._map, self._fd, self._path, self._pos, self._cap = [], None, None, None, 0, 0
         self.write(data, 0)
 
     def release(self, done: int) -> None:
@@ -151,21 +209,36 @@ class Journal(Spool):
         if self._pid != process_id():
             return  # a forked child: the files are its parent's
         while self._full and self._full[0][0] <= done:
-            _, path, fd = self._full.pop(0)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            os.close(fd)
-        if self._fd is not None and self._size and self._last <= done:
-            os.ftruncate(self._fd, 0)  # O_APPEND: the next write starts at 0 again
-            self._size = 0
+            _, path, fd, mapped = self._full.pop(0)
+            self._drop(path, fd, mapped)
+        if self._map is not None and self._pos and self._last <= done:
+            self._map[0:4] = bytes(4)  # the first entry's length first: from here on it reads as empty
+            self._map[4 : self._pos] = bytes(self._pos - 4)
+            self._pos = 0
+
+    @staticmethod
+    def _drop(path: str, fd: int, mapped: mmap.mmap) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        mapped.close()
+        os.close(fd)
 
     def close(self) -> None:
         """Close this process's files; emptied ones are removed, the others wait for a replay."""
-        if self._pid == process_id():
-            for _, _, fd in self._full:
-                os.close(fd)
-            self._full.clear()
-        super().close()
+        if self._pid != process_id():
+            return
+        for _, _, fd, mapped in self._full:
+            mapped.close()
+            os.close(fd)
+        self._full.clear()
+        if self._map is not None:
+            if self._pos == 0:
+                self._drop(self._path, self._fd, self._map)  # type: ignore[arg-type]
+            else:
+                self._map.close()
+                os.close(self._fd)  # type: ignore[arg-type]
+            self._map = self._fd = self._path = None
+            self._pos = self._cap = 0
 
     @staticmethod
     def _decode(data: bytes) -> Iterator[UsageRecord]:

@@ -241,7 +241,7 @@ class UsageLedger:
         """
         if self._journal is not None and isinstance(rec, UsageRecord):  # the common path, in every call
             try:
-                journaled = self._writer.journal_write((rec,))
+                journaled = self._writer.journal_one(rec)
             except Exception as err:  # record() is called inside model calls: it must never raise
                 self._writer.fail("record", err, dropped=0)
                 return

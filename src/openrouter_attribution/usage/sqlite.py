@@ -48,10 +48,16 @@ from openrouter_attribution.usage.records import (
 )
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
 from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
-from openrouter_attribution.usage.sqlite_schema import FOLD_AT, INBOX_MAX, SCHEMA_VERSION, page_sql
+from openrouter_attribution.usage.sqlite_schema import (
+    FOLD_AT,
+    INBOX_MAX,
+    ROWS_AT_ONCE,
+    SCHEMA_VERSION,
+    insert_rows,
+    page_sql,
+)
 from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
 from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
-from openrouter_attribution.usage.sqlite_schema import INSERT as _INSERT
 from openrouter_attribution.usage.sqlite_schema import MIGRATIONS as _MIGRATIONS
 
 __all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
@@ -342,7 +348,9 @@ class SQLiteUsageStore:
             with self._transaction(conn):
                 if not self._memory:
                     self._fold(conn)
-                conn.executemany(_INSERT, rows)
+                for at in range(0, count, ROWS_AT_ONCE):
+                    chunk = rows[at : at + ROWS_AT_ONCE]
+                    conn.execute(insert_rows(len(chunk)), [value for row in chunk for value in row])
             self._inboxed = 0
         elif count == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
             conn.execute(_INBOX_INSERT, to_row(records[0], cost_as_text=True))

@@ -6,11 +6,13 @@ store uses the inbox of small commits.
 
 from __future__ import annotations
 
+import functools
+
 from openrouter_attribution.usage.rows import COLUMNS
 
 __all__ = [
-    "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_MAX", "INBOX_ONCE", "INBOX_WAITING", "INSERT", "MIGRATIONS",
-    "SCHEMA_VERSION", "page_sql",
+    "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_MAX", "INBOX_ONCE", "INBOX_WAITING", "MIGRATIONS",
+    "ROWS_AT_ONCE", "SCHEMA_VERSION", "insert_rows", "page_sql",
 ]  # fmt: skip
 
 # The inbox rows (alias i) that are neither in usage_records nor an earlier copy of an inbox row.
@@ -126,8 +128,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this release writes (``PRAGMA user_version``)."""
 
-INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)}) " \
-    "ON CONFLICT (record_id) DO NOTHING"  # fmt: skip
+ROWS_AT_ONCE = 64
+"""Rows one INSERT statement carries (19 columns each: well within SQLite's 32,766 parameters)."""
+
+
+@functools.lru_cache(maxsize=ROWS_AT_ONCE)
+def insert_rows(n: int) -> str:
+    """The INSERT of ``n`` records into ``usage_records`` (ids already stored are ignored): one
+    statement and one step for a batch, instead of one per row (the writer thread gives up and takes
+    back the GIL once per statement)."""
+    one = f"({', '.join('?' for _ in COLUMNS)})"
+    return (f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES {', '.join([one] * n)} "
+            "ON CONFLICT (record_id) DO NOTHING")  # fmt: skip
+
+
 INBOX_INSERT = f"INSERT INTO usage_inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 # ORDER BY rowid: of two copies of one record the first written is kept, as direct inserts do ("WHERE
 # true" is how SQLite tells an upsert's ON CONFLICT from a join constraint after a SELECT).

@@ -31,6 +31,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -81,16 +82,32 @@ class InlineStore(Protocol):
         ...
 
 
-# A forked child inherits the ledger but not its writer thread, nor a usable store connection.
+# A forked child inherits the ledger but not its writer thread, nor a usable store connection. Every
+# writer's lock is held across fork(), so that the child never inherits one held by a thread it lacks.
 _forks = 0
+_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
+_HELD: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    _HELD[:] = [w.lock for w in list(_WRITERS)]
+    for lock in _HELD:
+        lock.acquire()
+
+
+def _after_fork() -> None:
+    for lock in _HELD:
+        lock.release()
+    _HELD.clear()
 
 
 def _forked() -> None:
     global _forks
     _forks += 1
+    _after_fork()
 
 
-os.register_at_fork(after_in_child=_forked)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_forked)
 
 
 class Writer:
@@ -149,6 +166,7 @@ class Writer:
         self._stopped = False
         self.opened = threading.Event()
         """Set once the writer thread has committed what processes that are gone left behind."""
+        _WRITERS.add(self)
         self._thread = threading.Thread(target=self._run, name="openrouter-usage-writer", daemon=True)
         self._thread.start()
 
@@ -170,6 +188,30 @@ class Writer:
             if len(self._queue) >= BATCH:
                 self._work.notify()
             return True
+
+    def journal_one(self, rec: UsageRecord) -> bool | None:
+        """:meth:`journal_write` of one record (the path of every durable call, kept short)."""
+        with self.lock:
+            if self._closed or len(self._queue) >= self.max_queue:
+                return None
+            if self._fork != _forks or self._stopped:  # not live(): a forked child
+                failure = None
+            else:
+                try:
+                    self.journal.write_record(rec, self.queued + 1)  # type: ignore[union-attr]
+                except OSError as err:
+                    failure = err
+                else:
+                    if not self._queue:
+                        self._first_at = time.monotonic()
+                        self._work.notify()
+                    self._queue.append(rec)
+                    self.queued += 1
+                    return True
+        if failure is None:
+            return self.journal_write((rec,))
+        self.fail("journal", failure, dropped=0)
+        return False
 
     def journal_write(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode with a journal, from any thread: write ``records`` to the journal and queue them
