@@ -8,8 +8,8 @@ use no ledger (the SQLite INSERT alone; a SELECT 1 round trip to the same Postgr
   the ledger minus the same calls without one, in blocks that alternate (each ledger block is paired with
   a no-ledger block run right next to it, and the median of the paired differences is taken over many
   rounds), divided by the client CPU of a call without a ledger. All CPU is ``time.process_time()``: every
-  thread of the process, the writer thread included; the blocks of a ledger last at least one interval
-  of its background commits (durable: ``commit_interval``; buffered: ``flush_interval``) and end with a
+  thread of the process, the writer thread included; the blocks of a ledger are 500 calls (about one
+  ``flush_interval`` of a buffered ledger, half a ``commit_interval`` of a durable one) and end with a
   flush, so the commits of what they recorded count too. End to end is what an application
   pays: handing a record to another thread and sleeping until it is committed costs the caller far more
   than the CPU the ledger's code runs (the wake-ups, and the caches it comes back to), and only the
@@ -207,9 +207,9 @@ def _paired_blocks(
         names = list(ledgers)
         names = names[round_no % len(names):] + names[: round_no % len(names)]
         for name in names:
-            # A ledger commits in the background once per interval (durable: commit_interval, 0.2 s; buffered:
-            # flush_interval, 0.5 s; some 500 calls here are 0.5 s): its blocks are at least that long and end
-            # with a flush, so each commits what a real interval would, and each block pays its commits.
+            # A ledger commits in the background once per interval (durable: commit_interval, 1 s; buffered:
+            # flush_interval, 0.5 s). Its blocks are 500 calls (some 0.5 s here) and end with a flush: each
+            # block pays for committing what it recorded, in commits no larger than the ledger makes itself.
             calls = block * LEDGER_BLOCKS if name in TARGETS else block
             if round_no % 2:
                 with_ledger = _cpu_per_call(models[name], ledgers[name], calls)

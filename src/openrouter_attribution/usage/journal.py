@@ -1,25 +1,29 @@
 """The journal: where a durable record is written before its call returns, until the store has it.
 
-A durable ``record()`` appends the record to this process's journal file with one ``write()`` and
-returns; the writer thread commits what the journal holds to the store every ``commit_interval``
-seconds, in one transaction, and then empties the file. A record in the journal is in the operating
-system's file cache: it survives the process being killed (SIGKILL, SIGTERM, a crash), as a commit of
-SQLite in WAL mode with ``synchronous=NORMAL`` does; a power loss may lose the last moments.
+A durable ``record()`` copies the record into this process's journal file, which is mapped into memory
+(``mmap``, shared with the file), and returns; the writer thread commits what the journal holds to the
+store every ``commit_interval`` seconds, in one transaction, and then empties the file. Pages of a
+shared mapping are the file's pages in the operating system's cache, as pages written by ``write()``
+are: a record in the journal survives the process being killed (SIGKILL, SIGTERM, a crash), as a
+commit of SQLite in WAL mode with ``synchronous=NORMAL`` does; a power loss may lose the last moments.
+Copying into the mapping costs a call about a third of a ``write()`` system call.
 
-Files are named ``journal-<pid>-<random>.rows`` and live in the spool folder. An entry holds one
-record: its length (4 bytes, little-endian), then the tuple of its column values
+Files are named ``journal-<pid>-<random>.rows`` and live in the spool folder. Each is allocated on
+disk (``posix_fallocate``) when it is created, so that a full disk is an error then (the calls commit
+to the store instead, as ``durability="committed"`` does) and never a fault at a later copy. An entry
+holds one record: its length (4 bytes, little-endian), then the tuple of its column values
 (:data:`~openrouter_attribution.usage.rows.COLUMNS`) in :mod:`marshal` format, which holds only
 strings, numbers, booleans and ``None`` and takes a fraction of a microsecond to write (a JSON line
-takes several times as long, and this runs in every call). An entry cut short (a power loss) ends the
-file's replay with a warning. Files are locked as spool files are
+takes several times as long, and this runs in every call). A length of 0 ends the entries; an entry
+cut short (a power loss) ends the file's replay with a warning. Files are locked as spool files are
 (:mod:`~openrouter_attribution.usage.spool`): the process that writes a file holds an exclusive
 ``flock`` on it, and the files of processes that are gone are committed (and removed) by the next
 ledger that opens on the same folder, or by a live one within its next orphan scan (every few
 seconds). Record ids keep a record that is committed twice (the store answered, then the process died
 before it emptied its journal) to one row.
 
-Under steady load the file may never be empty when a commit ends: once it passes ``rotate_at`` bytes
-the journal moves on to a new file, and the full one is removed once everything in it is committed.
+Under steady load the file may never be empty when a commit ends: once it is full the journal moves
+on to a new file, and the full one is removed once everything in it is committed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""The usage ledger: every model call's record, committed before the call returns (or spooled).
+"""The usage ledger: every model call's record, on disk before the call returns (or spooled).
 
-Durable mode (the default): ``record()`` returns once the record is committed to the store; calls that
-finish together share one commit (group commit: the first caller commits on its own thread for every
-caller waiting, see :mod:`~openrouter_attribution.usage.writer`). A store that is down or slow never
-fails a call and never delays it past ``commit_timeout``: the record goes to the spool, an append-only
-fsynced file replayed into the store when it answers again or when the next process opens the ledger.
+Durable mode (the default): ``record()`` writes the record to this process's journal
+(:mod:`~openrouter_attribution.usage.journal`, beside the spool) and returns; the writer thread commits
+the journal to the store every ``commit_interval`` seconds, many calls in one transaction. Committed
+mode: ``record()`` returns once the record is committed to the store itself; calls that finish together
+share one commit (group commit: the first caller commits on its own thread for every caller waiting,
+see :mod:`~openrouter_attribution.usage.writer`). In both, a store that is down or slow never fails a
+call and never delays it past ``commit_timeout``: the record goes to the spool, an append-only fsynced
+file replayed into the store when it answers again or when the next process opens the ledger.
 Buffered mode: ``record()`` only queues; the writer thread commits every ``flush_interval``.
 
 Storage trouble never reaches the model call: it is logged once per kind on the
@@ -49,7 +52,7 @@ __all__ = ["DEFAULT_COMMIT_TIMEOUT", "UsageLedger", "default_spool_folder", "ope
 DEFAULT_COMMIT_TIMEOUT = 0.25
 """Seconds a ``record()`` that commits (``"committed"``, or a durable ledger without a journal) waits
 for the store before it spools the record instead."""
-DEFAULT_COMMIT_INTERVAL = 0.2
+DEFAULT_COMMIT_INTERVAL = 1.0
 """Seconds a durable record waits in the journal, at most, before the writer thread commits it."""
 
 Durability = Literal["durable", "committed", "buffered"]
@@ -95,13 +98,23 @@ class UsageLedger:
 
     What each mode promises, for a call that has returned:
 
-    - ``durability="durable"`` (default): its record is committed, or fsynced in the spool when the
-      store did not commit within ``commit_timeout``. It survives the process being killed (SIGKILL,
-      SIGTERM, a crash). On power loss: PostgreSQL (``synchronous_commit=on``, its default) and the
-      spool keep it; SQLite in WAL mode with ``synchronous=NORMAL`` may lose the last commits.
+    - ``durability="durable"`` (default): its record is in this process's journal file (one copy into
+      a memory-mapped file, no system call), and the writer thread commits it to the store within
+      ``commit_interval`` seconds; reads through this ledger (totals, records, budgets, exports) see
+      it at once, other processes once it is committed. It survives the process being killed
+      (SIGKILL, SIGTERM, a crash): the next ledger that opens on the same spool folder, or a live one
+      within seconds, commits what a dead process left. On power loss the last moments may be lost,
+      as with SQLite in WAL mode with ``synchronous=NORMAL``. Without a spool folder (``":memory:"``,
+      a store passed in, ``spool=False``) it commits as ``"committed"`` does.
+    - ``durability="committed"``: its record is committed to the store before the call returns (or
+      fsynced in the spool when the store did not commit within ``commit_timeout``); other processes
+      read it at once. On power loss PostgreSQL (``synchronous_commit=on``, its default) and the spool
+      keep it; SQLite (WAL, ``synchronous=NORMAL``) may lose the last commits. Choose it when another
+      process must read a record the moment its call returns, when the spool folder's disk may vanish
+      with a container, or for PostgreSQL's power-loss durability; it costs a call a store round trip.
     - ``durability="buffered"``: its record is queued in memory and committed within about
       ``flush_interval`` seconds; a process killed before that loses it. A batch the store refuses
-      goes to the spool in both modes.
+      goes to the spool in every mode.
 
     A location that cannot be opened (missing permissions, a corrupt file) does not raise here: the
     failure is logged and counted in :attr:`errors`, later records are dropped and counted in
@@ -111,8 +124,11 @@ class UsageLedger:
         location: An SQLite file (its folder must exist), ``":memory:"``, a PostgreSQL DSN
             (``postgresql://user:pw@host:5432/db``, needs the ``[postgres]`` extra) or any
             :class:`UsageStore`. A store passed in stays open after :meth:`close`.
-        durability: ``"durable"`` or ``"buffered"`` (see above).
-        commit_timeout: Seconds a durable ``record()`` waits for the commit before spooling (0.25).
+        durability: ``"durable"``, ``"committed"`` or ``"buffered"`` (see above).
+        commit_timeout: Seconds a committing ``record()`` waits for the store before spooling (0.25).
+        commit_interval: Seconds a durable record waits in the journal, at most, before the writer
+            thread commits it (1.0): how soon other processes see it; longer intervals commit more calls
+            at once, which costs each call less.
         spool: The spool folder; ``None`` picks :func:`default_spool_folder` (no spool for
             ``":memory:"`` and for stores passed in); ``False`` disables spooling (records the store
             refuses are then dropped and counted).
@@ -234,10 +250,11 @@ class UsageLedger:
     def record(self, rec: UsageRecord) -> None:
         """Record one call; never raises.
 
-        Durable: returns once ``rec`` is committed (or spooled after ``commit_timeout``). Called on a
-        thread that runs an event loop (a synchronous callback inside an async run) it does not block
-        the loop: the record is queued and committed (or spooled) in the background. Async code
-        should ``await`` :meth:`arecord`. Buffered: only queues.
+        Durable: returns once ``rec`` is in the journal (no wait for the store). Committed: returns once
+        ``rec`` is committed (or spooled after ``commit_timeout``); called on a thread that runs an event
+        loop (a synchronous callback inside an async run) it does not block the loop: the record is
+        queued and committed (or spooled) in the background, and async code should ``await``
+        :meth:`arecord`. Buffered: only queues.
         """
         if self._journal is not None and isinstance(rec, UsageRecord):  # the common path, in every call
             try:

@@ -1,14 +1,19 @@
-"""The ledger's commits: leader/follower group commit, the writer thread, the spool, write-behind.
+"""The ledger's commits: the journal, leader/follower group commit, the writer thread, the spool.
 
-Callers append records to one queue. In durable mode a caller that may block (not on an event loop)
-and finds no commit in progress becomes the leader: it takes everything queued and commits it on its
-own thread, in one transaction; callers arriving meanwhile wait as followers, and when the leader is
-done one of them leads the next commit with everything queued by then (group commit). A lone caller
-thus commits without handing its record to another thread and back, and many threads finishing calls
-together still share commits. The leader's commit is bounded: the store's ``write_within`` gives up
-after the caller's remaining ``commit_timeout`` (a lock held elsewhere, a slow server) and never
-connects; then the batch goes back to the queue for the writer thread and inline commits stop until
-the writer thread has written again.
+Durable mode with a journal (the default): a caller writes its record to the journal and queues it
+(:meth:`Writer.journal_one`), and returns; the writer thread takes what is queued ``commit_interval``
+seconds after the first of it arrived and commits it in one transaction, then empties the journal.
+Reads and budgets that must see this process's records call for a flush, or lead a commit themselves.
+
+Callers append records to one queue. In committed mode (or durable without a journal) a caller that
+may block (not on an event loop) and finds no commit in progress becomes the leader: it takes
+everything queued and commits it on its own thread, in one transaction; callers arriving meanwhile
+wait as followers, and when the leader is done one of them leads the next commit with everything
+queued by then (group commit). A lone caller thus commits without handing its record to another
+thread and back, and many threads finishing calls together still share commits. The leader's commit
+is bounded: the store's ``write_within`` gives up after the caller's remaining ``commit_timeout`` (a
+lock held elsewhere, a slow server) and never connects; then the batch goes back to the queue for
+the writer thread and inline commits stop until the writer thread has written again.
 
 The writer thread commits everything else: records of async callers and of callers on event-loop
 threads, buffered mode, whatever nobody is left to lead, every batch while the store is failing, and
@@ -125,7 +130,7 @@ class Writer:
         retry_interval: float,
         spool: Spool | None,
         journal: Journal | None = None,
-        commit_interval: float = 0.2,
+        commit_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.name = name
