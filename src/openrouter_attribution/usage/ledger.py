@@ -227,7 +227,8 @@ class UsageLedger:
 
     @property
     def spooled(self) -> int:
-        """Records written to the spool (the store was down or slow); replayed into the store later."""
+        """Records written to the spool (the store was down or slow), or to the journal of a forked child;
+        replayed into the store later."""
         return self._writer.spooled
 
     @property

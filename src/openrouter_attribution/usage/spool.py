@@ -7,9 +7,11 @@ each append followed by ``fsync``, so a record in the spool survives a killed pr
 Replay reads the lines in order and hands them to the store in batches; record ids make replays
 idempotent (a record both spooled and committed, or replayed twice, is stored once). A process replays
 its own file when the store answers again, and the files of processes that are gone (their lock is
-free) when it opens the ledger, deleting each file once all of it is committed. A live process's file is
-never replayed by another process: its lock is held. A last line cut short by a crash mid-append was
-never acknowledged to a caller and is skipped.
+free) when it opens the ledger and every few seconds after, deleting each file once all of it is
+committed. A live process's file is never replayed by another process: its lock is held, and a new file
+is locked before it gets its name. A last line cut short by a crash mid-append was never acknowledged
+to a caller and is skipped. :class:`~openrouter_attribution.usage.journal.Journal` files share this
+locking and replay, with their own format.
 """
 
 from __future__ import annotations
