@@ -71,23 +71,31 @@ def test_reads_of_the_same_ledger_see_what_the_journal_holds(backend, tmp_path):
         assert [r.record_id for r in ledger.records()] == ["gen-000", "gen-001", "gen-002"]
 
 
-def test_a_killed_process_journal_is_committed_by_the_next_ledger_once(backend, tmp_path):
-    spool = tmp_path / "spool"
+def record_then_sigkill(location: str, spool: Path, steps: str) -> None:
+    """Run ``steps`` in another process with a durable ``ledger`` (its writer thread never commits by
+    itself), then SIGKILL that process."""
     script = (
         "import os, sys\n"
         "from decimal import Decimal\n"
         "from openrouter_attribution.usage import UsageLedger, UsageRecord\n"
         "ledger = UsageLedger(sys.argv[1], spool=sys.argv[2], commit_interval=3600)\n"
+        f"{steps}"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, location, str(spool)], cwd=ROOT, capture_output=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+
+
+def test_a_killed_process_journal_is_committed_by_the_next_ledger_once(backend, tmp_path):
+    spool = tmp_path / "spool"
+    record_then_sigkill(backend.location, spool, (
         "for i in range(50):\n"
         "    ledger.record(UsageRecord(user='app_1', cost=Decimal('0.001'), record_id=f'gen-{i}'))\n"
         "ledger.flush()\n"  # the first 50 are committed, their journal emptied
         "for i in range(50, 120):\n"
         "    ledger.record(UsageRecord(user='app_1', cost=Decimal('0.001'), record_id=f'gen-{i}'))\n"
-        "os.kill(os.getpid(), 9)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script, backend.location, str(spool)], cwd=ROOT,
-                          capture_output=True, timeout=120)  # fmt: skip
-    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    ))  # fmt: skip
     assert len(backend.record_ids()) == 50  # the last 70 were only in the journal ...
     assert len(journals(spool)) == 1
     with UsageLedger(backend.location, spool=spool) as ledger:  # ... which the next ledger commits
@@ -115,16 +123,8 @@ def test_a_live_process_journal_is_left_alone(backend, tmp_path):
 def test_a_live_ledger_commits_a_dead_process_journal_within_its_scan(backend, tmp_path):
     spool = tmp_path / "spool"
     with UsageLedger(backend.location, spool=spool) as ledger:
-        script = (
-            "import os, sys\n"
-            "from openrouter_attribution.usage import UsageLedger, UsageRecord\n"
-            "ledger = UsageLedger(sys.argv[1], spool=sys.argv[2], commit_interval=3600)\n"
-            "ledger.record(UsageRecord(user='app_1', record_id='gen-orphan'))\n"
-            "os.kill(os.getpid(), 9)\n"
-        )
-        done = subprocess.run([sys.executable, "-c", script, backend.location, str(spool)], cwd=ROOT,
-                              capture_output=True, timeout=120)  # fmt: skip
-        assert done.returncode == -9, done.stderr.decode()[-2000:]
+        record_then_sigkill(backend.location, spool,
+                            "ledger.record(UsageRecord(user='app_1', record_id='gen-orphan'))\n")  # fmt: skip
         deadline = time.monotonic() + 30  # the scan runs every 5 s; a bound for a loaded machine
         while backend.record_ids() != ["gen-orphan"] and time.monotonic() < deadline:
             time.sleep(0.1)

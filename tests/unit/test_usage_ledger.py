@@ -91,7 +91,10 @@ def test_repr_shows_the_path_only(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"), [({"flush_interval": 0}, "flush_interval"), ({"max_queue": 0}, "max_queue")]
+    ("kwargs", "match"),
+    [({"flush_interval": 0}, "flush_interval"), ({"max_queue": 0}, "max_queue"),
+     ({"durability": "sometimes"}, "durability must be 'durable', 'committed' or 'buffered', got 'sometimes'"),
+     ({"commit_timeout": -1}, "commit_timeout must be > 0 seconds")],
 )
 def test_invalid_configuration_raises_at_construction(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):

@@ -61,10 +61,15 @@ _COST = COLUMNS.index("cost")
 _OTHERS = operator.attrgetter(*(c for c in COLUMNS if c != "cost"))
 
 
-def encode_entry(rec: UsageRecord) -> bytes:
-    """One record as a journal entry (see the module docstring); runs in every durable call."""
+def _payload(rec: UsageRecord) -> bytes:
+    """An entry's bytes after its length: the record's column values, cost as decimal text."""
     cost = rec.cost
-    data = marshal.dumps((_OTHERS(rec), None if cost is None else str(cost)), _MARSHAL_VERSION)
+    return marshal.dumps((_OTHERS(rec), None if cost is None else str(cost)), _MARSHAL_VERSION)
+
+
+def encode_entry(rec: UsageRecord) -> bytes:
+    """One record as a journal entry (see the module docstring)."""
+    data = _payload(rec)
     return _LENGTH.pack(len(data)) + data
 
 
@@ -187,8 +192,7 @@ class Journal(Spool):
     def write_record(self, rec: UsageRecord, last: int) -> None:
         """:meth:`write` of one record, numbered ``last``: what a durable call does, so it is kept short
         (the entry is encoded and copied straight into the mapped file)."""
-        cost = rec.cost
-        data = marshal.dumps((_OTHERS(rec), None if cost is None else str(cost)), _MARSHAL_VERSION)
+        data = _payload(rec)
         at = self._pos
         end = at + 4 + len(data)
         if end > self._cap:

@@ -257,19 +257,7 @@ class UsageLedger:
         queued and committed (or spooled) in the background, and async code should ``await``
         :meth:`arecord`. Buffered: only queues.
         """
-        if self._journal is not None and isinstance(rec, UsageRecord):  # the common path, in every call
-            try:
-                journaled = self._writer.journal_one(rec)
-            except Exception as err:  # record() is called inside model calls: it must never raise
-                self._writer.fail("record", err, dropped=0)
-                return
-            if journaled:
-                return
-            if journaled is None:
-                self._refused(1)
-                return
-            self._write((rec,), journal=False)  # the journal failed: commit instead
-        elif isinstance(rec, UsageRecord):
+        if isinstance(rec, UsageRecord):
             self._write((rec,))
         else:
             self.record_many((rec,))
@@ -284,12 +272,12 @@ class UsageLedger:
         if batch:
             self._write(batch)
 
-    def _write(self, batch: Sequence[UsageRecord], *, journal: bool = True) -> None:
+    def _write(self, batch: Sequence[UsageRecord]) -> None:
         try:
             w = self._writer
             if not self._durable:
                 queued = w.buffer(batch)
-            elif journal and self._journal is not None and (journaled := w.journal_write(batch)) is not False:
+            elif self._journal is not None and (journaled := w.journal_write(batch)) is not False:
                 queued = journaled is not None
             elif (loop := _running_loop()) is None:
                 done = w.commit(batch)
@@ -307,7 +295,8 @@ class UsageLedger:
             self._writer.fail("record", err, dropped=0)
 
     async def arecord(self, rec: UsageRecord) -> None:
-        """Async :meth:`record`: waits for the commit without blocking the event loop; never raises."""
+        """Async :meth:`record`: durable, writes the journal and returns; committed, waits for the commit
+        without blocking the event loop; never raises."""
         try:
             batch = self._valid((rec,))
             if not batch:

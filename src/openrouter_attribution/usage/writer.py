@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
-from openrouter_attribution.usage.journal import Journal, encode_entries, encode_entry
+from openrouter_attribution.usage.journal import Journal, encode_entries
 from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
 from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.storage import UsageStore
@@ -194,57 +194,40 @@ class Writer:
                 self._work.notify()
             return True
 
-    def journal_one(self, rec: UsageRecord) -> bool | None:
-        """:meth:`journal_write` of one record (the path of every durable call, kept short)."""
-        with self.lock:
-            if self._closed or len(self._queue) >= self.max_queue:
-                return None
-            if self._fork != _forks or self._stopped:  # not live(): a forked child
-                failure = None
-            else:
-                try:
-                    self.journal.write_record(rec, self.queued + 1)  # type: ignore[union-attr]
-                except OSError as err:
-                    failure = err
-                else:
-                    if not self._queue:
-                        self._first_at = time.monotonic()
-                        self._work.notify()
-                    self._queue.append(rec)
-                    self.queued += 1
-                    return True
-        if failure is None:
-            return self.journal_write((rec,))
-        self.fail("journal", failure, dropped=0)
-        return False
-
     def journal_write(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode with a journal, from any thread: write ``records`` to the journal and queue them
         for the writer thread, which commits them within ``commit_interval``. True once written, False
         when the journal failed (the caller commits them instead), ``None`` when refused (closed, full).
-        """
+        Runs in every durable call: one record is copied straight into the journal file."""
         journal = self.journal
         assert journal is not None
-        data = encode_entry(records[0]) if len(records) == 1 else encode_entries(records)
         with self.lock:
             if self._closed or len(self._queue) + len(records) > self.max_queue:
                 return None
             try:
-                if self._fork == _forks and not self._stopped:  # live(), inlined: this runs in every call
-                    journal.write(data, self.queued + len(records))
-                    if not self._queue:
-                        self._first_at = time.monotonic()
-                        self._work.notify()
-                    self._queue.extend(records)
-                    self.queued += len(records)
-                else:  # a forked child: nobody commits here; its journal is replayed once it has exited
-                    journal.write_forked(data)
+                if self._fork != _forks or self._stopped:  # not live(), inlined: a forked child
+                    journal.write_forked(encode_entries(records))  # its own file, replayed once it exits
                     self.spooled += len(records)
+                    return True
+                if len(records) == 1:
+                    journal.write_record(records[0], self.queued + 1)
+                else:
+                    journal.write(encode_entries(records), self.queued + len(records))
+                self._queue_journaled(records)
                 return True
             except OSError as err:
                 failure = err
         self.fail("journal", failure, dropped=0)
         return False
+
+    def _queue_journaled(self, records: Sequence[UsageRecord]) -> None:
+        """Queue records just written to the journal (caller holds ``lock``); the first of a batch starts
+        the ``commit_interval`` the writer thread waits."""
+        if not self._queue:
+            self._first_at = time.monotonic()
+            self._work.notify()
+        self._queue.extend(records)
+        self.queued += len(records)
 
     def commit(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode, from a thread that may block: queue ``records`` and lead or follow commits until
@@ -433,17 +416,15 @@ class Writer:
                 scan = (self.spool is not None or self.journal is not None) and now >= self._next_scan
                 if (retry or scan) and not self._down():
                     return []
-                timeout = None if self.durable else self.flush_interval
+                waits = [] if self.durable else [self.flush_interval]
                 if retry:
-                    left = max(0.01, self._down_until - now)
-                    timeout = left if timeout is None else min(timeout, left)
+                    waits.append(max(0.01, self._down_until - now))
                 if self.journal is not None and self._queue and not self._committing:
-                    left = max(0.001, self._first_at + self.commit_interval - now)
-                    timeout = left if timeout is None else min(timeout, left)
+                    waits.append(max(0.001, self._first_at + self.commit_interval - now))
                 if self.spool is not None or self.journal is not None:
-                    left = max(0.01, self._next_scan - now)
-                    timeout = left if timeout is None else min(timeout, left)
-                if not self._work.wait(timeout) and self._queue and not self.durable and not self._committing:
+                    waits.append(max(0.01, self._next_scan - now))
+                timed_out = not self._work.wait(min(waits, default=None))
+                if timed_out and self._queue and not self.durable and not self._committing:
                     return self._claim()  # the flush interval has passed
 
     def _claim(self) -> list[UsageRecord]:
