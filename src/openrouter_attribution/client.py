@@ -322,9 +322,12 @@ class Invoker:
     ) -> UsageRecord | None:
         """Write and return the usage record of one request: ``source`` is the parsed ``Completion``, the
         stream's ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
-        if self.ledger is None:
+        ledger = self.ledger
+        if ledger is None:
             return None
-        return _record_call(self.ledger, **self._call(prepared, started, first, source, error, kind))
+        record = _build_record(prepared.body, prepared.attribution, started, first, source, error, self.framework, kind)
+        ledger.record(record)
+        return record
 
     async def _arecord(
         self,
@@ -339,15 +342,8 @@ class Invoker:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
             return None
-        return await _arecord_call(self.ledger, **self._call(prepared, started, first, source, error, kind))
-
-    def _call(
-        self, prepared: Prepared, started: float, first: float | None, source: Any, error: BaseException | None,
-        kind: str,
-    ) -> dict[str, Any]:  # fmt: skip
-        """What :func:`~openrouter_attribution.usage.calls.record_call` needs to know about one request."""
-        return {"body": prepared.body, "attribution": prepared.attribution, "started": started, "first": first,
-                "source": source, "error": error, "framework": self.framework, "kind": kind}  # fmt: skip
+        return await _arecord_call(self.ledger, prepared.body, prepared.attribution, started, first, source, error,
+                                   self.framework, kind)  # fmt: skip
 
     # -- embeddings: the same attribution, transport, error translation and record path ---------------
 
@@ -437,23 +433,23 @@ NO_HOLD = NoHold()
 def _load_calls() -> None:
     """The first recorded call imports ``usage.calls`` (which loads the whole usage package, kept out of
     ``import openrouter_attribution``); later calls go straight to its functions."""
-    global _record_call, _arecord_call
-    from openrouter_attribution.usage.calls import arecord_call, record_call
+    global _build_record, _arecord_call
+    from openrouter_attribution.usage.calls import arecord_call, build_call_record
 
-    _record_call, _arecord_call = record_call, arecord_call
+    _build_record, _arecord_call = build_call_record, arecord_call
 
 
-def _load_record_call(*args: Any, **kwargs: Any) -> UsageRecord:
+def _load_build_record(*args: Any) -> UsageRecord:
     _load_calls()
-    return _record_call(*args, **kwargs)  # type: ignore[no-any-return]
+    return _build_record(*args)  # type: ignore[no-any-return]
 
 
-async def _load_arecord_call(*args: Any, **kwargs: Any) -> UsageRecord:
+async def _load_arecord_call(*args: Any) -> UsageRecord:
     _load_calls()
-    return await _arecord_call(*args, **kwargs)  # type: ignore[no-any-return]
+    return await _arecord_call(*args)  # type: ignore[no-any-return]
 
 
-_record_call: Any = _load_record_call
+_build_record: Any = _load_build_record
 _arecord_call: Any = _load_arecord_call
 
 

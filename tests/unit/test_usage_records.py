@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import doctest
 import json
+import pickle
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from openrouter_attribution import usage
 from openrouter_attribution.usage import export, ledger, records, sqlite, storage
-from openrouter_attribution.usage.records import UsageRecord, UsageTotals, add_costs, parse_cost, sort_totals
+from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, add_costs, parse_cost, sort_totals
 
 texts = st.none() | st.text(max_size=40)
 counts = st.none() | st.integers(min_value=0, max_value=10**9)
@@ -41,6 +42,8 @@ usage_records = st.builds(
     streamed=st.booleans(),
     outcome=st.sampled_from(["ok", "RateLimitError", "abandoned", "APIConnectionError"]),
     framework=st.sampled_from([None, "langchain", "llama_index"]),
+    kind=st.sampled_from(["chat", "embeddings"]),
+    record_id=st.just("") | st.text(min_size=1, max_size=40),  # a named tuple: builds() fills every field
 )
 
 
@@ -61,11 +64,36 @@ def test_record_defaults_are_unknown_not_zero():
     assert rec.time > 1_600_000_000
 
 
-def test_record_is_frozen_and_slotted():
+def test_record_is_immutable_and_slotted():
     rec = UsageRecord(user="app_1")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         rec.user = "app_2"  # type: ignore[misc]
     assert not hasattr(rec, "__dict__")
+
+
+@given(usage_records)
+def test_record_survives_pickle_and_copy(rec):
+    for copied in (pickle.loads(pickle.dumps(rec)), copy.copy(rec), copy.deepcopy(rec)):
+        assert type(copied) is UsageRecord
+        assert copied == rec
+
+
+def test_replace_checks_its_changes_and_keeps_the_record_id():
+    rec = UsageRecord(user="app_1", generation_id="gen-1", cost=Decimal("0.1"))
+    changed = rec.replace(cost="0.25", user="app_2")
+    assert (changed.cost, changed.user, changed.record_id, rec.user) == (Decimal("0.25"), "app_2", "gen-1", "app_1")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        rec.replace(kind="images")
+    with pytest.raises(ValueError, match="finite"):
+        rec.replace(cost=float("nan"))
+
+
+def test_fields_are_in_declaration_order():
+    rec = UsageRecord(user="app_1", record_id="r1")
+    assert FIELDS[0] == "time"
+    assert FIELDS[-1] == "record_id"
+    assert list(rec.to_dict()) == list(FIELDS)
+    assert tuple(rec) == tuple(getattr(rec, name) for name in FIELDS)
 
 
 def test_to_dict_writes_cost_as_plain_decimal_string():

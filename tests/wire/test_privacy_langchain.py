@@ -4,7 +4,6 @@ and only the id as sent reaching the wire, callbacks, tracer runs, logs, errors 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 from typing import Any
@@ -161,7 +160,7 @@ def test_hash_policy_sends_pseudonyms_and_only_they_are_observed(fake_openrouter
     assert sent_session.startswith("h_")
     assert request.body["metadata"]["plan"] == "pro"
     assert request.body["metadata"]["contact"].startswith("h_")
-    records = [dataclasses.asdict(record) for record in ledger.records()]
+    records = [record._asdict() for record in ledger.records()]
     assert [(r["user"], r["session_id"]) for r in records] == [(sent_user, sent_session)]
     observed = {
         "request": request.raw_body.decode() + as_text(dict(request.headers)),

@@ -3,7 +3,6 @@ wire, instrumentation events, spans, callback payloads, logs and usage records."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import pickle
@@ -75,7 +74,7 @@ def test_hash_policy_sends_pseudonyms_and_only_they_are_observed(fake_openrouter
     sent_user, sent_session = policy.apply(RAW_EMAIL), policy.apply_session(RAW_PHONE)
     assert (request.body["user"], request.body["session_id"]) == (sent_user, sent_session)
     assert request.body["metadata"]["contact"].startswith("h_")
-    records = [dataclasses.asdict(record) for record in ledger.records()]
+    records = [record._asdict() for record in ledger.records()]
     assert [(r["user"], r["session_id"]) for r in records] == [(sent_user, sent_session)]
     observed = {
         "request": request.raw_body.decode() + as_text(dict(request.headers)),

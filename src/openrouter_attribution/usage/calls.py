@@ -10,7 +10,7 @@ from typing import Any
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.usage.observed import USAGE_RECORD_ID, claim_record_id
-from openrouter_attribution.usage.records import UsageRecord
+from openrouter_attribution.usage.records import UsageRecord, _new_record
 
 __all__ = ["USAGE_RECORD_ID", "arecord_call", "build_call_record", "record_call"]
 
@@ -18,7 +18,6 @@ _ABANDONED = "_Abandoned"
 
 
 def build_call_record(
-    *,
     body: Mapping[str, Any],
     attribution: Attribution,
     started: float,
@@ -33,47 +32,35 @@ def build_call_record(
     When the call failed, the record's id is attached to the error as ``usage_record_id``, so a usage
     handler that observes the same error writes the same record id (one row, not two).
     """
-    # Runs once per model call: the error-only lookups stay off the common path.
+    # Runs once per model call, with caches the HTTP call has just evicted: the error-only lookups stay
+    # off the common path, and the record is one tuple built from values the wire parsers checked
+    # (``cost`` a finite Decimal or None, ``kind`` one of KINDS), not a pass through the checking constructor.
     now = time.perf_counter()
-    usage = getattr(source, "usage", None)
+    if source is None:  # nothing arrived
+        generation_id = model_used = provider = usage = None
+    else:  # a Completion, a StreamMeta or an EmbeddingResult
+        generation_id, model_used, provider, usage = source.id, source.model, source.provider, source.usage
     streamed = bool(body.get("stream"))
     if error is None:
         outcome = "ok"
-        generation_id = getattr(source, "id", None)
-        record_id = ""
+        record_id = None
     else:
         outcome = "abandoned" if type(error).__name__ == _ABANDONED else type(error).__name__
-        generation_id = getattr(source, "id", None) or getattr(error, "generation_id", None)
-        record_id = getattr(error, USAGE_RECORD_ID, None) or ""
-    if not record_id and streamed:
+        generation_id = generation_id or getattr(error, "generation_id", None)
+        record_id = getattr(error, USAGE_RECORD_ID, None)
+    if streamed and not record_id:
         record_id = claim_record_id(generation_id or uuid.uuid4().hex, started=started, model=body.get("model"))
     if usage is None:
         prompt = completion = cached = reasoning = cost = None
-    else:  # getattr: a usage object of another shape must not break the call it records
-        prompt, completion = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
-        cached, reasoning = getattr(usage, "cached_tokens", None), getattr(usage, "reasoning_tokens", None)
-        cost = getattr(usage, "cost", None)
-    record = UsageRecord(
-        time=time.time() - (now - started),
-        user=attribution.user,
-        session_id=attribution.session_id,
-        model_requested=body.get("model"),
-        model_used=getattr(source, "model", None),
-        provider=getattr(source, "provider", None),
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cached_tokens=cached,
-        reasoning_tokens=reasoning,
-        cost=cost,
-        latency_s=now - started,
-        ttft_s=(first - started) if first is not None else None,
-        generation_id=generation_id,
-        streamed=streamed,
-        outcome=outcome,
-        framework=framework,
-        kind=kind,
-        record_id=record_id,
-    )
+    else:
+        prompt, completion, cost = usage.prompt_tokens, usage.completion_tokens, usage.cost
+        cached, reasoning = usage.cached_tokens, usage.reasoning_tokens
+    record = _new_record(UsageRecord, (
+        time.time() - (now - started), attribution.user, attribution.session_id, body.get("model"), model_used,
+        provider, prompt, completion, cached, reasoning, cost, now - started,
+        None if first is None else first - started, generation_id, streamed, outcome, framework, kind,
+        record_id or generation_id or uuid.uuid4().hex,
+    ))  # fmt: skip
     if error is not None:
         with contextlib.suppress(AttributeError, TypeError):  # an exception type that refuses attributes
             setattr(error, USAGE_RECORD_ID, record.record_id)
@@ -82,7 +69,6 @@ def build_call_record(
 
 def record_call(
     ledger: Any,
-    *,
     body: Mapping[str, Any],
     attribution: Attribution,
     started: float,
@@ -105,16 +91,15 @@ def record_call(
         framework: ``"langchain"`` or ``"llama_index"``.
         kind: ``"chat"`` or ``"embeddings"``.
     """
-    record = build_call_record(body=body, attribution=attribution, started=started, first=first,
-                               source=source, error=error, framework=framework, kind=kind)  # fmt: skip
+    record = build_call_record(body, attribution, started, first, source, error, framework, kind)
     ledger.record(record)
     return record
 
 
-async def arecord_call(ledger: Any, **call: Any) -> UsageRecord:
-    """Async :func:`record_call`: awaits ``ledger.arecord`` (the event loop keeps running while the
-    record is committed); a ledger without ``arecord`` gets ``record``. Returns the record."""
-    record = build_call_record(**call)
+async def arecord_call(ledger: Any, *call: Any) -> UsageRecord:
+    """Async :func:`record_call` (the same arguments): awaits ``ledger.arecord`` (the event loop keeps
+    running while the record is committed); a ledger without ``arecord`` gets ``record``. Returns the record."""
+    record = build_call_record(*call)
     arecord = getattr(ledger, "arecord", None)
     if arecord is None:
         ledger.record(record)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 
-from openrouter_attribution.usage.records import UsageRecord, UsageTotals, format_cost, format_time
+from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, format_cost, format_time
 
 __all__ = [
     "RECORD_FIELDS",
@@ -34,7 +34,7 @@ __all__ = [
     "write_totals_csv",
 ]
 
-RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(UsageRecord))
+RECORD_FIELDS: tuple[str, ...] = FIELDS
 """Column order of record exports."""
 
 TOTALS_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(UsageTotals) if f.name != "key")

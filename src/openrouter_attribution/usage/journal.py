@@ -41,7 +41,7 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 
-from openrouter_attribution.usage.records import UsageRecord
+from openrouter_attribution.usage.records import FIELDS, UsageRecord
 from openrouter_attribution.usage.rows import COLUMNS, from_row
 from openrouter_attribution.usage.spool import Spool, _fsync_folder, process_id
 
@@ -58,7 +58,7 @@ _MARSHAL_VERSION = 4
 
 
 _COST = COLUMNS.index("cost")
-_OTHERS = operator.attrgetter(*(c for c in COLUMNS if c != "cost"))
+_OTHERS = operator.itemgetter(*(FIELDS.index(c) for c in COLUMNS if c != "cost"))
 
 
 def _payload(rec: UsageRecord) -> bytes:

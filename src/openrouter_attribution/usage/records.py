@@ -17,15 +17,16 @@ import dataclasses
 import time as _time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime as _datetime
 from datetime import timezone as _timezone
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from openrouter_attribution.errors import OpenRouterError
 
 __all__ = [
+    "FIELDS",
     "TotalsBy",
     "UsageQueryError",
     "UsageRecord",
@@ -125,12 +126,61 @@ def add_costs(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return _EXACT.add(a, b)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UsageRecord:
-    """One model call, attributed to an end-user.
+class _UsageRecordFields(NamedTuple):
+    # The fields of UsageRecord, in declaration order; construct a UsageRecord, never this class.
+    time: float
+    """When the call started, epoch seconds (UTC)."""
+    user: str | None
+    """The end-user id sent as OpenRouter's ``user`` field (after the id policy)."""
+    session_id: str | None
+    """The ``session_id`` sent with the call."""
+    model_requested: str | None
+    """The model the caller asked for."""
+    model_used: str | None
+    """The model OpenRouter reports it used (differs when ``models`` fallbacks fire)."""
+    provider: str | None
+    """The upstream provider that served the call."""
+    prompt_tokens: int | None
+    """Prompt tokens, as reported in ``usage``."""
+    completion_tokens: int | None
+    """Completion tokens, as reported in ``usage``."""
+    cached_tokens: int | None
+    """``usage.prompt_tokens_details.cached_tokens``."""
+    reasoning_tokens: int | None
+    """``usage.completion_tokens_details.reasoning_tokens``."""
+    cost: Decimal | None
+    """``usage.cost`` in USD credits; ``None`` when unknown, never ``0`` for unknown."""
+    latency_s: float | None
+    """Seconds from sending the request to the complete answer."""
+    ttft_s: float | None
+    """Seconds to the first streamed token (streams only)."""
+    generation_id: str | None
+    """OpenRouter's generation id (usable with ``GET /generation``)."""
+    streamed: bool
+    """Whether the call was a stream."""
+    outcome: str
+    """``"ok"``, the error class name (e.g. ``"RateLimitError"``) or ``"abandoned"``."""
+    framework: str | None
+    """``"langchain"``, ``"llama_index"`` or ``None`` for direct use."""
+    kind: str
+    """What the call was: ``"chat"`` (chat completions) or ``"embeddings"``."""
+    record_id: str
+    """The record's identity: a store keeps one record per id, so writing a record again (two recorders on
+    one call, a retried batch, a replayed spool) keeps one row. Defaults to ``generation_id`` when known,
+    otherwise to a new random id (32 hex digits)."""
 
-    All fields are keyword-only; everything but ``time``, ``streamed``,
-    ``outcome``, ``kind`` and ``record_id`` defaults to ``None`` (unknown).
+
+class UsageRecord(_UsageRecordFields):
+    """One model call, attributed to an end-user; immutable.
+
+    All arguments are keyword-only; everything but ``time`` (now), ``streamed`` (``False``),
+    ``outcome`` (``"ok"``), ``kind`` (``"chat"``) and ``record_id`` defaults to ``None`` (unknown).
+    A record is a named tuple of its fields in declaration order: read them as attributes,
+    :meth:`to_dict` gives a JSON-safe dict and :meth:`replace` a changed copy. Building one costs a
+    model call a single allocation (the ledger records one per call).
+
+    Raises:
+        ValueError: an unknown ``kind``, or a ``cost`` that is not a finite number.
 
     Example:
         >>> from decimal import Decimal
@@ -138,63 +188,57 @@ class UsageRecord:
         ...                   completion_tokens=5, cost=Decimal("0.0000093"))
         >>> UsageRecord.from_dict(rec.to_dict()) == rec
         True
+        >>> rec.replace(cost="0.00001").cost
+        Decimal('0.00001')
     """
 
-    time: float = field(default_factory=_time.time)
-    """When the call started, epoch seconds (UTC)."""
-    user: str | None = None
-    """The end-user id sent as OpenRouter's ``user`` field (after the id policy)."""
-    session_id: str | None = None
-    """The ``session_id`` sent with the call."""
-    model_requested: str | None = None
-    """The model the caller asked for."""
-    model_used: str | None = None
-    """The model OpenRouter reports it used (differs when ``models`` fallbacks fire)."""
-    provider: str | None = None
-    """The upstream provider that served the call."""
-    prompt_tokens: int | None = None
-    """Prompt tokens, as reported in ``usage``."""
-    completion_tokens: int | None = None
-    """Completion tokens, as reported in ``usage``."""
-    cached_tokens: int | None = None
-    """``usage.prompt_tokens_details.cached_tokens``."""
-    reasoning_tokens: int | None = None
-    """``usage.completion_tokens_details.reasoning_tokens``."""
-    cost: Decimal | None = None
-    """``usage.cost`` in USD credits; ``None`` when unknown, never ``0`` for unknown."""
-    latency_s: float | None = None
-    """Seconds from sending the request to the complete answer."""
-    ttft_s: float | None = None
-    """Seconds to the first streamed token (streams only)."""
-    generation_id: str | None = None
-    """OpenRouter's generation id (usable with ``GET /generation``)."""
-    streamed: bool = False
-    """Whether the call was a stream."""
-    outcome: str = "ok"
-    """``"ok"``, the error class name (e.g. ``"RateLimitError"``) or ``"abandoned"``."""
-    framework: str | None = None
-    """``"langchain"``, ``"llama_index"`` or ``None`` for direct use."""
-    kind: str = "chat"
-    """What the call was: ``"chat"`` (chat completions) or ``"embeddings"``."""
-    record_id: str = ""
-    """The record's identity: a store keeps one record per id, so writing a record again (two recorders on
-    one call, a retried batch, a replayed spool) keeps one row. Defaults to ``generation_id`` when known,
-    otherwise to a new random id (32 hex digits)."""
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if not self.record_id:
-            object.__setattr__(self, "record_id", self.generation_id or uuid.uuid4().hex)
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if not (self.cost is None or isinstance(self.cost, Decimal)):
-            # Frozen dataclass: normalise through object.__setattr__, as dataclasses document.
-            object.__setattr__(self, "cost", parse_cost(self.cost))
-        elif self.cost is not None and not self.cost.is_finite():
-            raise ValueError("cost must be finite")
+    def __new__(
+        cls,
+        *,
+        time: float | None = None,
+        user: str | None = None,
+        session_id: str | None = None,
+        model_requested: str | None = None,
+        model_used: str | None = None,
+        provider: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        cost: Decimal | float | int | str | None = None,
+        latency_s: float | None = None,
+        ttft_s: float | None = None,
+        generation_id: str | None = None,
+        streamed: bool = False,
+        outcome: str = "ok",
+        framework: str | None = None,
+        kind: str = "chat",
+        record_id: str = "",
+    ) -> UsageRecord:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        return _new_record(cls, (
+            _time.time() if time is None else time, user, session_id, model_requested, model_used, provider,
+            prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, parse_cost(cost), latency_s, ttft_s,
+            generation_id, streamed, outcome, framework, kind, record_id or generation_id or uuid.uuid4().hex,
+        ))  # fmt: skip
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickle and copy rebuild the tuple as it is (the keyword-only constructor takes no positions).
+        return _new_record, (UsageRecord, tuple(self))
+
+    def replace(self, **changes: Any) -> UsageRecord:
+        """A copy with ``changes`` applied, checked as the constructor checks its arguments (the
+        ``record_id`` stays unless changed)."""
+        return UsageRecord(**{**self._asdict(), **changes})
+
+    __replace__ = replace  # copy.replace() (Python 3.13)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field; ``cost`` becomes a decimal string (or ``None``)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = self._asdict()
         if self.cost is not None:
             data["cost"] = format_cost(self.cost)
         return data
@@ -210,14 +254,18 @@ class UsageRecord:
         if unknown:
             raise ValueError(f"unknown UsageRecord fields: {sorted(unknown)}")
         kwargs = dict(data)
-        if "cost" in kwargs:
-            kwargs["cost"] = parse_cost(kwargs["cost"])
         if "time" in kwargs:
             kwargs["time"] = parse_record_time(kwargs["time"])
         return cls(**kwargs)
 
 
-_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(UsageRecord))
+_new_record = tuple.__new__
+"""``_new_record(UsageRecord, values)``: a record from its field values in declaration order, unchecked
+(the call path builds records from values it parsed itself)."""
+
+FIELDS: tuple[str, ...] = UsageRecord._fields
+"""The fields of a :class:`UsageRecord`, in declaration order."""
+_FIELD_NAMES = frozenset(FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

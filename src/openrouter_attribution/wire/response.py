@@ -32,9 +32,10 @@ def _decimal(value: Any) -> Decimal | None:
     if value is None or isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value))
+        cost = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    return cost if cost.is_finite() else None  # NaN or Infinity (Python's JSON reads them): not a cost
 
 
 def _int(value: Any) -> int | None:
