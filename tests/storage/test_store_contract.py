@@ -112,7 +112,7 @@ def test_a_v1_ledger_opens_and_is_migrated(backend):
     try:
         store.write_many([UsageRecord(user="b", kind="embeddings", record_id="new")])
         assert store.migrated_from == 1  # type: ignore[attr-defined]
-        assert store.schema_version == (4 if backend.name == "sqlite" else 3)  # type: ignore[attr-defined]
+        assert store.schema_version == (5 if backend.name == "sqlite" else 3)  # type: ignore[attr-defined]
         assert [(r.record_id, r.kind, r.cost) for r in store.iter_records()] == [
             ("old", "chat", Decimal("0.5")), ("new", "embeddings", None)]  # fmt: skip
     finally:

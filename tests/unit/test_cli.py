@@ -284,8 +284,8 @@ def test_migrate_a_v1_file(capsys, tmp_path):
     conn.executescript(V1_SQLITE)
     conn.execute("PRAGMA user_version = 1")
     conn.close()
-    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 1 -> 4: migrated\n")
-    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 4: up to date\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 1 -> 5: migrated\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 5: up to date\n")
 
 
 ARGUMENT_ERRORS = [

@@ -46,7 +46,7 @@ from openrouter_attribution.usage.records import (
     add_costs,
     format_cost,
 )
-from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
+from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, to_values, totals_row
 from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
 from openrouter_attribution.usage.sqlite_schema import (
     FOLD_AT,
@@ -341,16 +341,20 @@ class SQLiteUsageStore:
     def _insert(self, conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> None:
         """Commit ``records``: commits of fewer than :data:`INBOX_MAX` records append to ``usage_inbox``;
         the commit that brings this store's appends to :data:`FOLD_AT`, and any larger one (the writer
-        thread's commits of a journal, which gather many calls), fold the inbox and insert directly."""
+        thread's commits of a journal or a buffer, which gather many calls), insert directly, after
+        folding the inbox when this store appended to it (so that its first copy of a record stays the
+        one kept). The inbox rows of other processes are theirs to fold (see the module docstring)."""
         count = len(records)
         if count >= INBOX_MAX or self._memory or self._inboxed + count >= FOLD_AT:
-            rows = [to_row(rec, cost_as_text=True) for rec in records]
+            values, width = to_values(records, cost_as_text=True), len(COLUMNS)
             with self._transaction(conn):
-                if not self._memory:
-                    self._fold(conn)
-                for at in range(0, count, ROWS_AT_ONCE):
-                    chunk = rows[at : at + ROWS_AT_ONCE]
-                    conn.execute(insert_rows(len(chunk)), [value for row in chunk for value in row])
+                if self._inboxed:
+                    self._fold(conn)  # what this store appended (other processes fold their own)
+                at = 0
+                while at < count:  # statements of 256, 128, ..., 1 rows: few distinct ones, each compiled once
+                    n = min(ROWS_AT_ONCE, 1 << ((count - at).bit_length() - 1))
+                    conn.execute(insert_rows(n), values[at * width : (at + n) * width])
+                    at += n
             self._inboxed = 0
         elif count == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
             conn.execute(_INBOX_INSERT, to_row(records[0], cost_as_text=True))
