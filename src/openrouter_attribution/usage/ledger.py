@@ -257,10 +257,16 @@ class UsageLedger:
         queued and committed (or spooled) in the background, and async code should ``await``
         :meth:`arecord`. Buffered: only queues.
         """
-        if isinstance(rec, UsageRecord):
-            self._write((rec,))
-        else:
+        if not isinstance(rec, UsageRecord):
             self.record_many((rec,))
+        elif self._durable:
+            self._write((rec,))
+        else:  # buffered, in every call: straight to the queue
+            try:
+                if not self._writer.buffer((rec,)):
+                    self._refused(1)
+            except Exception as err:  # record() is called inside model calls: it must never raise
+                self._writer.fail("record", err, dropped=0)
 
     def record_many(self, records: Iterable[UsageRecord]) -> None:
         """Record several calls with one wait (and one commit when they fit in a batch); never raises."""

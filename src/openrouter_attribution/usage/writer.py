@@ -186,13 +186,17 @@ class Writer:
         return self.queued
 
     def buffer(self, records: Sequence[UsageRecord]) -> bool:
-        """Buffered mode: queue records for the writer thread; False when refused (closed, full)."""
+        """Buffered mode: queue records for the writer thread; False when refused (closed, full).
+        Runs in every buffered call: :meth:`enqueue` is inlined."""
+        queue = self._queue
         with self.lock:
-            if self.enqueue(records) is None:
+            if self._closed or len(queue) + len(records) > self.max_queue:
                 return False
-            if len(self._queue) >= BATCH:
+            queue.extend(records)
+            self.queued += len(records)
+            if len(queue) >= BATCH:
                 self._work.notify()
-            return True
+        return True
 
     def journal_write(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode with a journal, from any thread: write ``records`` to the journal and queue them
