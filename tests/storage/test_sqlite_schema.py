@@ -95,3 +95,36 @@ def test_a_batch_folds_first_what_this_store_appended_so_its_first_copy_stays(tm
             assert conn.execute("SELECT user FROM usage_records WHERE record_id = 'gen-1'").fetchall() == [("first",)]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("count", [1, 3, 10])  # one inbox row, an inbox batch, a direct batch
+def test_unknown_values_are_stored_as_null_and_streamed_as_an_integer(tmp_path, count):
+    path = tmp_path / "usage.db"
+    store = SQLiteUsageStore(path)
+    try:
+        records = [UsageRecord(record_id=f"r{i}", streamed=bool(i % 2), time=float(i)) for i in range(count)]
+        store.write_many(records)
+        assert list(store.iter_records()) == records
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute("SELECT typeof(user), typeof(session_id), typeof(prompt_tokens), typeof(cost), "
+                            "typeof(latency_s), typeof(ttft_s), typeof(streamed), streamed FROM usage_all "
+                            "ORDER BY time").fetchall()  # fmt: skip
+    assert rows == [("null",) * 6 + ("integer", i % 2) for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [8, 9, 255, 256, 257, 700])
+def test_a_batch_stores_each_record_once_and_fires_insert_triggers_once(tmp_path, count):
+    store = SQLiteUsageStore(tmp_path / "usage.db")
+    try:
+        conn = store._connection()
+        conn.execute("CREATE TABLE inserted (record_id TEXT)")
+        conn.execute("CREATE TRIGGER count_inserts AFTER INSERT ON usage_records "
+                     "BEGIN INSERT INTO inserted VALUES (new.record_id); END")  # fmt: skip
+        records = [UsageRecord(record_id=f"r{i:04d}", user=f"u{i}", time=float(i)) for i in range(count)]
+        store.write_many(records)
+        assert [r.record_id for r in store.iter_records()] == [r.record_id for r in records]
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT record_id) FROM inserted").fetchone() == (count, count)
+    finally:
+        store.close()

@@ -46,7 +46,7 @@ from openrouter_attribution.usage.records import (
     add_costs,
     format_cost,
 )
-from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, to_values, totals_row
+from openrouter_attribution.usage.rows import COLUMNS, from_row, to_values, totals_row
 from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
 from openrouter_attribution.usage.sqlite_schema import (
     FOLD_AT,
@@ -88,6 +88,33 @@ class _DecimalSum:
 
     def finalize(self) -> str | None:
         return None if self.total is None else format_cost(self.total)
+
+
+_NULL = float("nan")
+"""What ``None`` is bound as: SQLite stores NULL for a NaN (it keeps no NaN), and Python 3.11's sqlite3
+binds a float directly, where a ``None`` or a bool first goes through its adaptation protocol (a failed
+attribute lookup that formats an error message: about 0.4 µs a value, the costliest part of a row)."""
+_STREAMED = COLUMNS.index("streamed")
+
+
+def _bound_values(records: Sequence[UsageRecord]) -> list[object]:
+    """The values an INSERT of ``records`` binds, one row after the other: cost as exact text,
+    ``streamed`` as 0 or 1 and ``None`` as NaN (both stored as they would be from an int and a None)."""
+    values = to_values(records, cost_as_text=True)
+    values[_STREAMED :: len(COLUMNS)] = map(int, values[_STREAMED :: len(COLUMNS)])  # type: ignore[arg-type]
+    return [_NULL if value is None else value for value in values]
+
+
+def _insert_statement(values: list[object], at: int, rows: int, width: int) -> tuple[str, list[object]]:
+    """The INSERT of rows ``at`` to ``at + rows`` of ``values``, padded to a power of two rows with copies
+    of its last row, which the conflict clause drops (no trigger fires for them): a connection compiles
+    one statement per power of two, and a batch takes one statement per :data:`ROWS_AT_ONCE` rows (each
+    statement costs the writer a round of giving up and taking back the GIL)."""
+    chunk = values[at * width : (at + rows) * width]
+    size = 1 << (rows - 1).bit_length()
+    if size > rows:
+        chunk += chunk[-width:] * (size - rows)
+    return insert_rows(size), chunk
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:
@@ -344,25 +371,21 @@ class SQLiteUsageStore:
         thread's commits of a journal or a buffer, which gather many calls), insert directly, after
         folding the inbox when this store appended to it (so that its first copy of a record stays the
         one kept). The inbox rows of other processes are theirs to fold (see the module docstring)."""
-        count = len(records)
+        count, width = len(records), len(COLUMNS)
+        values = _bound_values(records)
         if count >= INBOX_MAX or self._memory or self._inboxed + count >= FOLD_AT:
-            values, width = to_values(records, cost_as_text=True), len(COLUMNS)
             with self._transaction(conn):
                 if self._inboxed:
                     self._fold(conn)  # what this store appended (other processes fold their own)
-                at = 0
-                while at < count:  # statements of 256, 128, ..., 1 rows: few distinct ones, each compiled once
-                    n = min(ROWS_AT_ONCE, 1 << ((count - at).bit_length() - 1))
-                    conn.execute(insert_rows(n), values[at * width : (at + n) * width])
-                    at += n
+                for at in range(0, count, ROWS_AT_ONCE):
+                    conn.execute(*_insert_statement(values, at, min(ROWS_AT_ONCE, count - at), width))
             self._inboxed = 0
         elif count == 1:  # one statement is its own transaction: no BEGIN / COMMIT round
-            conn.execute(_INBOX_INSERT, to_row(records[0], cost_as_text=True))
+            conn.execute(_INBOX_INSERT, values)
             self._inboxed += 1
         else:
-            rows = [to_row(rec, cost_as_text=True) for rec in records]
             with self._transaction(conn):
-                conn.executemany(_INBOX_INSERT, rows)
+                conn.executemany(_INBOX_INSERT, [values[at : at + width] for at in range(0, len(values), width)])
             self._inboxed += count
 
     def _fold(self, conn: sqlite3.Connection) -> None:

@@ -137,7 +137,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 ROWS_AT_ONCE = 256
 """Rows one INSERT statement carries at most (19 columns each: well within SQLite's 32,766 parameters);
-a batch is inserted in statements of powers of two, so a connection compiles at most 9 of them."""
+statements carry a power of two rows, so a connection compiles at most 9 of them."""
 
 
 @functools.lru_cache(maxsize=16)
