@@ -4,16 +4,22 @@ Variants: no ledger, SQLite durable, SQLite buffered, PostgreSQL durable (a thro
 fsync on; skipped with its reason when the machine has no PostgreSQL binaries), and two references that
 use no ledger (the SQLite INSERT alone; a SELECT 1 round trip to the same PostgreSQL server).
 
-- ``share`` (judged): the ledger's CPU per call measured end to end: our LangChain model's sync calls with
-  the ledger minus the same calls without one, in blocks that alternate (each ledger block is paired with
-  a no-ledger block run right next to it, and the median of the paired differences is taken over many
-  rounds), divided by the client CPU of a call without a ledger. All CPU is ``time.process_time()``: every
-  thread of the process, the writer thread included; the blocks of a ledger are 500 calls (about one
-  ``flush_interval`` of a buffered ledger, half a ``commit_interval`` of a durable one) and end with a
-  flush, so the commits of what they recorded count too. End to end is what an application
-  pays: handing a record to another thread and sleeping until it is committed costs the caller far more
-  than the CPU the ledger's code runs (the wake-ups, and the caches it comes back to), and only the
-  whole call shows it.
+- ``share`` (judged): the ledger's CPU per call, measured end to end and split by thread, divided by
+  the client CPU of a call without a ledger (``time.process_time()``, every thread):
+
+  - the caller's part: our LangChain model's sync calls with the ledger minus the same calls without
+    one, CPU of the calling thread (``time.thread_time()``), in blocks of ``BLOCK`` calls that alternate
+    (each ledger block is paired with a no-ledger block run right next to it; the median of the paired
+    differences over many pairs). Everything a call does for its record happens here: building it,
+    queueing it, the journal copy, a commit on the caller's thread (the references).
+  - the writer thread's part: all the CPU the ledger's own thread used from the first block to the
+    flush after the last (its clock, ``time.pthread_getcpuclockid``), per call recorded: the commits
+    of every record, in the batches the ledger makes at this rate of calls, and its periodic work.
+
+  Short blocks keep the machine's drift (this machine's speed wanders by 10 to 30% over seconds) out
+  of the paired differences; the writer thread's clock counts its commits whole, whenever they run.
+  What this split leaves out is how much a commit on the writer thread slows calls running on the
+  other core at the same moment: that falls on ledger and no-ledger blocks alike, half of it counted.
 - ``ledger code alone``: building and recording records in a tight loop, one call at a time (the
   ledger's own CPU with warm caches; a lower bound, shown for comparison).
 - ``records/s``: 4 processes x 8 threads recording durable records as fast as they can (wall clock).
@@ -38,7 +44,11 @@ LABELS = {"none": "no ledger", "sqlite-durable": "SQLite, durable", "sqlite-buff
           "postgres-durable": "PostgreSQL, durable", "sqlite-insert": "reference, no ledger: the SQLite INSERT alone",
           "postgres-round-trip": "reference, no ledger: a PostgreSQL round trip alone"}  # fmt: skip
 PROCESSES, THREADS = 4, 8
-LEDGER_BLOCKS = 5
+BLOCK = 20
+"""Calls per block: ledger and no-ledger blocks alternate this often (about 20 ms)."""
+ROUND_PAIRS = 25
+"""Pairs of blocks a ledger gets in each round (1,000 calls, about a second: two flush intervals of a
+buffered ledger, one commit interval of a durable one)."""
 
 
 class _InsertAlone:
@@ -155,7 +165,7 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     results["ledger"] = out
     pg = measure.start_postgres(out["skipped"], 'postgres-durable')
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    rounds, block = (2, 10) if settings.smoke else (max(16, 6 * settings.rounds), 100)
+    rounds, pairs, block = (2, 2, 5) if settings.smoke else (max(16, 6 * settings.rounds), ROUND_PAIRS, BLOCK)
     isolated_n = 50 if settings.smoke else 2000
     per_thread = 5 if settings.smoke else 250
     try:
@@ -169,17 +179,20 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
                   for name in ("none", *ledgers)}  # fmt: skip
         for name, model in models.items():
             _cpu_per_call(model, ledgers.get(name), 5 if settings.smoke else 50)  # warm up
-        base, e2e, paired = _paired_blocks(models, ledgers, rounds, block)
+        base, e2e, caller, writer = _paired_blocks(models, ledgers, rounds, pairs, block)
         iso = {name: [_record_loop(ledger, isolated_n) for _ in range(3)] for name, ledger in ledgers.items()}
         call = measure.median(base)
         out["variants"]["none"] = {"label": LABELS["none"], "e2e_cpu_us": call, "samples": len(base)}
+        out["block"] = block
         for name in ledgers:
-            cost = measure.median(paired[name])
-            low, high = measure.quartiles(paired[name])
+            caller_cost = measure.median(caller[name])
+            cost = None if caller_cost is None else caller_cost + writer[name]
+            low, high = measure.quartiles(caller[name])
             out["variants"][name] = {
                 "label": LABELS[name], "e2e_cpu_us": measure.median(e2e[name]), "ledger_cpu_us": cost,
-                "ledger_cpu_us_quartiles": [low, high], "isolated_cpu_us": measure.median(iso[name]),
-                "share": cost / call if call and cost is not None else None, "samples": len(paired[name]),
+                "caller_cpu_us": caller_cost, "caller_cpu_us_quartiles": [low, high], "writer_cpu_us": writer[name],
+                "isolated_cpu_us": measure.median(iso[name]),
+                "share": cost / call if call and cost is not None else None, "samples": len(caller[name]),
             }  # fmt: skip
         for ledger in ledgers.values():
             ledger.close()
@@ -192,39 +205,69 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             pg.stop()
 
 
-def _paired_blocks(
-    models: dict[str, Any], ledgers: dict[str, Any], rounds: int, block: int
-) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]]]:
-    """CPU µs per call of no-ledger blocks, of each ledger's blocks, and of their paired differences.
+def _writer_clock(ledger: Any) -> int | None:
+    """The CPU clock of a ledger's writer thread; ``None`` for the references, which have none.
 
-    Each ledger block is paired with a no-ledger block run right next to it (before it in even rounds,
-    after it in odd ones), so drift of the machine and any order effect hit both sides alike.
+    Private API (``UsageLedger._writer``): if it moves, this raises and the run fails."""
+    from openrouter_attribution.usage import UsageLedger
+
+    if not isinstance(ledger, UsageLedger):
+        return None
+    return time.pthread_getcpuclockid(ledger._writer._thread.ident)  # type: ignore[arg-type]
+
+
+def _paired_blocks(
+    models: dict[str, Any], ledgers: dict[str, Any], rounds: int, pairs: int, block: int
+) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]], dict[str, float]]:
+    """Client CPU µs per call of no-ledger blocks; per ledger, the CPU per call of its blocks (whole
+    process), the paired differences of the calling thread's CPU, and its writer thread's CPU per call.
+
+    Each round gives every ledger in turn (another one first each round) ``pairs`` pairs of blocks,
+    about a second of calls, then flushes it: its writer thread commits the batches it makes at this
+    rate of calls, and its clock is read around exactly that. In a pair the ledger block runs right
+    next to a no-ledger block (before it in even pairs, after it in odd ones), so drift of the machine
+    and any order effect hit both sides alike.
     """
     base: list[float] = []
     e2e: dict[str, list[float]] = {name: [] for name in ledgers}
-    paired: dict[str, list[float]] = {name: [] for name in ledgers}
+    caller: dict[str, list[float]] = {name: [] for name in ledgers}
+    spent = dict.fromkeys(ledgers, 0.0)
+    clocks = {name: _writer_clock(ledger) for name, ledger in ledgers.items()}
+    for ledger in ledgers.values():
+        ledger.flush()  # the warm-up's records are not the blocks'
     for round_no in range(rounds):
         names = list(ledgers)
         names = names[round_no % len(names):] + names[: round_no % len(names)]
         for name in names:
-            # A ledger commits in the background once per interval (durable: commit_interval, 1 s; buffered:
-            # flush_interval, 0.5 s). Its blocks are 500 calls (some 0.5 s here) and end with a flush: each
-            # block pays for committing what it recorded, in commits no larger than the ledger makes itself.
-            calls = block * LEDGER_BLOCKS if name in TARGETS else block
-            if round_no % 2:
-                with_ledger = _cpu_per_call(models[name], ledgers[name], calls)
-                without = _cpu_per_call(models["none"], None, calls)
-            else:
-                without = _cpu_per_call(models["none"], None, calls)
-                with_ledger = _cpu_per_call(models[name], ledgers[name], calls)
-            base.append(without)
-            e2e[name].append(with_ledger)
-            paired[name].append(with_ledger - without)
-    return base, e2e, paired
+            clock = clocks[name]
+            before = 0.0 if clock is None else time.clock_gettime(clock)
+            for pair in range(pairs):
+                if pair % 2:
+                    with_ledger = _block(models[name], block)
+                    without = _block(models["none"], block)
+                else:
+                    without = _block(models["none"], block)
+                    with_ledger = _block(models[name], block)
+                base.append(without[1])
+                e2e[name].append(with_ledger[1])
+                caller[name].append(with_ledger[0] - without[0])
+            ledgers[name].flush()  # what the blocks recorded is committed: its commits count
+            if clock is not None:
+                spent[name] += time.clock_gettime(clock) - before
+    writer = {name: cpu / (rounds * pairs * block) * 1e6 for name, cpu in spent.items()}
+    return base, e2e, caller, writer
+
+
+def _block(model: Any, calls: int) -> tuple[float, float]:
+    """CPU µs per call of ``calls`` sync calls: of the calling thread, and of the whole process."""
+    thread, process = time.thread_time(), time.process_time()
+    for _ in range(calls):
+        model.invoke(PROMPT)
+    return (time.thread_time() - thread) / calls * 1e6, (time.process_time() - process) / calls * 1e6
 
 
 def _cpu_per_call(model: Any, ledger: Any, calls: int) -> float:
-    """Client CPU µs per call; a buffered ledger is flushed inside the measurement (its commit counts)."""
+    """Client CPU µs per call (warm-up); the ledger is flushed inside the measurement."""
     start = time.process_time()
     for _ in range(calls):
         model.invoke(PROMPT)
@@ -245,25 +288,28 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
     if not ledger:
         return []
     lines = ["", "## Cost of the usage ledger (our LangChain model, sync calls)", "",
-             "| ledger | call CPU µs | ledger CPU µs/call (end to end, paired; quartiles) | share of a call | "
-             "ledger code alone µs/call | records/s, 4 processes x 8 threads |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "| ledger | call CPU µs | ledger CPU µs/call | caller's thread µs/call (paired; quartiles) | writer "
+             "thread µs/call | share of a call | ledger code alone µs/call | records/s, 4 processes x 8 threads |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for data in ledger["variants"].values():
         share = data.get("share")
-        quartiles = data.get("ledger_cpu_us_quartiles")
-        cost = _fmt(data.get("ledger_cpu_us"), 1)
+        quartiles = data.get("caller_cpu_us_quartiles")
+        caller = _fmt(data.get("caller_cpu_us"), 1)
         if quartiles:
-            cost += f" ({_fmt(quartiles[0], 0)} to {_fmt(quartiles[1], 0)})"
-        cells = [data["label"], _fmt(data.get("e2e_cpu_us")), cost, f"{share:.2%}" if share is not None else "",
+            caller += f" ({_fmt(quartiles[0], 0)} to {_fmt(quartiles[1], 0)})"
+        cells = [data["label"], _fmt(data.get("e2e_cpu_us")), _fmt(data.get("ledger_cpu_us"), 1), caller,
+                 _fmt(data.get("writer_cpu_us"), 1), f"{share:.2%}" if share is not None else "",
                  _fmt(data.get("isolated_cpu_us"), 1), _fmt(data.get("records_per_s"))]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     samples = max((v.get("samples") or 0 for k, v in ledger["variants"].items() if k != "none"), default=0)
     if samples:
-        lines.append(f"\nEnd to end: {samples} pairs of blocks of calls per row (a ledger block next to a no-ledger "
-                     "block); the no-ledger column is the median of those blocks. The reference rows "
-                     "use no ledger: per call, the model builds the record as with a ledger, then the SQLite store "
-                     "inserts it directly (one autocommit INSERT), or one SELECT 1 goes to the same PostgreSQL "
-                     "server and back.")  # fmt: skip
+        lines.append(f"\nEnd to end: {samples} pairs of blocks of {ledger.get('block')} calls per row (a ledger block "
+                     "next to a no-ledger block); the caller's thread is the median of their paired differences, the "
+                     "writer thread all its CPU over the blocks (flushed after the last) per call; the ledger's cost "
+                     "is their sum. The call CPU column is the median of the blocks' CPU per call, every thread's. The "
+                     "reference rows use no ledger: per call, the model builds the record as with a ledger, then the "
+                     "SQLite store inserts it directly (one autocommit INSERT), or one SELECT 1 goes to the same "
+                     "PostgreSQL server and back.")  # fmt: skip
     for name, reason in ledger.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines
