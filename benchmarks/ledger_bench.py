@@ -46,9 +46,10 @@ LABELS = {"none": "no ledger", "sqlite-durable": "SQLite, durable", "sqlite-buff
 PROCESSES, THREADS = 4, 8
 BLOCK = 20
 """Calls per block: ledger and no-ledger blocks alternate this often (about 20 ms)."""
-ROUND_PAIRS = 25
-"""Pairs of blocks a ledger gets in each round (1,000 calls, about a second: two flush intervals of a
-buffered ledger, one commit interval of a durable one)."""
+ROUND_PAIRS = 50
+"""Pairs of blocks a ledger gets in each round: 1,000 calls with it, about two seconds, four flush
+intervals of a buffered ledger and two commit intervals of a durable one. The flush that ends a round
+adds a commit to those the ledger makes at this rate of calls; longer rounds make it a smaller part."""
 
 
 class _InsertAlone:
@@ -165,7 +166,7 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     results["ledger"] = out
     pg = measure.start_postgres(out["skipped"], 'postgres-durable')
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
-    rounds, pairs, block = (2, 2, 5) if settings.smoke else (max(16, 6 * settings.rounds), ROUND_PAIRS, BLOCK)
+    rounds, pairs, block = (2, 2, 5) if settings.smoke else (max(8, 3 * settings.rounds), ROUND_PAIRS, BLOCK)
     isolated_n = 50 if settings.smoke else 2000
     per_thread = 5 if settings.smoke else 250
     try:
@@ -223,7 +224,7 @@ def _paired_blocks(
     process), the paired differences of the calling thread's CPU, and its writer thread's CPU per call.
 
     Each round gives every ledger in turn (another one first each round) ``pairs`` pairs of blocks,
-    about a second of calls, then flushes it: its writer thread commits the batches it makes at this
+    about two seconds of calls, then flushes it: its writer thread commits the batches it makes at this
     rate of calls, and its clock is read around exactly that. In a pair the ledger block runs right
     next to a no-ledger block (before it in even pairs, after it in odd ones), so drift of the machine
     and any order effect hit both sides alike.

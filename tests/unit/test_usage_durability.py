@@ -103,6 +103,57 @@ def test_buffered_mode_only_queues():
     assert store.ids() == {"b"}
 
 
+def test_buffered_threads_racing_flushes_and_close_lose_no_record_uncounted():
+    store = CountingStore()
+    ledger = UsageLedger(store, durability="buffered", flush_interval=0.01)
+    sent = [0] * 8
+    stop = threading.Event()
+
+    def work(t: int) -> None:
+        while not stop.is_set():
+            ledger.record(UsageRecord(record_id=f"t{t}-{sent[t]}"))
+            sent[t] += 1
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for _ in range(5):
+        assert ledger.flush(timeout=10)
+    ledger.close()  # while the threads still record: what comes after it is dropped, and counted
+    time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join()
+    ledger._drain_late()  # what an append that raced close() does when it sees it
+    assert ledger.dropped > 0
+    assert len(store.ids()) == ledger.written
+    assert ledger.written + ledger.dropped == sum(sent)
+    assert ledger.pending == 0
+
+
+def test_a_buffered_record_appended_after_the_writer_stopped_is_committed_by_its_caller():
+    store = CountingStore()
+    ledger = UsageLedger(store, durability="buffered")
+    ledger.record(UsageRecord(record_id="before"))
+    ledger.close()
+    ledger._writer.queue.append(UsageRecord(record_id="late"))  # a call that read the queue before close()
+    ledger._drain_late()
+    assert store.ids() == {"before", "late"}
+    assert (ledger.written, ledger.dropped, ledger.pending) == (2, 0, 0)
+
+
+def test_a_full_buffer_refuses_and_counts_beyond_max_queue():
+    store = CountingStore()
+    store.gate.clear()  # the writer thread is stuck in a commit
+    with UsageLedger(store, durability="buffered", max_queue=50, flush_interval=0.01) as ledger:
+        for i in range(200):
+            ledger.record(UsageRecord(record_id=f"r{i}"))
+        assert ledger.dropped >= 100
+        assert ledger.pending + ledger.dropped == 200
+        store.gate.set()
+    assert len(store.ids()) + ledger.dropped == 200
+
+
 def test_arecord_waits_without_blocking_the_loop():
     store = CountingStore(delay=0.2)
 

@@ -188,6 +188,9 @@ class UsageLedger:
                               spool=self._spool, journal=self._journal, commit_interval=commit_interval)  # fmt: skip
         if self._open_error is not None:
             self._writer.fail("open", self._open_error, dropped=0)
+        self._buffer = None if self._durable else self._writer.queue
+        """Buffered and open: the writer's queue, which :meth:`record` appends to without a lock."""
+        self._room = self._writer.room
         atexit.register(self.close)
 
     # -- counters ---------------------------------------------------------------------------------------
@@ -257,16 +260,24 @@ class UsageLedger:
         queued and committed (or spooled) in the background, and async code should ``await``
         :meth:`arecord`. Buffered: only queues.
         """
-        if not isinstance(rec, UsageRecord):
-            self.record_many((rec,))
-        elif self._durable:
+        buffer = self._buffer
+        if buffer is not None and type(rec) is UsageRecord and len(buffer) < self._room:
+            # Buffered, in every call: one append, which needs no lock (the writer thread takes whole
+            # batches from the other end). close() clears _buffer before it stops the writer thread,
+            # which commits what was appended until it stops; an append that came later is committed here.
+            buffer.append(rec)
+            if self._buffer is None:
+                self._drain_late()
+        elif isinstance(rec, UsageRecord):
             self._write((rec,))
-        else:  # buffered, in every call: straight to the queue
-            try:
-                if not self._writer.buffer((rec,)):
-                    self._refused(1)
-            except Exception as err:  # record() is called inside model calls: it must never raise
-                self._writer.fail("record", err, dropped=0)
+        else:
+            self.record_many((rec,))
+
+    def _drain_late(self) -> None:
+        try:
+            self._writer.drain_late()
+        except Exception as err:  # record() is called inside model calls: it must never raise
+            self._writer.fail("record", err, dropped=0)
 
     def record_many(self, records: Iterable[UsageRecord]) -> None:
         """Record several calls with one wait (and one commit when they fit in a batch); never raises."""
@@ -389,6 +400,7 @@ class UsageLedger:
         if self._writer.closed:
             return
         atexit.unregister(self.close)
+        self._buffer = None  # record() now goes through the writer's lock, which refuses once it is closed
         self._writer.close(timeout)
         from openrouter_attribution.usage.budget import close_billing
 

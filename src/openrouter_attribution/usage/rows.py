@@ -42,6 +42,7 @@ COLUMNS: tuple[str, ...] = (
 # A record's values in COLUMNS order (one C call).
 _TO_COLUMNS = operator.itemgetter(*(FIELDS.index(name) for name in COLUMNS))
 _COST = COLUMNS.index("cost")
+_FIELD_COST = FIELDS.index("cost")
 
 
 def to_row(rec: UsageRecord, *, cost_as_text: bool) -> tuple[object, ...]:
@@ -54,12 +55,14 @@ def to_row(rec: UsageRecord, *, cost_as_text: bool) -> tuple[object, ...]:
 
 
 def to_values(records: Sequence[UsageRecord], *, cost_as_text: bool) -> list[object]:
-    """The column values of ``records``, one row after the other, in one list (what a multi-row INSERT
-    binds); ``cost`` as :func:`to_row` gives it. Built by C loops: a batch of records costs no Python
-    step per value."""
-    values: list[object] = list(chain.from_iterable(map(_TO_COLUMNS, records)))
+    """The values of ``records`` in field order (:data:`~openrouter_attribution.usage.records.FIELDS`,
+    not :data:`COLUMNS`: bind them to a column list in that order), one record after the other, in one
+    list (what a multi-row INSERT binds); ``cost`` as :func:`to_row` gives it. Built by C loops from the
+    records themselves: a batch costs no Python step per value, nor a tuple per record."""
+    values: list[object] = list(chain.from_iterable(records))
     if cost_as_text:
-        values[_COST :: len(COLUMNS)] = [None if c is None else format_cost(c) for c in values[_COST :: len(COLUMNS)]]  # type: ignore[arg-type]
+        costs = values[_FIELD_COST :: len(FIELDS)]
+        values[_FIELD_COST :: len(FIELDS)] = [None if c is None else format_cost(c) for c in costs]  # type: ignore[arg-type]
     return values
 
 

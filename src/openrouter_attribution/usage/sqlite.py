@@ -38,6 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from openrouter_attribution.usage.records import (
+    FIELDS,
     TOTALS_BY,
     TotalsBy,
     UsageRecord,
@@ -94,14 +95,14 @@ _NULL = float("nan")
 """What ``None`` is bound as: SQLite stores NULL for a NaN (it keeps no NaN), and Python 3.11's sqlite3
 binds a float directly, where a ``None`` or a bool first goes through its adaptation protocol (a failed
 attribute lookup that formats an error message: about 0.4 µs a value, the costliest part of a row)."""
-_STREAMED = COLUMNS.index("streamed")
+_STREAMED = FIELDS.index("streamed")
 
 
 def _bound_values(records: Sequence[UsageRecord]) -> list[object]:
-    """The values an INSERT of ``records`` binds, one row after the other: cost as exact text,
-    ``streamed`` as 0 or 1 and ``None`` as NaN (both stored as they would be from an int and a None)."""
+    """The values an INSERT of ``records`` binds, in field order, one record after the other: cost as
+    exact text, ``streamed`` as 0 or 1 and ``None`` as NaN (both stored as an int and a None would be)."""
     values = to_values(records, cost_as_text=True)
-    values[_STREAMED :: len(COLUMNS)] = map(int, values[_STREAMED :: len(COLUMNS)])  # type: ignore[arg-type]
+    values[_STREAMED :: len(FIELDS)] = map(int, values[_STREAMED :: len(FIELDS)])  # type: ignore[arg-type]
     return [_NULL if value is None else value for value in values]
 
 
@@ -371,7 +372,7 @@ class SQLiteUsageStore:
         thread's commits of a journal or a buffer, which gather many calls), insert directly, after
         folding the inbox when this store appended to it (so that its first copy of a record stays the
         one kept). The inbox rows of other processes are theirs to fold (see the module docstring)."""
-        count, width = len(records), len(COLUMNS)
+        count, width = len(records), len(FIELDS)
         values = _bound_values(records)
         if count >= INBOX_MAX or self._memory or self._inboxed + count >= FOLD_AT:
             with self._transaction(conn):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from openrouter_attribution.usage.records import FIELDS
 from openrouter_attribution.usage.rows import COLUMNS
 
 __all__ = [
@@ -145,12 +146,14 @@ def insert_rows(n: int) -> str:
     """The INSERT of ``n`` records into ``usage_records`` (ids already stored are ignored): one
     statement and one step for many rows, instead of one per row (fewer statements cost the writer
     less, and it gives up and takes back the GIL once per statement)."""
-    one = f"({', '.join('?' for _ in COLUMNS)})"
-    return (f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES {', '.join([one] * n)} "
+    one = f"({', '.join('?' for _ in FIELDS)})"
+    return (f"INSERT INTO usage_records ({', '.join(FIELDS)}) VALUES {', '.join([one] * n)} "
             "ON CONFLICT (record_id) DO NOTHING")  # fmt: skip
 
 
-INBOX_INSERT = f"INSERT INTO usage_inbox ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+# Inserts name their columns in a record's field order: they bind rows.to_values, a batch's records
+# laid end to end.
+INBOX_INSERT = f"INSERT INTO usage_inbox ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
 # ORDER BY rowid: of two copies of one record the first written is kept, as direct inserts do ("WHERE
 # true" is how SQLite tells an upsert's ON CONFLICT from a join constraint after a SELECT).
 FOLD = (

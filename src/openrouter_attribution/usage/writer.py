@@ -1,7 +1,7 @@
 """The ledger's commits: the journal, leader/follower group commit, the writer thread, the spool.
 
 Durable mode with a journal (the default): a caller writes its record to the journal and queues it
-(:meth:`Writer.journal_one`), and returns; the writer thread takes what is queued ``commit_interval``
+(:meth:`Writer.journal_write`), and returns; the writer thread takes what is queued ``commit_interval``
 seconds after the first of it arrived and commits it in one transaction, then empties the journal.
 Reads and budgets that must see this process's records call for a flush, or lead a commit themselves.
 
@@ -146,8 +146,17 @@ class Writer:
         self._work = threading.Condition(self.lock)
         self._done = threading.Condition(self.lock)
         self._queue: deque[UsageRecord] = deque()
+        self.queue = self._queue
+        """The records waiting for the writer thread. A buffered ledger appends to it without the lock
+        while it holds fewer than :attr:`room` (see :meth:`UsageLedger.record`): a single append needs
+        none, and the writer thread only ever takes whole batches from the left under the lock."""
+        self.room = min(max_queue, BATCH)
+        """Records the queue may hold before an append must go through :meth:`buffer` (which refuses
+        beyond ``max_queue`` and wakes the writer thread at ``BATCH``)."""
         self._waiters: deque[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[bool]]] = deque()
-        self.queued = self.processed = 0
+        self.processed = 0
+        self._inflight = 0
+        """Records taken from the queue and not yet handled (the batch being committed)."""
         self.written = self.spooled = self.dropped = self.errors = 0
         self._flush_to = 0
         self._down_until = 0.0
@@ -182,8 +191,13 @@ class Writer:
         if self._closed or len(self._queue) + len(records) > self.max_queue:
             return None
         self._queue.extend(records)
-        self.queued += len(records)
         return self.queued
+
+    @property
+    def queued(self) -> int:
+        """Records queued so far, the sequence number of the last one (caller holds ``lock`` for a count
+        that does not move): those handled, those being committed and those waiting."""
+        return self.processed + self._inflight + len(self._queue)
 
     def buffer(self, records: Sequence[UsageRecord]) -> bool:
         """Buffered mode: queue records for the writer thread; False when refused (closed, full).
@@ -193,7 +207,6 @@ class Writer:
             if self._closed or len(queue) + len(records) > self.max_queue:
                 return False
             queue.extend(records)
-            self.queued += len(records)
             if len(queue) >= BATCH:
                 self._work.notify()
         return True
@@ -231,7 +244,6 @@ class Writer:
             self._first_at = time.monotonic()
             self._work.notify()
         self._queue.extend(records)
-        self.queued += len(records)
 
     def commit(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode, from a thread that may block: queue ``records`` and lead or follow commits until
@@ -241,7 +253,6 @@ class Writer:
             if self._closed or len(self._queue) + len(records) > self.max_queue:
                 return None
             self._queue.extend(records)
-            self.queued += len(records)
             seq = self.queued
             if self._fork != _forks or self._stopped:  # not live(): nobody may use the store here
                 return False
@@ -287,6 +298,7 @@ class Writer:
             self.lock.acquire()
             if not done:
                 self._queue.extendleft(reversed(batch))  # the writer thread writes (or spools) them in order
+                self._inflight -= len(batch)
                 self._committing = False
                 self._inline_ok = False
                 self._wake()
@@ -386,13 +398,14 @@ class Writer:
     # -- the writer thread ---------------------------------------------------------------------------
 
     def _pop(self) -> list[UsageRecord]:
+        """Take the next batch from the left of the queue (caller holds ``lock``). Buffered callers may
+        append to its right meanwhile: the batch is counted, then taken, one record at a time."""
         queue = self._queue
-        if len(queue) <= BATCH:
-            batch = list(queue)
-            queue.clear()
+        n = min(len(queue), BATCH)
+        self._inflight += n
+        if n == len(queue):
             self._kick = False
-            return batch
-        return [queue.popleft() for _ in range(BATCH)]
+        return [queue.popleft() for _ in range(n)]
 
     def _due(self) -> bool:
         """Whether the writer thread is to take a batch now (caller holds ``lock``)."""
@@ -454,8 +467,19 @@ class Writer:
             if self.spool is not None and self.spool.pending:
                 self._replay(others=False)
         finally:
-            self._stopped = True
+            with self.lock:
+                self._stopped = True
             self.opened.set()
+            self.drain_late()
+
+    def drain_late(self) -> None:
+        """Commit what buffered callers appended after the writer thread's last batch (a call racing
+        :meth:`UsageLedger.close`); the writer thread does it as it stops, a caller once it has."""
+        with self.lock:
+            if not self._stopped or not self._queue or self._committing:
+                return
+            batch = self._claim()
+        self._write(batch)
 
     def _write(self, batch: list[UsageRecord]) -> None:
         if self._down() and self.spool is not None:
@@ -514,6 +538,7 @@ class Writer:
 
     def _handled_locked(self, n: int, *, written: int = 0, spooled: int = 0) -> None:
         self.processed += n
+        self._inflight -= n
         self.written += written
         self.spooled += spooled
         self._committing = False
