@@ -128,3 +128,15 @@ def test_a_batch_stores_each_record_once_and_fires_insert_triggers_once(tmp_path
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT record_id) FROM inserted").fetchone() == (count, count)
     finally:
         store.close()
+
+
+def test_statement_journals_stay_in_memory(tmp_path):
+    # A batch's multi-row INSERT keeps a statement journal; on disk it is a temporary file made and
+    # deleted at every commit, which cost the writer thread more than a tenth of the commit.
+    store = SQLiteUsageStore(tmp_path / "usage.db")
+    try:
+        store.write_many([UsageRecord(user="a") for _ in range(300)])
+        assert store._connection().execute("PRAGMA temp_store").fetchone() == (2,)  # MEMORY
+        assert store._read_connection().execute("PRAGMA temp_store").fetchone() == (2,)
+    finally:
+        store.close()

@@ -228,6 +228,10 @@ class SQLiteUsageStore:
         # WAL + NORMAL: a commit survives the process being killed; an OS crash or power loss may lose
         # the last commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
         conn.execute("PRAGMA synchronous = NORMAL")
+        # A multi-row INSERT keeps a statement journal (the pages it changed, to undo it alone if it fails);
+        # past 64 KiB SQLite spills that journal to a new temporary file, created and deleted at every
+        # commit of a batch. In memory it costs the writer a copy of those pages instead.
+        conn.execute("PRAGMA temp_store = MEMORY")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         # Switching to WAL needs an exclusive lock and SQLite reports SQLITE_BUSY for it without calling
