@@ -1,21 +1,29 @@
 """The per-user budget's cost: client CPU per call as a share of a call, on SQLite and PostgreSQL.
 
-- ``share`` (judged): the budget's CPU per call measured end to end, as the ledger benchmark measures the
-  ledger: our LangChain model's sync calls with a durable ledger and a budget minus the same calls with
-  the same ledger and no budget, in blocks that alternate (each budget block is paired with a no-budget
-  block run right next to it; the median of the paired differences over many rounds), divided by the
-  client CPU of a call without ledger or budget. All CPU is ``time.process_time()``: every thread of the
-  process counts (the settle thread's too). End to end is what an application pays: between two calls
-  the HTTP request evicts the CPU caches, and the budget's statements then run cold, several times
-  slower than in a tight loop.
+- ``share`` (judged): the budget's CPU per call, measured end to end as the ledger benchmark measures
+  the ledger, divided by the client CPU of a call without ledger or budget. Two models per store, each
+  with a durable ledger of its own on that store: one with a budget (the default lease), one without.
+  The budget's cost is
+
+  - the caller's part: the calling thread's CPU (``time.thread_time()``) in blocks of ``BLOCK`` calls
+    with the budget minus a block without it run right next to them, the median of the paired
+    differences;
+  - plus the background part: the CPU every other thread used during the store's rounds (the budget's
+    settle thread and both ledgers' writer threads; ``time.process_time()`` minus the calling thread's),
+    minus twice the writer thread of the ledger without a budget (read from its own clock), which
+    stands for the ledger work both models' records cost. What remains is the budget's work off the
+    calling thread: settles, lease ticks, and any commit work the budget adds to its ledger.
+
+  Between each HTTP call and the next the caches are evicted, and the budget's statements run several
+  times slower than in a tight loop: only the whole call shows what an application pays.
 - ``step alone``: the budget step in a tight loop, one call at a time (warm caches; a lower bound, shown
   for comparison): with the default lease (most calls draw from a lease, without store I/O), and with
   every call going to the store (``lease=1``: one atomic check-and-insert, then the settle to the
   record) for a user with 0, ``HISTORY`` and 500 records in the window. The history sizes take turns
   in another order each round, so periodic costs of the store (WAL checkpoints) fall on each alike.
 
-SQLite is a durable ledger file in a temporary folder; PostgreSQL a throwaway server started here
-(fsync on), skipped with its reason when the machine has no PostgreSQL binaries.
+SQLite is durable ledger files in a temporary folder; PostgreSQL databases on a throwaway server started
+here (fsync on), skipped with its reason when the machine has no PostgreSQL binaries.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import measure
-from clients import API_KEY, MODEL, PROMPT
+from clients import API_KEY, MODEL
 
 from openrouter_attribution.usage.budget import DEFAULT_LEASE
 
@@ -36,6 +44,16 @@ LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 HISTORY = 50
 """Records the budgeted user already has in the window, for the middle measurement of the step alone."""
 HISTORIES = (0, HISTORY, 500)
+USER = "bench_e2e"
+"""The budgeted user of the end-to-end calls (far from the limit: its calls draw from leases)."""
+BLOCK = 20
+"""Calls per block: blocks with and without the budget alternate this often."""
+ROUND_PAIRS = 25
+"""Pairs of blocks a store gets in each round (about a second of calls)."""
+BASE_BLOCKS = 5
+"""Blocks of calls without any ledger per round: the denominator of the share."""
+SETTLE_WAIT = 0.2
+"""Seconds a round waits after its last call: the budget's settle thread applies the last settles."""
 
 
 def _isolated(ledger: Any, n: int, tag: str, history: int, lease: int) -> float:
@@ -62,38 +80,52 @@ def _isolated(ledger: Any, n: int, tag: str, history: int, lease: int) -> float:
     return (time.process_time() - start) / n * 1e6
 
 
-def _cpu_per_call(model: Any, calls: int) -> float:
-    start = time.process_time()
-    for _ in range(calls):
-        model.invoke(PROMPT, user="bench_e2e")
-    return (time.process_time() - start) / calls * 1e6
-
-
-def _locations(folder: Path, pg: Any) -> dict[str, str]:
-    spots = {"sqlite": str(folder / "budget.db")}
+def _locations(folder: Path, pg: Any) -> dict[str, tuple[str, str]]:
+    """Per store, the location of the ledger with a budget and of the one without."""
+    spots = {"sqlite": (str(folder / "budget.db"), str(folder / "plain.db"))}
     if pg is not None:
-        spots["postgres"] = pg.create_database("budget_bench")
+        spots["postgres"] = (pg.create_database("budget_bench"), pg.create_database("budget_plain"))
     return spots
 
 
-def _paired(models: dict[str, tuple[Any, Any]], base: Any, rounds: int, block: int) -> dict[str, Any]:
-    """Per store: CPU µs per call of no-budget blocks, of budget blocks, and their paired differences; and
-    blocks of calls without any ledger (the call's own CPU)."""
-    out: dict[str, Any] = {"none": [], **{name: {"ledger": [], "budget": [], "paired": []} for name in models}}
+def _paired(
+    models: dict[str, tuple[Any, Any, Any, Any]], base: Any, rounds: int, pairs: int, block: int
+) -> dict[str, Any]:
+    """Per store: CPU µs per call of blocks without the budget, of blocks with it, the paired differences
+    of the calling thread, and the background CPU per budgeted call; and blocks without any ledger.
+
+    ``models[name]`` is (model without budget, its ledger, model with budget, its ledger). Each round
+    gives every store in turn ``pairs`` pairs of blocks (another store first each round), then flushes
+    both ledgers and waits for the settles of the budget's last calls, so that what the round caused in
+    the background is counted in it."""
+    out: dict[str, Any] = {"none": [], **{name: {"ledger": [], "budget": [], "paired": [], "background": 0.0}
+                                          for name in models}}  # fmt: skip
     for round_no in range(rounds):
-        out["none"].append(_cpu_per_call(base, block))
+        measure.block_cpu(base, block, user=USER)  # after the last round's wait the first block runs cold
+        out["none"] += [measure.block_cpu(base, block, user=USER)[1] for _ in range(BASE_BLOCKS)]
         names = list(models)
         for name in names[round_no % len(names):] + names[: round_no % len(names)]:
-            plain, budgeted = models[name]
-            if round_no % 2:
-                with_budget = _cpu_per_call(budgeted, block)
-                without = _cpu_per_call(plain, block)
-            else:
-                without = _cpu_per_call(plain, block)
-                with_budget = _cpu_per_call(budgeted, block)
-            out[name]["ledger"].append(without)
-            out[name]["budget"].append(with_budget)
-            out[name]["paired"].append(with_budget - without)
+            plain, plain_ledger, budgeted, budget_ledger = models[name]
+            clock = measure.writer_clock(plain_ledger)
+            assert clock is not None
+            writer, others = time.clock_gettime(clock), time.process_time() - time.thread_time()
+            for pair in range(pairs):
+                if pair % 2:
+                    with_budget = measure.block_cpu(budgeted, block, user=USER)
+                    without = measure.block_cpu(plain, block, user=USER)
+                else:
+                    without = measure.block_cpu(plain, block, user=USER)
+                    with_budget = measure.block_cpu(budgeted, block, user=USER)
+                out[name]["ledger"].append(without[1])
+                out[name]["budget"].append(with_budget[1])
+                out[name]["paired"].append(with_budget[0] - without[0])
+            for ledger in (plain_ledger, budget_ledger):
+                ledger.flush()
+            time.sleep(SETTLE_WAIT)
+            others = time.process_time() - time.thread_time() - others
+            out[name]["background"] += others - 2 * (time.clock_gettime(clock) - writer)
+    for name in models:
+        out[name]["background"] = out[name]["background"] / (rounds * pairs * block) * 1e6
     return out
 
 
@@ -107,11 +139,12 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
     results["budget"] = out
     pg = measure.start_postgres(out["skipped"], 'postgres')
     folder = Path(tempfile.mkdtemp(prefix="budget-bench-"))
-    rounds, block = (2, 10) if settings.smoke else (max(16, 6 * settings.rounds), 100)
+    rounds, pairs, block = (2, 2, 5) if settings.smoke else (max(8, 3 * settings.rounds), ROUND_PAIRS, BLOCK)
     isolated_rounds, isolated_n = (1, 50) if settings.smoke else (5, 1000)
     try:
         spots = _locations(folder, pg)
-        ledgers = {name: UsageLedger(location) for name, location in spots.items()}
+        ledgers = {name: UsageLedger(budgeted) for name, (budgeted, _) in spots.items()}
+        plain_ledgers = {name: UsageLedger(plain) for name, (_, plain) in spots.items()}
         for ledger in ledgers.values():
             for history in HISTORIES:
                 ledger.record_many([UsageRecord(user=f"bench_h{history}", cost=Decimal("0.0000054"))
@@ -119,11 +152,12 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
         budget = UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001"))  # the default lease
         common = {"model": MODEL, "base_url": base_url, "api_key": API_KEY}
         base = ChatOpenRouter(**common)
-        models = {name: (ChatOpenRouter(**common, ledger=ledger),
-                         ChatOpenRouter(**common, ledger=ledger, budget=budget)) for name, ledger in ledgers.items()}
-        for model in (base, *(m for pair in models.values() for m in pair)):
-            _cpu_per_call(model, 5 if settings.smoke else 50)  # warm up
-        e2e = _paired(models, base, rounds, block)
+        models = {name: (ChatOpenRouter(**common, ledger=plain_ledgers[name]), plain_ledgers[name],
+                         ChatOpenRouter(**common, ledger=ledger, budget=budget), ledger)
+                  for name, ledger in ledgers.items()}  # fmt: skip
+        for model in (base, *(m for group in models.values() for m in group[::2])):
+            measure.block_cpu(model, 5 if settings.smoke else 50, user=USER)  # warm up
+        e2e = _paired(models, base, rounds, pairs, block)
         steps: dict[str, dict[int, list[float]]] = {name: {h: [] for h in HISTORIES} for name in spots}
         leased: dict[str, list[float]] = {name: [] for name in spots}
         for round_no in range(isolated_rounds):
@@ -135,19 +169,22 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
                 leased[name].append(_isolated(ledgers[name], isolated_n, tag, HISTORY, DEFAULT_LEASE))
         call = measure.median(e2e["none"])
         out["call_cpu_us"] = call
+        out["block"] = block
         for name in spots:
             paired = e2e[name]["paired"]
-            cost = measure.median(paired)
+            caller = measure.median(paired)
+            cost = None if caller is None else caller + e2e[name]["background"]
             low, high = measure.quartiles(paired)
             out["variants"][name] = {
-                "label": LABELS[name], "budget_cpu_us": cost, "budget_cpu_us_quartiles": [low, high],
+                "label": LABELS[name], "budget_cpu_us": cost, "caller_cpu_us": caller,
+                "caller_cpu_us_quartiles": [low, high], "background_cpu_us": e2e[name]["background"],
                 "share": cost / call if call and cost is not None else None, "samples": len(paired),
                 "e2e_ledger_us": measure.median(e2e[name]["ledger"]),
                 "e2e_budget_us": measure.median(e2e[name]["budget"]),
                 "steps_cpu_us": {str(h): measure.median(v) for h, v in steps[name].items()},
                 "leased_step_cpu_us": measure.median(leased[name]),
             }  # fmt: skip
-        for ledger in ledgers.values():
+        for ledger in (*ledgers.values(), *plain_ledgers.values()):
             ledger.close()
     finally:
         if pg is not None:
@@ -167,24 +204,28 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Cost of a per-user budget (our LangChain model, sync calls, durable ledger)", "",
              f"A call without ledger or budget: {_fmt(budget.get('call_cpu_us'))} µs client CPU.", "",
-             "| store | budget CPU µs/call (end to end, paired; quartiles) | share of a call | call with ledger µs "
-             "| with ledger + budget µs | step alone µs, leases | step alone µs, every call in the store: 0 / 50 / 500 "
-             "records in the window |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| store | budget CPU µs/call | caller's thread µs/call (paired; quartiles) | other threads µs/call "
+             "| share of a call | call with ledger µs | with ledger + budget µs | step alone µs, leases "
+             "| step alone µs, every call in the store: 0 / 50 / 500 records in the window |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for data in budget["variants"].values():
-        share, quartiles = data.get("share"), data.get("budget_cpu_us_quartiles")
-        cost = _fmt(data.get("budget_cpu_us"), 1)
+        share, quartiles = data.get("share"), data.get("caller_cpu_us_quartiles")
+        caller = _fmt(data.get("caller_cpu_us"), 1)
         if quartiles:
-            cost += f" ({_fmt(quartiles[0])} to {_fmt(quartiles[1])})"
+            caller += f" ({_fmt(quartiles[0])} to {_fmt(quartiles[1])})"
         steps = data.get("steps_cpu_us", {})
         alone = " / ".join(_fmt(steps.get(str(h)), 1) for h in HISTORIES)
-        cells = [data["label"], cost, f"{share:.2%}" if share is not None else "", _fmt(data.get("e2e_ledger_us")),
+        cells = [data["label"], _fmt(data.get("budget_cpu_us"), 1), caller, _fmt(data.get("background_cpu_us"), 1),
+                 f"{share:.2%}" if share is not None else "", _fmt(data.get("e2e_ledger_us")),
                  _fmt(data.get("e2e_budget_us")), _fmt(data.get("leased_step_cpu_us"), 1), alone]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     samples = max((v.get("samples") or 0 for v in budget["variants"].values()), default=0)
     if samples:
-        lines.append(f"\nEnd to end: {samples} pairs of blocks per row (calls with the ledger and the budget next "
-                     "to calls with the same ledger only). The step alone is the budget's own CPU in a tight loop "
-                     "with warm caches: a lower bound.")  # fmt: skip
+        lines.append(f"\nEnd to end: {samples} pairs of blocks of {budget.get('block')} calls per row (calls with a "
+                     "ledger and the budget next to calls with a ledger of their own only); the caller's thread is the "
+                     "median of their paired differences, the other threads what every other thread of the process "
+                     "used in the store's rounds, less twice the writer thread of the ledger without a budget. The "
+                     "step alone is the budget's own CPU in a tight loop with warm caches: a lower bound.")  # fmt: skip
     for name, reason in budget.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines

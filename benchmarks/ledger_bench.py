@@ -206,17 +206,6 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             pg.stop()
 
 
-def _writer_clock(ledger: Any) -> int | None:
-    """The CPU clock of a ledger's writer thread; ``None`` for the references, which have none.
-
-    Private API (``UsageLedger._writer``): if it moves, this raises and the run fails."""
-    from openrouter_attribution.usage import UsageLedger
-
-    if not isinstance(ledger, UsageLedger):
-        return None
-    return time.pthread_getcpuclockid(ledger._writer._thread.ident)  # type: ignore[arg-type]
-
-
 def _paired_blocks(
     models: dict[str, Any], ledgers: dict[str, Any], rounds: int, pairs: int, block: int
 ) -> tuple[list[float], dict[str, list[float]], dict[str, list[float]], dict[str, float]]:
@@ -233,7 +222,7 @@ def _paired_blocks(
     e2e: dict[str, list[float]] = {name: [] for name in ledgers}
     caller: dict[str, list[float]] = {name: [] for name in ledgers}
     spent = dict.fromkeys(ledgers, 0.0)
-    clocks = {name: _writer_clock(ledger) for name, ledger in ledgers.items()}
+    clocks = {name: measure.writer_clock(ledger) for name, ledger in ledgers.items()}
     for ledger in ledgers.values():
         ledger.flush()  # the warm-up's records are not the blocks'
     for round_no in range(rounds):
@@ -244,11 +233,11 @@ def _paired_blocks(
             before = 0.0 if clock is None else time.clock_gettime(clock)
             for pair in range(pairs):
                 if pair % 2:
-                    with_ledger = _block(models[name], block)
-                    without = _block(models["none"], block)
+                    with_ledger = measure.block_cpu(models[name], block)
+                    without = measure.block_cpu(models["none"], block)
                 else:
-                    without = _block(models["none"], block)
-                    with_ledger = _block(models[name], block)
+                    without = measure.block_cpu(models["none"], block)
+                    with_ledger = measure.block_cpu(models[name], block)
                 base.append(without[1])
                 e2e[name].append(with_ledger[1])
                 caller[name].append(with_ledger[0] - without[0])
@@ -257,14 +246,6 @@ def _paired_blocks(
                 spent[name] += time.clock_gettime(clock) - before
     writer = {name: cpu / (rounds * pairs * block) * 1e6 for name, cpu in spent.items()}
     return base, e2e, caller, writer
-
-
-def _block(model: Any, calls: int) -> tuple[float, float]:
-    """CPU µs per call of ``calls`` sync calls: of the calling thread, and of the whole process."""
-    thread, process = time.thread_time(), time.process_time()
-    for _ in range(calls):
-        model.invoke(PROMPT)
-    return (time.thread_time() - thread) / calls * 1e6, (time.process_time() - process) / calls * 1e6
 
 
 def _cpu_per_call(model: Any, ledger: Any, calls: int) -> float:

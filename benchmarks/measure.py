@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from clients import Adapter, by_name
+from clients import PROMPT, Adapter, by_name
 from server import DEFAULT_CHUNKS, ServerProcess
 
 HERE = Path(__file__).resolve().parent
@@ -298,3 +298,23 @@ __all__ = [
     "import_times",
     "median",
 ]
+
+
+def writer_clock(ledger: Any) -> int | None:
+    """The CPU clock of a ledger's writer thread; ``None`` for anything that is not a ``UsageLedger``.
+
+    Private API (``UsageLedger._writer``): if it moves, this raises and the run fails."""
+    from openrouter_attribution.usage import UsageLedger
+
+    if not isinstance(ledger, UsageLedger):
+        return None
+    return time.pthread_getcpuclockid(ledger._writer._thread.ident)  # type: ignore[arg-type]
+
+
+def block_cpu(model: Any, calls: int, **kwargs: Any) -> tuple[float, float]:
+    """CPU µs per call of ``calls`` sync ``model.invoke`` calls: of the calling thread, and of the whole
+    process (every thread)."""
+    thread, process = time.thread_time(), time.process_time()
+    for _ in range(calls):
+        model.invoke(PROMPT, **kwargs)
+    return (time.thread_time() - thread) / calls * 1e6, (time.process_time() - process) / calls * 1e6
