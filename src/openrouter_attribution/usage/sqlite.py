@@ -9,8 +9,8 @@ A record whose ``record_id`` is stored already is skipped (``ON CONFLICT DO NOTH
 
 Small commits (one durable call's record, a few from threads finishing together) append to
 ``usage_inbox``, a table without indexes, and are folded into ``usage_records`` by the commit that
-brings a store's appends to :data:`FOLD_AT`, by every write transaction, and when a ledger opens or
-closes. Reads query both tables (the view ``usage_all`` holds every record once), so what a call
+brings a store's appends to :data:`FOLD_AT`, by the store's next batch, by every :meth:`transaction`
+(budgets, reconciliation, prune), and when a ledger opens or closes. Reads query both tables (the view ``usage_all`` holds every record once), so what a call
 committed is visible to every reader at once; other tools reading the file should query ``usage_all``.
 
 Durability: ``synchronous = NORMAL`` in WAL mode: a committed transaction survives

@@ -200,16 +200,15 @@ class Writer:
         return self.processed + self._inflight + len(self._queue)
 
     def buffer(self, records: Sequence[UsageRecord]) -> bool:
-        """Buffered mode: queue records for the writer thread; False when refused (closed, full).
-        Runs in every buffered call: :meth:`enqueue` is inlined."""
-        queue = self._queue
+        """Buffered mode, for what a plain append to :attr:`queue` may not take (several records, a queue
+        at :attr:`room`, a closed ledger): queue them for the writer thread, waking it once a batch is
+        waiting; False when refused (closed, full)."""
         with self.lock:
-            if self._closed or len(queue) + len(records) > self.max_queue:
+            if self.enqueue(records) is None:
                 return False
-            queue.extend(records)
-            if len(queue) >= BATCH:
+            if len(self._queue) >= BATCH:
                 self._work.notify()
-        return True
+            return True
 
     def journal_write(self, records: Sequence[UsageRecord]) -> bool | None:
         """Durable mode with a journal, from any thread: write ``records`` to the journal and queue them
@@ -474,12 +473,14 @@ class Writer:
 
     def drain_late(self) -> None:
         """Commit what buffered callers appended after the writer thread's last batch (a call racing
-        :meth:`UsageLedger.close`); the writer thread does it as it stops, a caller once it has."""
-        with self.lock:
-            if not self._stopped or not self._queue or self._committing:
-                return
-            batch = self._claim()
-        self._write(batch)
+        :meth:`UsageLedger.close`); the writer thread does it as it stops, a caller once it has. Whoever
+        is committing such a batch looks again afterwards, so a record appended meanwhile is not left."""
+        while True:
+            with self.lock:
+                if not self._stopped or not self._queue or self._committing:
+                    return
+                batch = self._claim()
+            self._write(batch)
 
     def _write(self, batch: list[UsageRecord]) -> None:
         if self._down() and self.spool is not None:
