@@ -10,11 +10,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from decimal import Decimal
-from itertools import chain
 
 from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, format_cost
 
-__all__ = ["COLUMNS", "from_row", "to_row", "to_values", "totals_row"]
+__all__ = ["COLUMNS", "from_row", "to_row", "totals_row"]
 
 COLUMNS: tuple[str, ...] = (
     "record_id",
@@ -42,7 +41,6 @@ COLUMNS: tuple[str, ...] = (
 # A record's values in COLUMNS order (one C call).
 _TO_COLUMNS = operator.itemgetter(*(FIELDS.index(name) for name in COLUMNS))
 _COST = COLUMNS.index("cost")
-_FIELD_COST = FIELDS.index("cost")
 
 
 def to_row(rec: UsageRecord, *, cost_as_text: bool) -> tuple[object, ...]:
@@ -52,18 +50,6 @@ def to_row(rec: UsageRecord, *, cost_as_text: bool) -> tuple[object, ...]:
     if cost_as_text and cost is not None:
         return (*row[:_COST], format_cost(cost), *row[_COST + 1 :])
     return row
-
-
-def to_values(records: Sequence[UsageRecord], *, cost_as_text: bool) -> list[object]:
-    """The values of ``records`` in field order (:data:`~openrouter_attribution.usage.records.FIELDS`,
-    not :data:`COLUMNS`: bind them to a column list in that order), one record after the other, in one
-    list (what a multi-row INSERT binds); ``cost`` as :func:`to_row` gives it. Built by C loops from the
-    records themselves: a batch costs no Python step per value, nor a tuple per record."""
-    values: list[object] = list(chain.from_iterable(records))
-    if cost_as_text:
-        costs = values[_FIELD_COST :: len(FIELDS)]
-        values[_FIELD_COST :: len(FIELDS)] = [None if c is None else format_cost(c) for c in costs]  # type: ignore[arg-type]
-    return values
 
 
 def from_row(row: Sequence[object]) -> UsageRecord:

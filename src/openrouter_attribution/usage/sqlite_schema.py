@@ -151,8 +151,7 @@ def insert_rows(n: int) -> str:
             "ON CONFLICT (record_id) DO NOTHING")  # fmt: skip
 
 
-# Inserts name their columns in a record's field order: they bind rows.to_values, a batch's records
-# laid end to end.
+# Inserts name their columns in a record's field order: they bind a batch's records laid end to end.
 INBOX_INSERT = f"INSERT INTO usage_inbox ({', '.join(FIELDS)}) VALUES ({', '.join('?' for _ in FIELDS)})"
 # ORDER BY rowid: of two copies of one record the first written is kept, as direct inserts do ("WHERE
 # true" is how SQLite tells an upsert's ON CONFLICT from a join constraint after a SELECT).
