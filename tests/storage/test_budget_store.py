@@ -115,9 +115,30 @@ def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, bac
     assert (usage.spent, usage.reserved, usage.in_flight) == (Decimal("0.25"), Decimal(0), 0)
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(1,)]
     sweeper = guard(ledger, max_requests=1000, lease=1)
-    for _ in range(64):  # every 64th reserve step sweeps the user's linked and expired reservations away
+    for _ in range(64):  # every 64th reserve step (SWEEP_EVERY) sweeps the user's linked and expired reservations away
         sweeper.reserve("app_1", no_estimate).settle()
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(0,)]
+
+
+def test_a_process_that_linked_many_records_sweeps_at_its_next_reserve_step(ledger, backend):
+    """A used-up lease links a row per call it served; once SWEEP_LINKS rows are linked, the next
+    reserve step sweeps those whose records have landed, long before the SWEEP_EVERY-th step."""
+    from openrouter_attribution.usage.settles import SWEEP_EVERY, SWEEP_LINKS
+
+    linked = "SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL"
+    leased = guard(ledger, max_requests=100_000, lease=SWEEP_LINKS)
+    holds = [leased.reserve("app_1", no_estimate) for _ in range(SWEEP_LINKS)]  # step 1: one lease serves them
+    assert len({hold.id for hold in holds}) == 1
+    for i, hold in enumerate(holds):  # settled before their records arrive: each call keeps a linked row
+        hold.record = record("app_1", "0.001", record_id=f"gen-{i}")
+        hold.settle()
+    leased.reserve("app_1", no_estimate).settle()  # step 2: a new lease; the old one's links come along
+    assert backend.rows(linked) == [(SWEEP_LINKS,)]
+    ledger.record_many([hold.record for hold in holds[:-1]])  # all but one record land
+    single = guard(ledger, max_requests=100_000, lease=1)
+    single.reserve("app_1", no_estimate).settle()  # step 3 sweeps
+    assert SWEEP_EVERY > 3  # so the step count did not call for this sweep
+    assert backend.rows(linked) == [(1,)]  # the call whose record has not arrived still counts
 
 
 def test_a_reservation_of_a_dead_process_expires(ledger):

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
-from openrouter_attribution.usage.settles import Settle, SettleQueue
+from openrouter_attribution.usage.settles import Settle, SettleQueue, SweepClock
 
 if TYPE_CHECKING:
     from openrouter_attribution.usage.postgres import PostgresUsageStore
@@ -142,7 +142,6 @@ POSTGRES_BILLING_MIGRATION: tuple[str, ...] = (
 _SETTLE_PARAMS = "%s::text[], %s::text[], %s::text[], %s::numeric[], %s::float8[], %s::float8[], %s::text[]"
 _RESERVE = f"SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_SETTLE_PARAMS})"
 _SETTLE = f"SELECT budget_settle({_SETTLE_PARAMS})"
-_CLEANUP_EVERY = 64
 _USAGE = {
     True: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" IS NULL '
           "AND time >= %s",
@@ -177,7 +176,7 @@ class PostgresBilling:
     def __init__(self, store: PostgresUsageStore) -> None:
         self.store = store
         self.settles = SettleQueue(self._apply_settles)
-        self._reserves = 0
+        self._sweeps = SweepClock()
 
     # -- budgets -----------------------------------------------------------------------------------
 
@@ -185,11 +184,11 @@ class PostgresBilling:
         """One statement: lock the user, read records and reservations, insert when within the limits."""
         r = reservation
         settles = self.settles.take()
-        self._reserves += 1
+        sweep = self._sweeps.due(settles)
         try:
             ((granted, spent, requests, reserved, in_flight, slots),) = self.store.execute(
                 _RESERVE, (r.id, r.user, r.amount, r.since, r.now, r.expires_at, r.max_cost, r.max_requests, r.slots,
-                           self._reserves % _CLEANUP_EVERY == 0, *_arrays(settles)))  # fmt: skip
+                           sweep, *_arrays(settles)))  # fmt: skip
         except BaseException:
             self.settles.restore(settles)
             raise
@@ -203,6 +202,7 @@ class PostgresBilling:
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         self.store.execute(_SETTLE, _arrays(settles))
+        self._sweeps.linked(settles)
 
     def close(self) -> None:
         """Apply the settles still pending."""

@@ -8,6 +8,12 @@ step comes. Until a settle is applied its reservation keeps counting: the budget
 over-counted for that short while, never under-counted. A failed apply keeps the settles for the next
 attempt; a process that dies with settles pending leaves reservations that expire on their own.
 
+A reserve step also sweeps away its user's reservations that no longer count (expired, or linked to
+a record the store now has) when :class:`SweepClock` says so: every :data:`SWEEP_EVERY` steps, and as
+soon as the process has linked :data:`SWEEP_LINKS` records since the last sweep. A linked row costs
+every later reserve step of its user a look-up until it is swept, and a used-up lease links one row per
+call it served (its records wait in the ledger's journal for up to ``commit_interval``).
+
 The same thread ticks the leases of this process's budgets (see
 :class:`~openrouter_attribution.usage.budget_guard.BudgetGuard`) a few times a second, so a lease that
 is no longer drawn from is released.
@@ -21,7 +27,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["Settle", "SettleQueue"]
+__all__ = ["SWEEP_EVERY", "SWEEP_LINKS", "Settle", "SettleQueue", "SweepClock"]
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
@@ -29,6 +35,10 @@ DEFAULT_DELAY = 0.05
 """Seconds a settle waits for a reserve step before the background thread applies it."""
 TICK = 0.25
 """Seconds between two ticks of the leases, while there are any."""
+SWEEP_EVERY = 64
+"""A process's reserve steps sweep at least this often (one in so many)."""
+SWEEP_LINKS = 64
+"""Records a process links to reservations before its next reserve step sweeps."""
 
 
 class Settle(NamedTuple):
@@ -42,6 +52,34 @@ class Settle(NamedTuple):
     """USD per call."""
     created_at: float
     expires_at: float
+
+
+class SweepClock:
+    """Decides which reserve steps of one store sweep (see the module docstring).
+
+    Not locked: two steps counted at once may sweep once too often or too seldom, never wrongly (a
+    sweep only removes rows that no longer count).
+    """
+
+    __slots__ = ("_links", "_steps")
+
+    def __init__(self) -> None:
+        self._steps = 0
+        self._links = 0
+
+    def due(self, settles: list[Settle]) -> bool:
+        """Count one reserve step that applies ``settles``; returns whether it sweeps (what earlier
+        steps linked: the records of its own links are not stored, or they would not be linked)."""
+        self._steps += 1
+        sweep = self._steps % SWEEP_EVERY == 0 or self._links >= SWEEP_LINKS
+        if sweep:
+            self._links = 0
+        self.linked(settles)
+        return sweep
+
+    def linked(self, settles: list[Settle]) -> None:
+        """Count the records ``settles`` link (applied by a reserve step or the background thread)."""
+        self._links += sum(len(s.records) for s in settles)
 
 
 Ticker = Callable[[bool], bool]

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
-from openrouter_attribution.usage.settles import Settle, SettleQueue
+from openrouter_attribution.usage.settles import Settle, SettleQueue, SweepClock
 from openrouter_attribution.usage.sqlite_schema import page_sql
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ _CLEANUP = (
     "AND EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = budget_reservations.record_id)))"
 )
 _PICO = Decimal(10) ** -12
-_CLEANUP_EVERY = 64
 _DAY = 86400
 
 _RECORD_PICO = "COALESCE(CAST(ROUND(CAST(COALESCE({r}.billed_cost, {r}.cost) AS REAL) * 1e12) AS INTEGER), 0)"
@@ -147,7 +146,7 @@ class SQLiteBilling:
     def __init__(self, store: SQLiteUsageStore) -> None:
         self.store = store
         self.settles = SettleQueue(self._apply_settles)
-        self._reserves = 0
+        self._sweeps = SweepClock()
         self._rollup = False
 
     def _ensure_rollup(self) -> None:
@@ -170,12 +169,12 @@ class SQLiteBilling:
         key = r.user or ""
         self._ensure_rollup()
         settles = self.settles.take()
-        self._reserves += 1
+        sweep = self._sweeps.due(settles)
         try:
             with self.store.transaction() as conn:
                 if settles:
                     _apply(conn, settles)
-                if self._reserves % _CLEANUP_EVERY == 0:  # expired and recorded reservations no longer count
+                if sweep:  # expired reservations and those whose records are stored no longer count
                     conn.execute(_CLEANUP, (key, r.now))
                 usage = _params(r.user, r.since, r.now)
                 took = conn.execute(_TAKE, {
@@ -199,6 +198,7 @@ class SQLiteBilling:
     def _apply_settles(self, settles: list[Settle]) -> None:
         with self.store.transaction() as conn:
             _apply(conn, settles)
+        self._sweeps.linked(settles)
 
     def close(self) -> None:
         """Apply the settles still pending."""
