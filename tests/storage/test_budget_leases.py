@@ -10,7 +10,8 @@ import pytest
 
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
 from openrouter_attribution.langchain import ChatOpenRouter
-from openrouter_attribution.usage.budget_guard import LEASE_IDLE, BudgetGuard
+from openrouter_attribution.usage import budget_guard
+from openrouter_attribution.usage.budget_guard import LEASE_IDLE, BudgetGuard, LeaseHold
 from tests.storage.test_budget_processes import one_call_cost
 from tests.storage.workers import budgeted_calls
 
@@ -48,13 +49,14 @@ def test_far_from_the_limit_one_store_write_serves_a_lease_of_calls(ledger, back
     assert (usage.in_flight, usage.reserved, usage.spent) == (8, Decimal("0.08"), Decimal("0.03"))  # counted in full
     call(guard, ledger, 5)  # the lease is used up: it is released with its calls settled to their records
     guard.reserve("app_1", lambda: None).settle()  # a new lease; the old one's release came along
-    assert reservations(backend) == [(8, False)]
+    assert reservations(backend) == [(16, False)]  # twice as large: the last one was used up within a second
     assert ledger.budget_status("app_1").usage.requests == 8
 
 
 def test_a_lease_whose_records_wait_in_the_journal_keeps_each_call_counted_until_they_are_stored(backend):
     with UsageLedger(backend.location, commit_interval=60) as ledger:  # only flushes commit here
-        guard = BudgetGuard(UserBudget(max_cost=Decimal(10), reserve=Decimal("0.01"), lease=8), ledger)
+        budget = UserBudget(max_cost=Decimal(10), reserve=Decimal("0.01"), lease=8, max_lease=8)
+        guard = BudgetGuard(budget, ledger)
         call(guard, ledger, 8)
         guard.reserve("app_1", lambda: None).settle()  # a new lease: it does not wait for the journal
         assert reservations(backend) == [(1, True)] * 8 + [(8, False)]  # each call keeps its reserve
@@ -66,6 +68,51 @@ def test_a_lease_whose_records_wait_in_the_journal_keeps_each_call_counted_until
         assert len(reservations(backend)) == 8 + 7 + 1  # the first calls' reserves stay until a clean-up
         usage = ledger.budget_status("app_1").usage  # ... but a call whose record is stored counts once
         assert (usage.spent, usage.requests, usage.in_flight) == (Decimal("0.15"), 15, 8)
+
+
+def taken(guard: BudgetGuard, ledger: UsageLedger, n: int) -> list[int]:
+    """Make ``n`` calls as :func:`call` does; the size of each reservation they took in the store, in order
+    (a lease's size, or 1 for a call that reserved alone)."""
+    sizes, seen = [], set()
+    for _ in range(n):
+        hold = guard.reserve("app_1", lambda: None)
+        assert hold is not None
+        if hold.id not in seen:
+            seen.add(hold.id)
+            sizes.append(hold.lease.slots if isinstance(hold, LeaseHold) else 1)
+        hold.record = UsageRecord(user="app_1", cost=Decimal("0.01"))
+        ledger.record(hold.record)
+        hold.settle()
+    return sizes
+
+
+def test_a_busy_user_s_leases_double_up_to_max_lease(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=10_000, lease=4, max_lease=16), ledger)
+    assert taken(guard, ledger, 4 + 8 + 16 + 16 + 1) == [4, 8, 16, 16, 16]  # each used up within a second
+
+
+def test_a_lease_used_up_slowly_makes_the_next_one_smaller(ledger, backend, monkeypatch):
+    guard = BudgetGuard(UserBudget(max_requests=10_000, lease=4, max_lease=64), ledger)
+    assert taken(guard, ledger, 4 + 8 + 16 + 1) == [4, 8, 16, 32]
+    monkeypatch.setattr(budget_guard, "LEASE_GROW", 0.0)  # from now on every lease takes "too long"
+    # The rest of the lease of 32, then leases halved each time, never below `lease`.
+    assert taken(guard, ledger, 31 + 16 + 8 + 4 + 1) == [32, 16, 8, 4, 4]
+
+
+def test_a_lease_too_large_for_the_room_left_halves_the_next_request(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=100, lease=4, max_lease=64), ledger)
+    # 4 + 8 + 16 + 32 = 60 calls; a lease of 64 needs room for 128: the call reserves alone, and so does
+    # the next one, asking for 32 (room for 64 needed, 39 left); then 16 fits (room for 32, 38 left).
+    assert taken(guard, ledger, 60 + 1 + 1 + 1) == [4, 8, 16, 32, 1, 1, 16]
+
+
+def test_an_idle_user_starts_again_at_the_first_lease_size(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=10_000, lease=4, max_lease=64), ledger)
+    assert taken(guard, ledger, 4 + 8 + 1) == [4, 8, 16]
+    deadline = time.monotonic() + LEASE_IDLE + 10
+    while ledger.budget_status("app_1").usage.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)  # the lease is released after a second without calls
+    assert taken(guard, ledger, 1) == [4]
 
 
 def test_near_the_limit_every_call_reserves_alone_and_exactly(ledger, backend):

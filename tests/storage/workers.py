@@ -66,7 +66,8 @@ def budgeted_calls(location: str, base_url: str, api_key: str, limit: str, reser
 
     from openrouter_attribution import BudgetExceededError, UserBudget
 
-    budget = UserBudget(max_cost=Decimal(limit), reserve=Decimal(reserve), lease=lease)
+    # Leases of one size: the callers' bounds on early refusals count in leases of ``lease`` calls.
+    budget = UserBudget(max_cost=Decimal(limit), reserve=Decimal(reserve), lease=lease, max_lease=lease)
     with UsageLedger(location) as ledger:
         if style == "langchain-async":
             from openrouter_attribution.langchain import ChatOpenRouter

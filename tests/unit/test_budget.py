@@ -65,11 +65,20 @@ def test_a_window_holds_now_and_starts_on_a_boundary(now, period):
         ({"limits": 42}, "limits must be a mapping"),
         ({"lease": 0}, "lease must be a whole number"),
         ({"lease": 2.5}, "lease must be a whole number"),
+        ({"lease": 64, "max_lease": 32}, r"max_lease must be None or a whole number from lease \(64\) to 1000"),
+        ({"max_lease": 1001}, "max_lease must be"),
+        ({"max_lease": True}, "max_lease must be"),
     ],
 )
 def test_bad_budgets_are_refused_at_construction(kwargs, message):
     with pytest.raises(ConfigurationError, match=message):
         UserBudget(**kwargs)
+
+
+def test_the_largest_lease_defaults_to_256_or_the_first_lease_when_larger():
+    assert (UserBudget().lease, UserBudget().lease_cap) == (32, 256)
+    assert UserBudget(lease=500).lease_cap == 500
+    assert UserBudget(lease=8, max_lease=8).lease_cap == 8
 
 
 def test_amounts_become_exact_decimals():

@@ -64,6 +64,7 @@ PERIODS: tuple[str, ...] = get_args(Period)
 DEFAULT_FALLBACK_RESERVE = Decimal("0.01")
 DEFAULT_RESERVATION_TTL = 900.0
 DEFAULT_LEASE = 32
+DEFAULT_MAX_LEASE = 256
 _UTC = timezone.utc
 
 
@@ -160,7 +161,13 @@ class UserBudget:
     limit (room for at least twice as many left in every limit); near the limit every call goes to the
     store. A lease counts in full until it is released (used up, after about a second without calls,
     or when the ledger closes), so calls it already served count twice meanwhile: over-counted, never
-    under-counted. ``1`` takes every call from the store."""
+    under-counted. ``1`` takes every call from the store. This is the first lease's size; see
+    :attr:`max_lease`."""
+    max_lease: int | None = None
+    """The largest lease: a lease its calls used up within a second makes the next one twice as large,
+    one that took longer half as large (never below :attr:`lease`), so a busy user's lease lasts about
+    a second of their calls in this process and takes a store write that often. ``None``: the larger of
+    :attr:`lease` and 256; set it to :attr:`lease` for leases of a fixed size."""
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
     """Epoch seconds now; replaceable for tests of window boundaries."""
 
@@ -182,6 +189,10 @@ class UserBudget:
             raise ConfigurationError(f"UserBudget reservation_ttl must be > 0 seconds, got {self.reservation_ttl!r}")
         if isinstance(self.lease, bool) or not isinstance(self.lease, int) or not 1 <= self.lease <= 1000:
             raise ConfigurationError(f"UserBudget lease must be a whole number from 1 to 1000, got {self.lease!r}")
+        if self.max_lease is not None and (isinstance(self.max_lease, bool) or not isinstance(self.max_lease, int)
+                                           or not self.lease <= self.max_lease <= 1000):  # fmt: skip
+            raise ConfigurationError(f"UserBudget max_lease must be None or a whole number from lease ({self.lease}) "
+                                     f"to 1000, got {self.max_lease!r}")  # fmt: skip
         if isinstance(self.limits, Mapping):
             for key, value in self.limits.items():
                 if not isinstance(value, UserBudget):
@@ -190,6 +201,11 @@ class UserBudget:
                     raise ConfigurationError("UserBudget limits keys must be user ids (str) as sent")
         elif self.limits is not None and not callable(self.limits):
             raise ConfigurationError("UserBudget limits must be a mapping of user id -> UserBudget, or a callable")
+
+    @property
+    def lease_cap(self) -> int:
+        """The largest lease this budget takes (:attr:`max_lease`, or its default)."""
+        return self.max_lease if self.max_lease is not None else max(self.lease, DEFAULT_MAX_LEASE)
 
     @property
     def limited(self) -> bool:

@@ -14,6 +14,13 @@ closes. Until then it counts in full, so the calls it already served count twice
 over-counted meanwhile, never under-counted. Near the limit the store refuses leases and every call
 reserves alone, exactly. A call whose own reservation would exceed the lease's per-call amount (a
 longer prompt priced higher) does not draw from it.
+
+Lease sizes adapt (``UserBudget.lease`` to ``UserBudget.max_lease``): a lease used up within
+:data:`LEASE_GROW` seconds of being taken makes the user's next lease in this process twice as large,
+one that took longer half as large; a lease the store refuses (too little room for twice its size)
+halves the next request too, and a user idle long enough for the lease to be released starts again
+at ``UserBudget.lease``. So a busy user costs a store write about every :data:`LEASE_GROW` seconds,
+and what a lease over-counts stays about that much of the user's calls.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ LEASE_IDLE = 1.0
 """Seconds without a draw after which a lease is released."""
 LEASE_AGE = 60.0
 """Seconds a lease is drawn from at most."""
+LEASE_GROW = 1.0
+"""A lease used up within this many seconds makes the next one twice as large (see the module docstring)."""
 _ids = itertools.count()
 _prefix = ("", 0)
 
@@ -73,7 +82,7 @@ class BudgetGuard:
         ConfigurationError: the ledger's store cannot enforce budgets (a memory or custom store).
     """
 
-    __slots__ = ("_asking", "_commit_pending", "_leases", "_lock", "_windows", "backend", "budget")
+    __slots__ = ("_asking", "_commit_pending", "_leases", "_lock", "_sizes", "_windows", "backend", "budget")
 
     def __init__(self, budget: UserBudget, ledger: Any) -> None:
         if not isinstance(budget, UserBudget):
@@ -92,6 +101,8 @@ class BudgetGuard:
         self._windows: dict[str, tuple[float, float | None]] = {}
         self._leases: dict[tuple[str | None, str], Lease] = {}
         self._asking: set[tuple[str | None, str]] = set()
+        self._sizes: dict[tuple[str | None, str], int] = {}
+        """Slots the next lease of a user asks for, where it is not ``UserBudget.lease``."""
         self._lock = threading.Lock()
 
     def reserve(self, user: str | None, estimate: Estimate) -> Hold | LeaseHold | None:
@@ -173,10 +184,20 @@ class BudgetGuard:
     def _draw(self, user: str | None, plan: _Plan) -> LeaseHold | None:
         if plan.budget.lease < 2:
             return None
-        lease = self._leases.get((user, plan.budget.period))
+        key = (user, plan.budget.period)
+        lease = self._leases.get(key)
         if lease is not None and lease.draw(plan.since, plan.amount):
+            if lease.left <= 0:  # this call took its last slot: size the next one by how fast it went
+                self._resize(key, plan.budget, lease.next_size(plan.budget.lease, plan.budget.lease_cap))
             return LeaseHold(self, lease)
         return None
+
+    def _resize(self, key: tuple[str | None, str], budget: UserBudget, size: int) -> None:
+        with self._lock:
+            if size > budget.lease:
+                self._sizes[key] = size
+            else:
+                self._sizes.pop(key, None)
 
     def _request(self, user: str | None, plan: _Plan) -> Reservation:
         budget = plan.budget
@@ -186,11 +207,13 @@ class BudgetGuard:
         with self._lock:
             lease = self._leases.get(key)
             busy = key in self._asking or (lease is not None and lease.used_up(plan.since))
+            slots = 1
             if budget.lease > 1 and not busy:
                 self._asking.add(key)
+                slots = min(max(self._sizes.get(key, budget.lease), budget.lease), budget.lease_cap)
         return Reservation(id=new_reservation_id(), user=user, amount=plan.amount, since=plan.since, now=plan.now,
                            expires_at=plan.now + budget.reservation_ttl, max_cost=budget.max_cost,
-                           max_requests=budget.max_requests, slots=1 if busy else budget.lease)  # fmt: skip
+                           max_requests=budget.max_requests, slots=slots)  # fmt: skip
 
     def _unclaim(self, request: Reservation, plan: _Plan) -> None:
         if request.slots > 1:
@@ -210,6 +233,7 @@ class BudgetGuard:
                 with self._lock:
                     if self._leases.get(key) is lease:
                         del self._leases[key]
+                        self._sizes.pop(key, None)  # idle: the user's next lease starts small again
         with self._lock:
             return bool(self._leases)
 
@@ -230,6 +254,8 @@ class BudgetGuard:
                 self.release(old)
             self.backend.settles.watch(self.tick)
             return LeaseHold(self, lease)
+        if request.slots > budget.lease:  # no room for a lease this large: ask for a smaller one next time
+            self._resize((request.user, budget.period), budget, request.slots // 2)
         if check.granted:
             return Hold(self.backend, request)
         over_requests = budget.max_requests is not None and check.requests + check.in_flight + 1 > budget.max_requests
@@ -258,12 +284,16 @@ class BudgetGuard:
 class Lease:
     """Calls of one user this process holds in the store with one reservation (see the module docstring)."""
 
-    __slots__ = ("_lock", "last", "left", "open", "records", "released", "reservation", "started")
+    __slots__ = ("_lock", "emptied", "last", "left", "open", "records", "released", "reservation", "slots", "started")
 
     def __init__(self, reservation: Reservation, slots: int) -> None:
         self.reservation = reservation
         """The store's reservation of the whole lease (``amount`` is per call)."""
+        self.slots = slots
+        """Calls it holds."""
         self.left = slots - 1  # the call that took the lease holds the first slot
+        self.emptied: float | None = None
+        """When its last slot was drawn (monotonic seconds)."""
         self.open = 1
         self.records: list[str] = []
         self.released = False
@@ -280,7 +310,15 @@ class Lease:
             self.left -= 1
             self.open += 1
             self.last = now
+            if self.left <= 0:
+                self.emptied = now
             return True
+
+    def next_size(self, smallest: int, largest: int) -> int:
+        """The size of the lease to take after this used-up one: twice its size when it was used up within
+        :data:`LEASE_GROW` seconds, else half of it, within ``smallest`` and ``largest``."""
+        fast = self.emptied is not None and self.emptied - self.started <= LEASE_GROW
+        return min(max(self.slots * 2 if fast else self.slots // 2, smallest), largest)
 
     def finish(self, record_id: str | None) -> bool:
         """A call that drew from the lease ended; returns True when the lease is now to be released."""
