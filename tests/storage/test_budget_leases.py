@@ -11,7 +11,8 @@ import pytest
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
 from openrouter_attribution.langchain import ChatOpenRouter
 from openrouter_attribution.usage import budget_guard
-from openrouter_attribution.usage.budget_guard import LEASE_IDLE, BudgetGuard, LeaseHold
+from openrouter_attribution.usage.budget import billing_for
+from openrouter_attribution.usage.budget_guard import LEASE_IDLE, LEASE_SETTLE_AFTER, BudgetGuard, LeaseHold
 from tests.storage.test_budget_processes import one_call_cost
 from tests.storage.workers import budgeted_calls
 
@@ -48,9 +49,10 @@ def test_far_from_the_limit_one_store_write_serves_a_lease_of_calls(ledger, back
     usage = ledger.budget_status("app_1").usage
     assert (usage.in_flight, usage.reserved, usage.spent) == (8, Decimal("0.08"), Decimal("0.03"))  # counted in full
     call(guard, ledger, 5)  # the lease is used up: it is released with its calls settled to their records
-    guard.reserve("app_1", lambda: None).settle()  # a new lease; the old one's release came along
-    assert reservations(backend) == [(16, False)]  # twice as large: the last one was used up within a second
-    assert ledger.budget_status("app_1").usage.requests == 8
+    guard.reserve("app_1", lambda: None).settle()  # a new lease, twice as large (the last was used up fast)
+    assert reservations(backend) == [(8, False), (16, False)]  # the old one waits a second to be settled
+    assert ledger.budget_status("app_1").usage.requests == 8  # a read settles what waits
+    assert reservations(backend) == [(16, False)]
 
 
 def test_a_lease_whose_records_wait_in_the_journal_keeps_each_call_counted_until_they_are_stored(backend):
@@ -59,13 +61,16 @@ def test_a_lease_whose_records_wait_in_the_journal_keeps_each_call_counted_until
         guard = BudgetGuard(budget, ledger)
         call(guard, ledger, 8)
         guard.reserve("app_1", lambda: None).settle()  # a new lease: it does not wait for the journal
+        assert reservations(backend) == [(8, False)] * 2  # the used-up lease waits to be settled
+        billing_for(ledger.store).settles.flush()  # settled before the journal is committed:
         assert reservations(backend) == [(1, True)] * 8 + [(8, False)]  # each call keeps its reserve
         assert backend.rows("SELECT COUNT(*) FROM usage_records") == [(0,)]
         usage = ledger.budget_status("app_1").usage  # a read commits the journal first
         assert (usage.spent, usage.requests, usage.in_flight) == (Decimal("0.08"), 8, 8)  # counted once each
         call(guard, ledger, 7)  # the second lease is used up; a third one is asked for
         guard.reserve("app_1", lambda: None).settle()
-        assert len(reservations(backend)) == 8 + 7 + 1  # the first calls' reserves stay until a clean-up
+        # The first calls' reserves stay until a sweep; the second lease waits to be settled.
+        assert reservations(backend) == [(1, True)] * 8 + [(8, False)] * 2
         usage = ledger.budget_status("app_1").usage  # ... but a call whose record is stored counts once
         assert (usage.spent, usage.requests, usage.in_flight) == (Decimal("0.15"), 15, 8)
 
@@ -99,7 +104,8 @@ def test_a_lease_used_up_slowly_makes_the_next_one_smaller(ledger, backend, monk
     assert taken(guard, ledger, 31 + 16 + 8 + 4 + 1) == [32, 16, 8, 4, 4]
 
 
-def test_a_lease_too_large_for_the_room_left_halves_the_next_request(ledger, backend):
+def test_a_lease_too_large_for_the_room_left_halves_the_next_request(ledger, backend, monkeypatch):
+    monkeypatch.setattr(budget_guard, "LEASE_SETTLE_AFTER", 0.0)  # used-up leases stop counting at the next step
     guard = BudgetGuard(UserBudget(max_requests=100, lease=4, max_lease=64), ledger)
     # 4 + 8 + 16 + 32 = 60 calls; a lease of 64 needs room for 128: the call reserves alone, and so does
     # the next one, asking for 32 (room for 64 needed, 39 left); then 16 fits (room for 32, 38 left).
@@ -113,6 +119,42 @@ def test_an_idle_user_starts_again_at_the_first_lease_size(ledger, backend):
     while ledger.budget_status("app_1").usage.in_flight and time.monotonic() < deadline:
         time.sleep(0.05)  # the lease is released after a second without calls
     assert taken(guard, ledger, 1) == [4]
+
+
+def test_a_used_up_lease_is_settled_a_second_later_without_a_row_per_call(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=10_000, lease=8, max_lease=8), ledger)
+    assert taken(guard, ledger, 9) == [8, 8]
+    assert reservations(backend) == [(8, False), (8, False)]  # the used-up lease still counts in full
+    deadline = time.monotonic() + LEASE_SETTLE_AFTER + 10
+    while len(reservations(backend)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reservations(backend) == [(8, False)]  # settled by the background thread: its records were stored
+    assert ledger.budget_status("app_1").usage.requests == 9
+
+
+def test_a_call_refused_while_a_used_up_lease_waits_settles_it_and_asks_again(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=24, lease=8, max_lease=8), ledger)
+    # One lease (room for 16 needed), then calls alone: the waiting lease counts 8 until the 17th call,
+    # which the store refuses (16 done + 8 held + 1 > 24); the lease is then settled and the call fits.
+    assert taken(guard, ledger, 24) == [8] + [1] * 16
+    with pytest.raises(BudgetExceededError):
+        guard.reserve("app_1", lambda: None)
+    usage = ledger.budget_status("app_1").usage
+    assert (usage.requests, usage.in_flight) == (24, 0)
+
+
+def test_settling_a_large_lease_links_exactly_the_calls_whose_records_are_not_stored(ledger, backend):
+    guard = BudgetGuard(UserBudget(max_requests=10_000, lease=300, max_lease=300), ledger)
+    holds = [guard.reserve("app_1", lambda: None) for _ in range(300)]
+    records = [UsageRecord(user="app_1", cost=Decimal("0.01")) for _ in holds]
+    ledger.record_many(records[::2])  # every other record is stored; the rest are still on their way
+    for hold, rec in zip(holds, records, strict=True):
+        hold.record = rec
+        hold.settle()
+    billing_for(ledger.store).settles.flush()
+    linked = backend.rows("SELECT record_id FROM budget_reservations WHERE record_id IS NOT NULL")
+    assert sorted(rid for (rid,) in linked) == sorted(rec.record_id for rec in records[1::2])
+    assert reservations(backend) == [(1, True)] * 150  # the lease itself is released
 
 
 def test_near_the_limit_every_call_reserves_alone_and_exactly(ledger, backend):

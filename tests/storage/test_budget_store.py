@@ -120,11 +120,13 @@ def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, bac
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL") == [(0,)]
 
 
-def test_a_process_that_linked_many_records_sweeps_at_its_next_reserve_step(ledger, backend):
+def test_a_process_that_linked_many_records_sweeps_at_its_next_reserve_step(ledger, backend, monkeypatch):
     """A used-up lease links a row per call it served; once SWEEP_LINKS rows are linked, the next
     reserve step sweeps those whose records have landed, long before the SWEEP_EVERY-th step."""
+    from openrouter_attribution.usage import budget_guard
     from openrouter_attribution.usage.settles import SWEEP_EVERY, SWEEP_LINKS
 
+    monkeypatch.setattr(budget_guard, "LEASE_SETTLE_AFTER", 0.0)  # a used-up lease is settled at the next step
     linked = "SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL"
     leased = guard(ledger, max_requests=100_000, lease=SWEEP_LINKS)
     holds = [leased.reserve("app_1", no_estimate) for _ in range(SWEEP_LINKS)]  # step 1: one lease serves them

@@ -276,13 +276,15 @@ class BudgetCheck(BudgetUsage):
 class SupportsBudgets(Protocol):
     """A store that can enforce budgets: one atomic check-and-reserve across processes and hosts."""
 
-    def budget_reserve(self, reservation: Reservation) -> BudgetCheck:
-        """Atomically: if within both limits, insert ``reservation``; return the usage before it."""
+    def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
+        """Atomically: if within both limits, insert ``reservation``; return the usage before it. This
+        process's settles that are due are applied first (``settle_all``: every pending one)."""
         ...
 
-    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str]) -> None:
+    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
         """End a reservation: each call it served keeps counting its share until its record (``record_ids``)
-        is stored; the rest is released. May return before the store is written."""
+        is stored; the rest is released. May return before the store is written; ``after`` (monotonic
+        seconds) lets it wait until then for a reserve step or the background thread."""
         ...
 
     def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:

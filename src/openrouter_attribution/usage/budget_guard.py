@@ -8,12 +8,14 @@ model's no-op hold instead. See :mod:`openrouter_attribution.usage.budget` for t
 Leases: while a user is far from their limit (room for at least twice ``UserBudget.lease`` calls in
 every limit), one store write reserves ``lease`` calls for this process at once (one reservation of
 ``lease`` x the per-call amount, counting ``lease`` requests), and the calls draw from it without any
-store I/O. The lease is released, each call it served settling to its record, when it is used up,
-after :data:`LEASE_IDLE` seconds without a draw, after :data:`LEASE_AGE` seconds, or when the ledger
+store I/O. The lease is released, each call it served settling to its record, when it is used up
+(settled :data:`LEASE_SETTLE_AFTER` seconds later, once its calls' records are likely stored), after
+:data:`LEASE_IDLE` seconds without a draw, after :data:`LEASE_AGE` seconds, or when the ledger
 closes. Until then it counts in full, so the calls it already served count twice: the budget is
 over-counted meanwhile, never under-counted. Near the limit the store refuses leases and every call
-reserves alone, exactly. A call whose own reservation would exceed the lease's per-call amount (a
-longer prompt priced higher) does not draw from it.
+reserves alone, exactly; a call the store would refuse first has this process's waiting settles
+applied (and its journaled records committed) and asks again. A call whose own reservation would
+exceed the lease's per-call amount (a longer prompt priced higher) does not draw from it.
 
 Lease sizes adapt (``UserBudget.lease`` to ``UserBudget.max_lease``): a lease used up within
 :data:`LEASE_GROW` seconds of being taken makes the user's next lease in this process twice as large,
@@ -53,6 +55,10 @@ LEASE_AGE = 60.0
 """Seconds a lease is drawn from at most."""
 LEASE_GROW = 1.0
 """A lease used up within this many seconds makes the next one twice as large (see the module docstring)."""
+LEASE_SETTLE_AFTER = 1.25
+"""Seconds a used-up lease waits to be settled: the durable ledger commits its journal every second by
+default, so by then the lease's records are in the store and settling it links none (see
+:mod:`~openrouter_attribution.usage.settles`)."""
 _ids = itertools.count()
 _prefix = ("", 0)
 
@@ -145,11 +151,15 @@ class BudgetGuard:
 
     def _reserve_in_store(self, request: Reservation) -> BudgetCheck:
         # Calls of this process whose records wait in the journal still count at their reservation (never
-        # less than they cost). Only when that refuses the call are they committed and the call asked for
-        # again, now counted at what they cost: a lease far from the limit waits for no commit.
-        check = self.backend.budget_reserve(request)
-        if not check.granted and self._commit_pending is not None and self._commit_pending():
-            check = self.backend.budget_reserve(request)
+        # less than they cost), and a used-up lease waiting to be settled counts in full. Only when that
+        # refuses the call are the records committed, every settle applied, and the call asked for again,
+        # now counted at what the calls cost: a lease far from the limit waits for neither.
+        backend = self.backend
+        check = backend.budget_reserve(request)
+        if not check.granted:
+            committed = self._commit_pending is not None and self._commit_pending()
+            if committed or backend.settles.waiting():
+                check = backend.budget_reserve(request, settle_all=True)
         return check
 
     def prices_needed(self, user: str | None) -> bool:
@@ -237,10 +247,12 @@ class BudgetGuard:
         with self._lock:
             return bool(self._leases)
 
-    def release(self, lease: Lease) -> None:
-        """Settle an ended lease: each call it served keeps its share until its record is stored."""
+    def release(self, lease: Lease, *, used_up: bool = False) -> None:
+        """Settle an ended lease (a used-up one :data:`LEASE_SETTLE_AFTER` seconds from now, when its last
+        calls' records are likely stored): each call it served keeps its share until its record is stored."""
+        after = time.monotonic() + LEASE_SETTLE_AFTER if used_up else 0.0
         try:
-            self.backend.budget_settle(lease.reservation, lease.records)
+            self.backend.budget_settle(lease.reservation, lease.records, after=after)
         except Exception as err:  # settling runs in a model call's cleanup: it must never raise
             logger.warning("budget: could not release a lease (%s); it expires on its own", type(err).__name__)
 
@@ -425,4 +437,4 @@ class LeaseHold(_HoldBase):
     def settle(self) -> None:
         """Return the slot; the last call of a used-up lease releases it. Never raises."""
         if self.lease.finish(None if self.record is None else self.record.record_id):
-            self._guard.release(self.lease)
+            self._guard.release(self.lease, used_up=True)

@@ -180,10 +180,10 @@ class PostgresBilling:
 
     # -- budgets -----------------------------------------------------------------------------------
 
-    def budget_reserve(self, reservation: Reservation) -> BudgetCheck:
+    def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
         """One statement: lock the user, read records and reservations, insert when within the limits."""
         r = reservation
-        settles = self.settles.take()
+        settles = self.settles.take(everything=settle_all)
         sweep = self._sweeps.due(settles)
         try:
             ((granted, spent, requests, reserved, in_flight, slots),) = self.store.execute(
@@ -195,10 +195,11 @@ class PostgresBilling:
         return BudgetCheck(spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved),
                            in_flight=int(in_flight), granted=bool(granted), slots=int(slots))  # fmt: skip
 
-    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str]) -> None:
-        """Queue the settle: sent with the next reserve step or within ``SettleQueue.delay`` seconds."""
+    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
+        """Queue the settle: sent with the next reserve step or within ``SettleQueue.delay`` seconds (once
+        ``after`` has passed)."""
         self.settles.add(Settle(reservation.user, reservation.id, tuple(record_ids), reservation.amount,
-                                reservation.now, reservation.expires_at))  # fmt: skip
+                                reservation.now, reservation.expires_at, after))  # fmt: skip
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         self.store.execute(_SETTLE, _arrays(settles))

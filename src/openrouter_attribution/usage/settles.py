@@ -5,7 +5,14 @@ Ending a reservation is a write; writing it alone after every call would cost a 
 of the process, which applies them in its own transaction before it counts (so a process's calls see
 their own earlier calls settled), or to a background thread after ``delay`` seconds when no reserve
 step comes. Until a settle is applied its reservation keeps counting: the budget can only be
-over-counted for that short while, never under-counted. A failed apply keeps the settles for the next
+over-counted for that short while, never under-counted.
+
+A settle can also wait on purpose (``Settle.after``): a used-up lease is released a little over a
+second later, when the durable ledger's journal has put its calls' records in the store, so settling
+it removes one row instead of linking one per call (a link costs an insert now and a sweep later).
+The calls it served count through the lease meanwhile, as their links would have. Reserve steps and
+the background thread leave such a settle alone until then; reads, closing, and a reserve step about
+to refuse a call apply it at once. A failed apply keeps the settles for the next
 attempt; a process that dies with settles pending leaves reservations that expire on their own.
 
 A reserve step also sweeps away its user's reservations that no longer count (expired, or linked to
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import NamedTuple
@@ -52,6 +60,8 @@ class Settle(NamedTuple):
     """USD per call."""
     created_at: float
     expires_at: float
+    after: float = 0.0
+    """Monotonic seconds before which only a read, closing, or a refusal applies it (0: due at once)."""
 
 
 class SweepClock:
@@ -128,11 +138,21 @@ class SettleQueue:
                 self._tickers.append(ticker)
             self._ensure_thread()
 
-    def take(self) -> list[Settle]:
-        """All pending settles, for a reserve step to apply in its transaction."""
+    def take(self, *, everything: bool = True) -> list[Settle]:
+        """Pending settles for a reserve step to apply in its transaction: all of them, or (``everything``
+        false) those that are due."""
         with self._lock:
-            pending, self._pending = self._pending, []
+            if everything or not any(settle.after for settle in self._pending):
+                pending, self._pending = self._pending, []
+            else:
+                now = time.monotonic()
+                pending = [settle for settle in self._pending if settle.after <= now]
+                self._pending = [settle for settle in self._pending if settle.after > now]
         return pending
+
+    def waiting(self) -> bool:
+        """Whether any settle is pending (a reserve step about to refuse applies them all and asks again)."""
+        return bool(self._pending)
 
     def restore(self, settles: list[Settle]) -> None:
         """Put back settles a failed transaction did not apply."""
@@ -142,9 +162,10 @@ class SettleQueue:
                 if self._idle:
                     self._wake.notify()
 
-    def flush(self) -> None:
-        """Apply what is pending now, in this thread (before a read of the budget, at close)."""
-        settles = self.take()
+    def flush(self, *, everything: bool = True) -> None:
+        """Apply what is pending now, in this thread (before a read of the budget, at close), or only
+        what is due."""
+        settles = self.take(everything=everything)
         if not settles:
             return
         try:
@@ -184,17 +205,26 @@ class SettleQueue:
                 if self._closed:
                     return
                 # Give a reserve step the chance to take the settles in its transaction; slower after a failure.
-                self._wake.wait(TICK if not self._pending else self.delay * (20 if self._failed else 1))
+                self._wake.wait(self._sleep())
                 if self._closed:
                     return
             self._tick()
             try:
-                self.flush()
+                self.flush(everything=False)
                 self._failed = False
             except Exception as err:  # the store is down: the reservations keep counting, conservatively
                 if not self._failed:
                     logger.warning("budget: cannot settle reservations (%s); retrying", type(err).__name__)
                 self._failed = True
+
+    def _sleep(self) -> float:
+        """Seconds until the background thread looks again (the caller holds ``_lock``)."""
+        if not self._pending:
+            return TICK
+        if self._failed:
+            return self.delay * 20
+        due = min(settle.after for settle in self._pending) - time.monotonic()
+        return max(self.delay, min(due, TICK) if due > 0 else 0.0)
 
     @property
     def pending(self) -> int:

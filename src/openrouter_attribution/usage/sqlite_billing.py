@@ -86,8 +86,9 @@ _RELEASE = "DELETE FROM budget_reservations WHERE user_key = ? AND id = ?"
 # A call whose record is not stored yet keeps its share, as a reservation linked to the record.
 _LINK = (
     "INSERT OR IGNORE INTO budget_reservations (user_key, id, amount, slots, created_at, expires_at, record_id) "
-    "SELECT ?, ?, ?, 1, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM usage_records WHERE record_id = ?)"
+    "VALUES (?, ?, ?, 1, ?, ?, ?)"
 )
+_IDS_AT_ONCE = 256
 
 _PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= ?"
 _CANDIDATE_COLUMNS = "record_id, generation_id, user, cost, time"
@@ -128,10 +129,33 @@ def _granted(slots: int) -> BudgetCheck:
     return BudgetCheck(granted=True, slots=slots)
 
 
+@functools.lru_cache(maxsize=16)
+def _stored_sql(n: int) -> str:
+    return f"SELECT record_id FROM usage_records WHERE record_id IN ({', '.join('?' * n)})"
+
+
+def _stored(conn: Any, record_ids: list[str]) -> set[str]:
+    """Which of ``record_ids`` are in ``usage_records``: one look-up per :data:`_IDS_AT_ONCE` ids, padded
+    to a power of two with the last id (so a connection compiles a few statements), not one per id."""
+    found: set[str] = set()
+    for at in range(0, len(record_ids), _IDS_AT_ONCE):
+        chunk = record_ids[at : at + _IDS_AT_ONCE]
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += chunk[-1:] * (size - len(chunk))
+        found.update(row[0] for row in conn.execute(_stored_sql(size), chunk))
+    return found
+
+
 def _apply(conn: Any, settles: list[Settle]) -> None:
+    """Release ``settles`` and link each call they served whose record is not stored yet (inside the
+    transaction's write lock, so no record lands between the look-up and the links)."""
     conn.executemany(_RELEASE, [(s.user or "", s.id) for s in settles])
-    links = [(s.user or "", f"{s.id}.{i}", format_cost(s.amount), s.created_at, s.expires_at, rec, rec)
-             for s in settles for i, rec in enumerate(s.records)]  # fmt: skip
+    served = [rec for s in settles for rec in s.records]
+    if not served:
+        return
+    stored = _stored(conn, served)
+    links = [(s.user or "", f"{s.id}.{i}", format_cost(s.amount), s.created_at, s.expires_at, rec)
+             for s in settles for i, rec in enumerate(s.records) if rec not in stored]  # fmt: skip
     if links:
         conn.executemany(_LINK, links)
 
@@ -163,12 +187,12 @@ class SQLiteBilling:
 
     # -- budgets -----------------------------------------------------------------------------------
 
-    def budget_reserve(self, reservation: Reservation) -> BudgetCheck:
+    def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
         """Check and reserve in one write transaction (see the module docstring)."""
         r = reservation
         key = r.user or ""
         self._ensure_rollup()
-        settles = self.settles.take()
+        settles = self.settles.take(everything=settle_all)
         sweep = self._sweeps.due(settles)
         try:
             with self.store.transaction() as conn:
@@ -190,10 +214,11 @@ class SQLiteBilling:
                 raise UsageStoreError(f"cannot reserve budget in the ledger {self.store.path}: {err}") from err
             raise
 
-    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str]) -> None:
-        """Queue the settle: applied by the next reserve step or within ``SettleQueue.delay`` seconds."""
+    def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
+        """Queue the settle: applied by the next reserve step or within ``SettleQueue.delay`` seconds (once
+        ``after`` has passed)."""
         self.settles.add(Settle(reservation.user, reservation.id, tuple(record_ids), reservation.amount,
-                                reservation.now, reservation.expires_at))  # fmt: skip
+                                reservation.now, reservation.expires_at, after))  # fmt: skip
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         with self.store.transaction() as conn:
