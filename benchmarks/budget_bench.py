@@ -38,6 +38,7 @@ import measure
 from clients import API_KEY, MODEL
 
 from openrouter_attribution.usage.budget import DEFAULT_LEASE
+from openrouter_attribution.usage.budget_guard import LEASE_SETTLE_AFTER
 
 TARGETS = {"sqlite": 0.03}
 LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -52,8 +53,10 @@ ROUND_PAIRS = 25
 """Pairs of blocks a store gets in each round (about a second of calls)."""
 BASE_BLOCKS = 5
 """Blocks of calls without any ledger per round: the denominator of the share."""
-SETTLE_WAIT = 0.2
-"""Seconds a round waits after its last call: the budget's settle thread applies the last settles."""
+SETTLE_WAIT = LEASE_SETTLE_AFTER + 0.3
+"""Seconds a round waits after its last call: the budget's settle thread applies the last settles (a
+used-up lease's after :data:`LEASE_SETTLE_AFTER`), so that each store's background work is counted in
+its own rounds."""
 
 
 def _isolated(ledger: Any, n: int, tag: str, history: int, lease: int) -> float:
