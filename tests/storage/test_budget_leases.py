@@ -128,7 +128,9 @@ def test_a_used_up_lease_is_settled_a_second_later_without_a_row_per_call(ledger
     deadline = time.monotonic() + LEASE_SETTLE_AFTER + 10
     while len(reservations(backend)) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert reservations(backend) == [(8, False)]  # settled by the background thread: its records were stored
+    # Settled by the background thread, linking no call (their records were stored); the second lease,
+    # idle since its one call, may have been released by then as well.
+    assert reservations(backend) in ([(8, False)], [])
     assert ledger.budget_status("app_1").usage.requests == 9
 
 

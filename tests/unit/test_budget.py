@@ -75,9 +75,9 @@ def test_bad_budgets_are_refused_at_construction(kwargs, message):
         UserBudget(**kwargs)
 
 
-def test_the_largest_lease_defaults_to_256_or_the_first_lease_when_larger():
-    assert (UserBudget().lease, UserBudget().lease_cap) == (32, 256)
-    assert UserBudget(lease=500).lease_cap == 500
+def test_the_largest_lease_defaults_to_the_largest_allowed():
+    assert (UserBudget().lease, UserBudget().lease_cap) == (32, 1000)
+    assert UserBudget(lease=500).lease_cap == 1000
     assert UserBudget(lease=8, max_lease=8).lease_cap == 8
 
 

@@ -64,7 +64,7 @@ PERIODS: tuple[str, ...] = get_args(Period)
 DEFAULT_FALLBACK_RESERVE = Decimal("0.01")
 DEFAULT_RESERVATION_TTL = 900.0
 DEFAULT_LEASE = 32
-DEFAULT_MAX_LEASE = 256
+DEFAULT_MAX_LEASE = 1000
 _UTC = timezone.utc
 
 
@@ -166,8 +166,8 @@ class UserBudget:
     max_lease: int | None = None
     """The largest lease: a lease its calls used up within a second makes the next one twice as large,
     one that took longer half as large (never below :attr:`lease`), so a busy user's lease lasts about
-    a second of their calls in this process and takes a store write that often. ``None``: the larger of
-    :attr:`lease` and 256; set it to :attr:`lease` for leases of a fixed size."""
+    a second of their calls in this process and takes a store write that often. ``None``: 1,000, the
+    largest allowed; set it to :attr:`lease` for leases of a fixed size."""
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
     """Epoch seconds now; replaceable for tests of window boundaries."""
 

@@ -22,7 +22,7 @@ every later reserve step of its user a look-up until it is swept, and a used-up 
 call it served (its records wait in the ledger's journal for up to ``commit_interval``).
 
 The same thread ticks the leases of this process's budgets (see
-:class:`~openrouter_attribution.usage.budget_guard.BudgetGuard`) a few times a second, so a lease that
+:class:`~openrouter_attribution.usage.budget_guard.BudgetGuard`) twice a second, so a lease that
 is no longer drawn from is released.
 """
 
@@ -41,7 +41,7 @@ logger = logging.getLogger("openrouter_attribution.usage")
 
 DEFAULT_DELAY = 0.05
 """Seconds a settle waits for a reserve step before the background thread applies it."""
-TICK = 0.25
+TICK = 0.5
 """Seconds between two ticks of the leases, while there are any."""
 SWEEP_EVERY = 64
 """A process's reserve steps sweep at least this often (one in so many)."""
