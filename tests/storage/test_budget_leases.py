@@ -218,6 +218,18 @@ def test_processes_with_leases_never_take_more_than_the_budget(backend, fake_ope
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NULL") == [(0,)]
 
 
+def test_the_model_path_grows_leases_and_sends_every_call(fake_openrouter, backend):
+    with UsageLedger(backend.location) as ledger:
+        budget = UserBudget(max_requests=1000, lease=4, max_lease=16)
+        model = ChatOpenRouter(model=MODEL, base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key,
+                               max_retries=0, ledger=ledger, budget=budget)  # fmt: skip
+        for _ in range(4 + 8 + 16 + 1):  # leases of 4, 8 and 16, each used up within a second, then one more
+            model.invoke("hi", user="app_1")
+        assert [r.body["user"] for r in fake_openrouter.chat_requests] == ["app_1"] * 29
+        assert ledger.budget_status("app_1").usage.requests == 29  # a read settles the used-up leases
+        assert reservations(backend) == [(16, False)]  # the fourth lease: as large as max_lease allows
+
+
 def test_the_model_path_uses_leases(fake_openrouter, backend):
     with UsageLedger(backend.location) as ledger:
         budget = UserBudget(max_requests=1000, lease=16)

@@ -205,7 +205,7 @@ class UserBudget:
     @property
     def lease_cap(self) -> int:
         """The largest lease this budget takes (:attr:`max_lease`, or its default)."""
-        return self.max_lease if self.max_lease is not None else max(self.lease, DEFAULT_MAX_LEASE)
+        return DEFAULT_MAX_LEASE if self.max_lease is None else self.max_lease
 
     @property
     def limited(self) -> bool:

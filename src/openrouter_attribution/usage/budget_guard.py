@@ -158,7 +158,7 @@ class BudgetGuard:
         check = backend.budget_reserve(request)
         if not check.granted:
             committed = self._commit_pending is not None and self._commit_pending()
-            if committed or backend.settles.waiting():
+            if committed or backend.settles.pending:
                 check = backend.budget_reserve(request, settle_all=True)
         return check
 

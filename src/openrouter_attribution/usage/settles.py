@@ -150,10 +150,6 @@ class SettleQueue:
                 self._pending = [settle for settle in self._pending if settle.after > now]
         return pending
 
-    def waiting(self) -> bool:
-        """Whether any settle is pending (a reserve step about to refuse applies them all and asks again)."""
-        return bool(self._pending)
-
     def restore(self, settles: list[Settle]) -> None:
         """Put back settles a failed transaction did not apply."""
         if settles:

@@ -57,6 +57,7 @@ from openrouter_attribution.usage.sqlite_schema import (
     ROWS_AT_ONCE,
     SCHEMA_VERSION,
     insert_rows,
+    padded,
     page_sql,
 )
 from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
@@ -117,10 +118,7 @@ def _insert_statement(values: list[object], at: int, rows: int, width: int) -> t
     of its last row, which the conflict clause drops (no trigger fires for them): a connection compiles
     one statement per power of two, and a batch takes one statement per :data:`ROWS_AT_ONCE` rows (each
     statement costs the writer a round of giving up and taking back the GIL)."""
-    chunk = values[at * width : (at + rows) * width]
-    size = 1 << (rows - 1).bit_length()
-    if size > rows:
-        chunk += chunk[-width:] * (size - rows)
+    size, chunk = padded(values[at * width : (at + rows) * width], rows, width)
     return insert_rows(size), chunk
 
 

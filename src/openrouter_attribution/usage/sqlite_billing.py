@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.settles import Settle, SettleQueue, SweepClock
-from openrouter_attribution.usage.sqlite_schema import page_sql
+from openrouter_attribution.usage.sqlite_schema import padded, page_sql
 
 if TYPE_CHECKING:
     from openrouter_attribution.usage.reconcile import Billed, Candidate
@@ -135,13 +135,12 @@ def _stored_sql(n: int) -> str:
 
 
 def _stored(conn: Any, record_ids: list[str]) -> set[str]:
-    """Which of ``record_ids`` are in ``usage_records``: one look-up per :data:`_IDS_AT_ONCE` ids, padded
-    to a power of two with the last id (so a connection compiles a few statements), not one per id."""
+    """Which of ``record_ids`` are in ``usage_records``: one look-up per :data:`_IDS_AT_ONCE` ids (padded
+    with copies of the last, which ``IN`` ignores), not one per id."""
     found: set[str] = set()
     for at in range(0, len(record_ids), _IDS_AT_ONCE):
         chunk = record_ids[at : at + _IDS_AT_ONCE]
-        size = 1 << (len(chunk) - 1).bit_length()
-        chunk += chunk[-1:] * (size - len(chunk))
+        size, chunk = padded(chunk, len(chunk))
         found.update(row[0] for row in conn.execute(_stored_sql(size), chunk))
     return found
 

@@ -7,14 +7,17 @@ store uses the inbox of small commits.
 from __future__ import annotations
 
 import functools
+from typing import TypeVar
 
 from openrouter_attribution.usage.records import FIELDS
 from openrouter_attribution.usage.rows import COLUMNS
 
 __all__ = [
     "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_MAX", "INBOX_ONCE", "INBOX_WAITING", "MIGRATIONS",
-    "ROWS_AT_ONCE", "SCHEMA_VERSION", "insert_rows", "page_sql",
+    "ROWS_AT_ONCE", "SCHEMA_VERSION", "insert_rows", "padded", "page_sql",
 ]  # fmt: skip
+
+T = TypeVar("T")
 
 # The inbox rows (alias i) that are neither in usage_records nor an earlier copy of an inbox row.
 INBOX_ONCE = ("i.rowid IN (SELECT MIN(rowid) FROM usage_inbox GROUP BY record_id) "
@@ -139,6 +142,16 @@ SCHEMA_VERSION = len(MIGRATIONS)
 ROWS_AT_ONCE = 256
 """Rows one INSERT statement carries at most (19 columns each: well within SQLite's 32,766 parameters);
 statements carry a power of two rows, so a connection compiles at most 9 of them."""
+
+
+def padded(chunk: list[T], rows: int, width: int = 1) -> tuple[int, list[T]]:
+    """``chunk`` (``rows`` rows of ``width`` values each, laid end to end) padded to a power of two rows
+    with copies of its last row, and that number of rows: a statement taking many rows is then one of a
+    few (one per power of two), each compiled once per connection. The statement must ignore the copies."""
+    size = 1 << (rows - 1).bit_length()
+    if size > rows:
+        chunk += chunk[-width:] * (size - rows)
+    return size, chunk
 
 
 @functools.lru_cache(maxsize=16)
