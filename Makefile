@@ -1,22 +1,40 @@
 # Two commands matter: `make demo` and `make test`. Both create .venv when it
-# is missing and install the package with every extra it needs.
+# is missing and install the package with the extras they need.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: demo report notebooks test lint typecheck unit bench bench-smoke clean
+# The newest supported Python this machine has (the suite runs on it too, in .venv-newest): found on
+# the PATH or, where pyenv's shims refuse a version that is not selected, by its path under pyenv.
+SUPPORTED_NEWEST := 3.13 3.12
+ifndef NEWEST_PYTHON
+NEWEST_PYTHON := $(firstword $(foreach v,$(SUPPORTED_NEWEST),$(shell \
+	for p in $$(command -v python$(v)) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(v)*/bin/python$(v) 2>/dev/null); do \
+		"$$p" -c "" 2>/dev/null && echo "$$p" && break; done)))
+endif
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+.PHONY: demo report notebooks test test-newest pytest lint typecheck unit bench bench-smoke clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo installs only what it runs (LangChain, its agents and the local server's request schema).
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "Installing the demo's packages into $(VENV) (the first run takes a minute)..."
+	$(PY) -m pip install --progress-bar on -e '.[demo]' | grep -v '^Requirement already satisfied' || true
+	@$(PY) -c "import openrouter_attribution.demo, langchain.agents, openrouter" && touch $(DEMO_STAMP)
 
 # Each run starts a fresh ledger in $(DEMO_DB); `make report` shows its per-user totals.
 DEMO_DB ?= demo-usage.db
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m openrouter_attribution.cli demo --ledger $(DEMO_DB)
 
 report: $(STAMP)
@@ -33,9 +51,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The suite runs on the oldest supported Python ($(PYTHON), with lint, types and the benchmark smoke run)
+# and again on the newest one the machine has.
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
 	$(PY) benchmarks/run.py --smoke --no-profile --out $(VENV)/bench-smoke
+	$(MAKE) test-newest
+
+test-newest:
+	@if [ -z "$(NEWEST_PYTHON)" ]; then echo "No Python $(SUPPORTED_NEWEST) on this machine: the suite ran on $(PYTHON) only."; \
+	else echo "The suite again on $$($(NEWEST_PYTHON) --version) ($(NEWEST_PYTHON))"; \
+	$(MAKE) --no-print-directory pytest VENV=.venv-newest PYTHON=$(NEWEST_PYTHON); fi
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q
 
 # Benchmarks get their own environment: the peer integrations they compare against pin versions
 # (openai<3, openrouter<1) that conflict with this package, so they are installed without their pins.
@@ -57,4 +86,4 @@ bench-smoke: $(STAMP)
 	$(PY) benchmarks/run.py --smoke
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-newest $(BENCH_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,7 @@ from openrouter_attribution.errors import (
     RateLimitError,
     RequestTimeoutError,
     TruncatedStreamError,
+    UsageStoreWarning,
     UserIdError,
 )
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from openrouter_attribution.usage.budget import UserBudget
 
 __version__ = "0.1.0"
+"""The release; the one place it is written (``pyproject.toml`` reads it from here)."""
 
 # Public names served lazily so that `import openrouter_attribution` stays fast.
 _LAZY = {
@@ -92,6 +94,7 @@ __all__ = [
     "UsageLedger",
     "UsageRecord",
     "UserBudget",
+    "UsageStoreWarning",
     "UserIdError",
     "UserIdPolicy",
     "current_attribution",

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
+from openrouter_attribution.keywords import checked_keywords
+
 __all__ = [
     "LAYERS",
     "Attribution",
@@ -108,6 +110,7 @@ def current_attribution() -> Attribution:
     return _CONTEXT.get()
 
 
+@checked_keywords
 class user_context:  # noqa: N801 - used like a function, as `with user_context(...)`
     """Attribute every model call made inside the block to an end-user.
 

@@ -43,10 +43,9 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from importlib import metadata
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn, cast
 
-from openrouter_attribution import cli_billing
+from openrouter_attribution import __version__, cli_billing
 from openrouter_attribution.errors import AuthenticationError, ConfigurationError
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.ledger import open_store
@@ -78,44 +77,78 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="openrouter-attribution", description="Per-user usage of OpenRouter models.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser = _Parser(prog="openrouter-attribution", description="Per-user usage of OpenRouter models.",
+                     epilog="Each command's --help has a description and examples.")  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    report = sub.add_parser("report", help="usage and cost totals from a ledger")
+    report = add_command(
+        sub, "report", "usage and cost totals from a ledger",
+        "Requests, tokens and cost of a ledger's records, grouped by user, model, UTC day, session, provider or "
+        "kind.\nCost is the billed cost where a record is reconciled, the reported one elsewhere.",
+        ["report --db usage.db", "report --db usage.db --by model --since 2026-12-01 --format csv",
+         "report --db postgresql://app:pw@db:5432/usage --by user --top 20 --format json"],
+    )  # fmt: skip
     _add_filters(report)
     report.add_argument("--by", choices=TOTALS_BY, default="user", help="group key (default: user)")
-    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="table (default) for reading, csv for spreadsheets, json for programs")  # fmt: skip
     report.add_argument(
         "--top", type=cli_billing.positive_number, metavar="N", help="only the N groups with the highest cost"
     )
 
-    exp = sub.add_parser("export", help="every matching record as CSV or JSON Lines")
+    exp = add_command(
+        sub, "export", "every matching record as CSV or JSON Lines",
+        "Every record of a ledger, one row or line each: time as ISO 8601 UTC, cost as exact decimal digits.",
+        ["export --db usage.db -o usage.csv", "export --db usage.db --user app_42 --since 2026-12-01 --format jsonl"],
+    )  # fmt: skip
     _add_filters(exp)
-    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
     exp.add_argument("--output", "-o", default="-", metavar="FILE", help="output file (default: stdout)")
 
-    prune = sub.add_parser("prune", help="delete the records older than a date")
+    prune = add_command(
+        sub, "prune", "delete the records older than a date",
+        "Delete the records older than --before; --dry-run only counts them.",
+        ["prune --db usage.db --before 2026-01-01 --dry-run", "prune --db usage.db --before 2026-01-01"],
+    )  # fmt: skip
     _add_db(prune)
     prune.add_argument("--before", required=True, metavar="TIME",
                        help="records older than this go: ISO date/datetime (UTC) or epoch seconds")  # fmt: skip
     prune.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 
-    migrate = sub.add_parser("migrate", help="bring a ledger's schema up to date")
+    migrate = add_command(
+        sub, "migrate", "bring a ledger's schema up to date",
+        "Bring a ledger's schema up to this release's version (a ledger also migrates when an app opens it).",
+        ["migrate --db usage.db", "migrate --db postgresql://app:pw@db:5432/usage"],
+    )  # fmt: skip
     _add_db(migrate)
 
-    cli_billing.add_parsers(sub, _add_db)
+    cli_billing.add_parsers(sub, _add_db, add_command)
 
-    fake = sub.add_parser(
-        "fake-server", help="run a local OpenRouter-compatible server until Ctrl-C; logs one line per request"
-    )
+    fake = add_command(
+        sub, "fake-server", "run a local OpenRouter-compatible server until Ctrl-C; logs one line per request",
+        "A local OpenRouter-compatible server for development and tests: chat completions, embeddings, "
+        "generations\nand models, validated as strictly as OpenRouter. Prints its base_url and api_key.",
+        ["fake-server", "fake-server --port 8080 --api-key sk-or-dev"],
+    )  # fmt: skip
     fake.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default 0: any free port)")
-    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")  # fmt: skip
     fake.add_argument("--api-key", help="the key clients must send (default: the server's own)")
 
     # The demo owns its options (--live, --help): main() passes every argument after "demo" through.
-    sub.add_parser("demo", help="run the demo (options are passed to it, e.g. --live)", add_help=False)
+    sub.add_parser("demo", help="run the demo on a local server (--live: on OpenRouter; see demo --help)",
+                   add_help=False)  # fmt: skip
     return parser
+
+
+def add_command(sub: Any, name: str, summary: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` shows ``description`` and ``examples`` (without the program name)."""
+    lines = "\n".join(f"  openrouter-attribution {example}" for example in examples)
+    return cast(argparse.ArgumentParser, sub.add_parser(
+        name, help=summary, description=description, epilog=f"examples:\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ))  # fmt: skip
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -137,13 +170,6 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be from 0 to 65535 (0: any free port), got {value}")
     return value
-
-
-def _version() -> str:
-    try:
-        return metadata.version("openrouter-attribution")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _open_store(location: str) -> UsageStore:

@@ -69,17 +69,29 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_parsers(sub: Any, add_db: AddDb) -> None:
-    """Add ``budget`` and ``reconcile`` to the subcommand parsers."""
-    budget = sub.add_parser("budget", help="one user's budget window: spend, reservations, limit, reset")
+def add_parsers(sub: Any, add_db: AddDb, add_command: Callable[..., argparse.ArgumentParser]) -> None:
+    """Add ``budget`` and ``reconcile`` to the subcommand parsers (``add_command`` as in ``cli``)."""
+    budget = add_command(
+        sub, "budget", "one user's budget window: spend, reservations, limit, reset",
+        "One end-user's current budget window: what was spent, what calls in flight reserved, the limit and "
+        "when\nthe window resets (UTC).",
+        ["budget --db usage.db --user app_42 --max-cost 5 --period month",
+         "budget --db usage.db --user app_42 --max-requests 100 --format json"],
+    )  # fmt: skip
     add_db(budget)
     budget.add_argument("--user", required=True, help="the end-user id as sent (after any id policy)")
     budget.add_argument("--max-cost", type=_usd, metavar="USD", help="the cost limit of the window")
     budget.add_argument("--max-requests", type=_count, metavar="N", help="the request limit of the window")
-    budget.add_argument("--period", choices=("day", "week", "month", "total"), default="day")
-    budget.add_argument("--format", choices=("table", "json"), default="table")
+    budget.add_argument("--period", choices=("day", "week", "month", "total"), default="day",
+                        help="the window: UTC day (default), week from Monday, month, or all time")  # fmt: skip
+    budget.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
 
-    rec = sub.add_parser("reconcile", help="fetch OpenRouter's billed cost of every unreconciled record")
+    rec = add_command(
+        sub, "reconcile", "fetch OpenRouter's billed cost of every unreconciled record",
+        "Ask OpenRouter (GET /generation) for the billed cost of every record not yet reconciled, and store it\n"
+        "beside the reported cost. Needs OPENROUTER_API_KEY.",
+        ["reconcile --db usage.db", "reconcile --db usage.db --since 2026-12-01 --concurrency 4"],
+    )  # fmt: skip
     add_db(rec)
     rec.add_argument("--since", metavar="TIME", help="only records from this time: ISO date/datetime or epoch")
     rec.add_argument("--base-url", metavar="URL", help="API base URL (default: $OPENROUTER_BASE_URL or OpenRouter)")

@@ -33,7 +33,12 @@ from openrouter_attribution.wire.embeddings import (
     check_same_dimensions,
     parse_embeddings,
 )
-from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
+from openrouter_attribution.wire.request import (
+    build_attribution_fields,
+    build_body,
+    check_parameter_ranges,
+    check_request_fields,
+)
 from openrouter_attribution.wire.response import Completion, parse_completion
 from openrouter_attribution.wire.stream import StreamMeta
 
@@ -175,7 +180,8 @@ class Invoker:
         OpenRouter request field and stays in ``kwargs`` as a per-call override.
 
         Raises:
-            ConfigurationError: a keyword OpenRouter does not document (before any I/O).
+            ConfigurationError: a keyword OpenRouter does not document, or a value outside its documented
+                range (before any I/O).
         """
         explicit = None
         if any(name in kwargs for name in ATTRIBUTION_KWARGS):
@@ -188,6 +194,7 @@ class Invoker:
         kwargs.pop("stream", None)
         if kwargs:
             check_request_fields(kwargs, where=where)
+            check_parameter_ranges(kwargs, where=where)
         return explicit
 
     def prepare(

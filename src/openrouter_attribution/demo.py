@@ -1,11 +1,13 @@
 """The main job in one run: a LangChain chain and an agent serving two end-users.
 
 ``make demo`` (or ``openrouter-attribution demo``) runs it against the embedded
-local OpenRouter-compatible server, or against OpenRouter itself when
-``OPENROUTER_API_KEY`` is set. For every request it prints the end-user that
-was sent, then the per-user usage recorded in a ledger. Each run starts a fresh
-ledger (``--append`` keeps the previous runs' records), so the totals it prints
-are those of the requests it printed.
+local OpenRouter-compatible server: nothing leaves the machine and nothing is
+spent, whatever the environment holds. ``--live`` runs it against OpenRouter
+itself with ``OPENROUTER_API_KEY`` (it says so first: that spends credits).
+For every request it prints the end-user that was sent, then the per-user usage
+recorded in a ledger. Each run starts a fresh ledger (``--append`` keeps the
+previous runs' records), so the totals it prints are those of the requests it
+printed.
 """
 
 from __future__ import annotations
@@ -16,10 +18,25 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
+
+DESCRIPTION = """\
+A LangChain chain and an agent serving two end-users, with every request's user and cost printed
+and the per-user totals read back from a usage ledger.
+
+Runs against a local OpenRouter-compatible server on 127.0.0.1: nothing leaves the machine and
+nothing is spent, even with OPENROUTER_API_KEY set. --live calls OpenRouter itself with that key
+(a few requests to openai/gpt-4o-mini: well under a cent)."""
+
+EXAMPLES = """\
+examples:
+  openrouter-attribution demo                      # local server, fresh ledger demo-usage.db
+  openrouter-attribution demo --ledger /tmp/u.db --append
+  OPENROUTER_API_KEY=sk-or-... openrouter-attribution demo --live"""
 
 USERS = ("app_alice", "app_bob")
 LIVE_MODEL = "openai/gpt-4o-mini"
@@ -39,10 +56,18 @@ def _printer() -> Any:
                     sent = meta.get("attribution", {})
                     print(
                         f"  request {meta.get('generation_id')}: user={sent.get('user')} "
-                        f"session={sent.get('session_id')} model={meta.get('model_name')} cost={meta.get('cost')}"
+                        f"session={sent.get('session_id')} model={meta.get('model_name')} "
+                        f"cost={dollars(meta.get('cost'))}"
                     )
 
     return PrintAttribution()
+
+
+def dollars(cost: Decimal | float | None) -> str:
+    """A cost in US dollars with 8 decimals (``$0.00000945``), the same way per request and in totals."""
+    if cost is None:
+        return "unknown"
+    return f"${Decimal(str(cost)):.8f}"
 
 
 @contextlib.contextmanager
@@ -60,7 +85,9 @@ def _endpoint(live: bool) -> Iterator[tuple[str, str, str]]:
 
 
 def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
+    from langchain_core.messages import HumanMessage
     from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableConfig
     from langchain_core.tools import tool
 
     from openrouter_attribution import UsageLedger, user_context
@@ -69,7 +96,9 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
     try:
         from langchain.agents import create_agent
     except ImportError as err:  # pragma: no cover - the [dev] extra installs it
-        raise SystemExit("The demo's agent needs the `langchain` package: pip install langchain") from err
+        raise SystemExit(
+            'The demo\'s agent needs the `langchain` package: pip install "openrouter-attribution[agents]"'
+        ) from err
 
     ledger = UsageLedger(ledger_path)
     # require_user=True: a call that found no end-user would fail here instead of going out unattributed.
@@ -96,15 +125,15 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
         print(f"== {user}: an agent with a tool, user set once with user_context()")
         with user_context(user, session_id=f"{user}-support"):
             result = agent.invoke(
-                {"messages": [("human", "Where is my order 1234? Use order_status.")]},
-                config={"callbacks": [printer]},
+                {"messages": [HumanMessage("Where is my order 1234? Use order_status.")]},
+                config=RunnableConfig(callbacks=[printer]),
             )
         print(f"  answer: {result['messages'][-1].content[:70]}")
 
     print("\n== usage per end-user (from the ledger)")
     for row in ledger.totals(by="user"):
         print(f"  {row.key}: {row.requests} requests, {row.prompt_tokens}+{row.completion_tokens} tokens, "
-              f"cost {row.cost}")  # fmt: skip
+              f"cost {dollars(row.cost)}")  # fmt: skip
     ledger.close()
     print(f"\nLedger written to {ledger_path}. Next, per-user totals from the shell:")
     for command in _report_commands(ledger_path):
@@ -140,18 +169,23 @@ def _fresh_ledger(path: str, append: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="openrouter-attribution demo", description=__doc__)
-    parser.add_argument("--live", action="store_true", help="use OpenRouter itself (needs OPENROUTER_API_KEY)")
+    parser = argparse.ArgumentParser(prog="openrouter-attribution demo", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--live", action="store_true",
+                        help="call OpenRouter itself with OPENROUTER_API_KEY (spends credits)")  # fmt: skip
     parser.add_argument("--ledger", default=DEFAULT_LEDGER, help="SQLite usage ledger to write (default: %(default)s)")
     parser.add_argument("--append", action="store_true", help="keep the ledger's earlier records (default: fresh)")
     args = parser.parse_args(argv)
-    live = args.live or bool(os.environ.get("OPENROUTER_API_KEY"))
-    if args.live and not os.environ.get("OPENROUTER_API_KEY"):
-        print("error: --live needs OPENROUTER_API_KEY", file=sys.stderr)
+    live = args.live
+    if live and not os.environ.get("OPENROUTER_API_KEY"):
+        print("error: --live needs OPENROUTER_API_KEY (an OpenRouter API key) in the environment", file=sys.stderr)
         return 2
     with _endpoint(live) as (base_url, api_key, model):
-        where = "OpenRouter" if live else f"the local OpenRouter-compatible server at {base_url}"
-        print(f"Model {model} on {where}")
+        if live:
+            print(f"--live: calling OpenRouter at {base_url} with OPENROUTER_API_KEY; this spends credits.")
+        else:
+            print(f"Model {model} on the local OpenRouter-compatible server at {base_url} (nothing is spent; "
+                  "--live calls OpenRouter).")  # fmt: skip
         print(_fresh_ledger(args.ledger, args.append))
         _run(base_url, api_key, model, args.ledger)
     return 0

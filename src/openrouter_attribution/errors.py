@@ -273,3 +273,13 @@ class MissingUserWarning(UserWarning):
     allow unattributed calls, or ``require_user=True`` to refuse them; ``warnings.filterwarnings``
     works as usual (``"error"`` turns it into an exception, ``"ignore"`` silences it).
     """
+
+
+class UsageStoreWarning(UserWarning):
+    """A usage ledger's store could not be reached when the ledger was created.
+
+    Issued once, by :class:`~openrouter_attribution.UsageLedger`, for a PostgreSQL ledger whose server
+    does not answer (a wrong host, port, password or database). Calls go on: their records wait in the
+    journal and the spool and are committed once the store answers. The message never holds the password.
+    """
+

@@ -28,6 +28,7 @@ from openrouter_attribution.id_rules import (
     utf16_length,
     validate_user_id,
 )
+from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.pii import detect_personal_data
 from openrouter_attribution.pseudonyms import TOKEN_LENGTH, Secret, find_secret, load_secret
 
@@ -58,6 +59,7 @@ class SentId(str):
     __slots__ = ()
 
 
+@checked_keywords
 class UserIdPolicy:
     """How end-user ids (and session ids and metadata values) are turned into what OpenRouter receives.
 

@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_serializer
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.errors import ConfigurationError, UserIdError
+from openrouter_attribution.keywords import unknown_keywords_error
+from openrouter_attribution.wire.request import check_parameter_ranges
 
 if TYPE_CHECKING:
     from openrouter_attribution.transport import ConnectionSettings
@@ -151,6 +153,27 @@ class ClientOptions(BaseModel):
         if args is not None:
             self._invoker = self._build_invoker(*args)
 
+    @classmethod
+    def _check_keywords(cls, data: Mapping[str, Any]) -> None:
+        """Refuse a constructor keyword that is not a field (a misspelled option would be dropped).
+
+        Args:
+            data: The constructor's keywords (the framework's spellings of a field already mapped).
+
+        Raises:
+            ConfigurationError: naming each unknown keyword and the closest field, before anything is
+                built or sent.
+        """
+        fields = cls.model_fields
+        known = set(fields).union(f.alias for f in fields.values() if f.alias)
+        unknown = [name for name in data if name not in known]
+        if not unknown:
+            return
+        raise unknown_keywords_error(
+            cls.__name__, unknown, known,
+            hint="; request fields OpenRouter accepts but this library does not know yet go through extra_body={...}",
+        )
+
     def _body_params(self) -> dict[str, Any]:
         """Fields sent as they are in every request body (subclasses add theirs)."""
         return {"model": self.model}
@@ -213,6 +236,8 @@ class ClientOptions(BaseModel):
         from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 
         connection = self._connection_settings()
+        params = self._body_params()
+        check_parameter_ranges(params, where="set on the model")
         if self.user_policy is not None and not hasattr(self.user_policy, "apply"):
             raise ConfigurationError("user_policy must be a UserIdPolicy.")
         if self.ledger is not None and not hasattr(self.ledger, "record"):
@@ -238,7 +263,7 @@ class ClientOptions(BaseModel):
             budget = BudgetGuard(self.budget, self.ledger)
         return Invoker(
             connection=connection,
-            params=self._body_params(),
+            params=params,
             extra_body=self.extra_body,
             default=default,
             policy=self.user_policy,

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from openrouter_attribution.attribution import Attribution, propagate, user_context
 from openrouter_attribution.errors import AttributionError, ConfigurationError
 from openrouter_attribution.identity import validate_user_id
+from openrouter_attribution.keywords import checked_keywords
 
 __all__ = [
     "PropagatingExecutor",
@@ -116,6 +117,7 @@ def request_header(request: Mapping[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@checked_keywords
 class UserContextMiddleware:
     """ASGI middleware: every HTTP or WebSocket request runs inside ``user_context(identify(scope))``.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,7 @@ from openrouter_attribution.usage.budget import window
 
 
 def utc(*args: int) -> float:
-    return datetime(*args, tzinfo=timezone.utc).timestamp()
+    return datetime(*args, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_windows_are_utc_like_openrouter_key_limits(period, now, start, reset):
 def test_a_window_holds_now_and_starts_on_a_boundary(now, period):
     start, reset = window(period, now)
     assert start <= now < reset
-    begin = datetime.fromtimestamp(start, tz=timezone.utc)
+    begin = datetime.fromtimestamp(start, tz=UTC)
     assert (begin.hour, begin.minute, begin.second) == (0, 0, 0)
     if period == "week":
         assert begin.weekday() == 0
@@ -101,7 +101,7 @@ def test_per_user_limits_from_a_mapping_or_a_callable():
 
 
 def test_the_error_carries_the_window_and_survives_pickling():
-    resets = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    resets = datetime(2026, 1, 2, tzinfo=UTC)
     err = BudgetExceededError("over", user="app_1", limit=Decimal(1), spent=Decimal("0.9"), reserved=Decimal("0.05"),
                               requested=Decimal("0.1"), kind="cost", period="day", resets_at=resets)  # fmt: skip
     assert isinstance(err, OpenRouterError)

@@ -325,3 +325,45 @@ def test_a_dsn_password_never_appears_in_output(capsys, caplog, command):
     code, out, err = run(capsys, command[0], "--db", "mysql://app:hunter2-s3cret@db/usage", *command[1:])
     assert (code, "hunter2" in out + err) == (2, False)
     assert "Unsupported ledger location" in err
+
+
+SUBCOMMANDS = ["report", "export", "prune", "migrate", "budget", "reconcile", "fake-server"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_each_subcommand_help_has_a_description_and_examples(capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    usage, description = out.split("\n\n")[:2]
+    assert usage.startswith(f"usage: openrouter-attribution {command}")
+    assert len(description) > 40 and not description.startswith("options:")
+    examples = out.split("examples:\n", 1)[1].splitlines()
+    assert examples and all(line.startswith(f"  openrouter-attribution {command}") for line in examples)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_option_is_documented(command):
+    (commands,) = [action for action in cli._build_parser()._actions if action.dest == "command"]
+    undocumented = [action.dest for action in commands.choices[command]._actions if not action.help]
+    assert undocumented == []
+
+
+def test_demo_help_is_plain_text_with_examples():
+    demo = subprocess.run(
+        [sys.executable, "-m", "openrouter_attribution.cli", "demo", "--help"], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert demo.returncode == 0
+    assert "``" not in demo.stdout and ":class:" not in demo.stdout
+    assert "nothing is spent, even with OPENROUTER_API_KEY set" in demo.stdout
+    assert "examples:\n  openrouter-attribution demo" in demo.stdout
+
+
+def test_version_is_the_package_version(capsys):
+    from openrouter_attribution import __version__
+
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out == f"openrouter-attribution {__version__}\n"

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.errors import ConfigurationError, UsageStoreWarning
 from openrouter_attribution.usage import (
     MemoryUsageStore,
     SQLiteUsageStore,
@@ -153,8 +153,15 @@ def test_a_location_that_is_no_ledger_raises_without_its_password(location, tmp_
 def test_a_postgres_dsn_is_not_taken_for_a_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    ledger = UsageLedger("postgresql://app:s3cret@127.0.0.1:1/usage", commit_timeout=0.05, retry_interval=60)
+    with pytest.warns(UsageStoreWarning) as warned:
+        ledger = UsageLedger("postgresql://app:s3cret@127.0.0.1:1/usage", commit_timeout=0.05, retry_interval=60)
     try:
+        # Said once, at creation, pointing at the line that created the ledger, without the password.
+        (warning,) = warned
+        assert warning.filename == __file__
+        assert str(warning.message).startswith("cannot connect to the ledger postgresql://app:***@127.0.0.1:1/usage")
+        assert "calls go on" in str(warning.message) and "s3cret" not in str(warning.message)
+        ledger.record(UsageRecord(user="app_1"))  # calls never fail: the record waits in the journal
         assert ledger.path == "postgresql://app:***@127.0.0.1:1/usage"
         assert "s3cret" not in repr(ledger)
         assert not (tmp_path / "postgresql:").exists()

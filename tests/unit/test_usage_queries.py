@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,7 @@ from openrouter_attribution.usage import (
 )
 from openrouter_attribution.usage.storage import aggregate_records
 
-T0 = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 DAY = 86_400.0
 
 KNOWN = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 import jsonschema
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from openrouter_attribution.testing.schema_values import Hints, generate_value
 
 
-class Color(str, Enum):
+class Color(StrEnum):
     RED = "red"
     BLUE = "blue"
 

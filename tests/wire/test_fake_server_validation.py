@@ -129,6 +129,18 @@ INVALID = [
     pytest.param({"messages": USER, "max_tokens": "5"}, "'max_tokens'", id="max-tokens-string"),
     pytest.param({"messages": USER, "temperature": "hot"}, "'temperature'", id="temperature-string"),
     pytest.param({"messages": USER, "stream": "yes"}, "'stream'", id="stream-string"),
+    # OpenRouter's documented ranges (https://openrouter.ai/docs/api-reference/parameters).
+    pytest.param({"messages": USER, "temperature": 7}, "'temperature': must be between 0 and 2", id="temp-7"),
+    pytest.param({"messages": USER, "temperature": -0.1}, "'temperature'", id="temp-negative"),
+    pytest.param({"messages": USER, "top_p": 1.5}, "'top_p': must be between 0 and 1", id="top-p"),
+    pytest.param({"messages": USER, "top_k": -1}, "'top_k': must be at least 0", id="top-k"),
+    pytest.param({"messages": USER, "frequency_penalty": -2.5}, "'frequency_penalty'", id="freq-penalty"),
+    pytest.param({"messages": USER, "presence_penalty": 3}, "'presence_penalty'", id="presence-penalty"),
+    pytest.param({"messages": USER, "repetition_penalty": 2.5}, "'repetition_penalty'", id="rep-penalty"),
+    pytest.param({"messages": USER, "min_p": 1.1}, "'min_p'", id="min-p"),
+    pytest.param({"messages": USER, "top_a": -0.5}, "'top_a'", id="top-a"),
+    pytest.param({"messages": USER, "max_tokens": 0}, "'max_tokens': must be at least 1", id="max-tokens-0"),
+    pytest.param({"messages": USER, "top_logprobs": 21}, "'top_logprobs'", id="top-logprobs-21"),
     pytest.param({"messages": USER, "tool_choice": "any"}, "'tool_choice'", id="tool-choice-any"),
     pytest.param({"messages": USER, "reasoning": {"effort": "extreme"}}, "'reasoning.effort'", id="effort"),
     pytest.param(

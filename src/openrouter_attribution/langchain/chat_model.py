@@ -66,8 +66,11 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     session_id_key: str = "session_id"
     """Key looked up in ``config["configurable"]``, ``config["metadata"]`` and the LangGraph runtime
     context (attribute or key) for the session."""
+    streaming: bool = False
+    """Whether ``invoke`` streams the answer (callbacks see each token; the result is the same message)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        self._check_keywords(kwargs)  # a misspelled option raises instead of vanishing
         super().__init__(**kwargs)
         # Built here, not in a validator, so configuration errors surface as ConfigurationError.
         self._invoker = self._build_invoker("langchain")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import sys
 import threading
 from collections.abc import AsyncGenerator, Generator
 from typing import Any
@@ -105,20 +104,17 @@ def bind_stream_to_context(response: Any, ctx: contextvars.Context | None = None
     """Make a LlamaIndex ``StreamingResponse`` / ``AsyncStreamingResponse`` read in ``ctx``.
 
     ``ctx`` defaults to a copy of the current context. Already bound or finished streams are left
-    alone. Async streams are bound on Python 3.11+ only (``asyncio`` tasks take a ``context``
-    from 3.11 on); on 3.10 read them inside the ``user_context`` block.
+    alone.
     """
     gen = getattr(response, "response_gen", None)
     if gen is None or getattr(response, "response_txt", None) is not None:
         return
     if isinstance(response, StreamingResponse) and inspect.isgenerator(gen) and gen.gi_code is not _BOUND_CODE:
         response.response_gen = _bound_gen(gen, ctx or contextvars.copy_context())
-    elif (isinstance(response, AsyncStreamingResponse) and inspect.isasyncgen(gen) and _TASK_CONTEXT
-          and gen.ag_code is not _ABOUND_CODE):  # fmt: skip
+    elif isinstance(response, AsyncStreamingResponse) and inspect.isasyncgen(gen) and gen.ag_code is not _ABOUND_CODE:
         response.response_gen = _bound_agen(gen, ctx or contextvars.copy_context())
 
 
-_TASK_CONTEXT = sys.version_info >= (3, 11)
 _BOUND_CODE = _bound_gen.__code__
 _ABOUND_CODE = _bound_agen.__code__
 

@@ -102,6 +102,7 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
             if data.get("base_url", api_base) != api_base:
                 raise ConfigurationError("Pass either api_base or base_url (they are the same setting), not both.")
             data["base_url"] = api_base
+        self._check_keywords(data)  # a misspelled option raises instead of vanishing
         super().__init__(**data)
         self._invoker = self._build_invoker("llama_index")
         install_stream_binder()

@@ -32,7 +32,7 @@ import sys
 import uuid
 from array import array
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from openrouter_attribution.testing.catalog import (
@@ -300,7 +300,7 @@ def build_embeddings_generation(
         "user": user,
         "external_user": user,
         "session_id": session_id,
-        "created_at": datetime.fromtimestamp(created, tz=timezone.utc).isoformat(),
+        "created_at": datetime.fromtimestamp(created, tz=UTC).isoformat(),
         "streamed": False,
         "cancelled": False,
         "finish_reason": None,

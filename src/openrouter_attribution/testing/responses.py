@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -359,7 +359,7 @@ def build_generation(
         "user": user,
         "external_user": user,
         "session_id": session_id,
-        "created_at": datetime.fromtimestamp(envelope.created, tz=timezone.utc).isoformat(),
+        "created_at": datetime.fromtimestamp(envelope.created, tz=UTC).isoformat(),
         "streamed": streamed,
         "cancelled": failed,
         "finish_reason": finish,

@@ -30,7 +30,11 @@ What is checked, in this order:
    and ``reasoning.enabled`` booleans; ``route`` a string and ``transforms`` a
    list of strings; every ``function`` tool has a ``name`` (letters, digits,
    ``_``, ``-``, at most 64) and object ``parameters``; a named ``tool_choice``
-   names one of the ``tools``.
+   names one of the ``tools``; the sampling parameters within OpenRouter's
+   documented ranges (``temperature`` 0 to 2, ``top_p``, ``min_p`` and ``top_a``
+   0 to 1, ``frequency_penalty`` and ``presence_penalty`` -2 to 2,
+   ``repetition_penalty`` 0 to 2, ``top_k`` 0 or more, ``max_tokens`` and
+   ``max_completion_tokens`` 1 or more, ``top_logprobs`` 0 to 20).
 3. **The model ids**, for every endpoint (:func:`unknown_model_ids`, called by the
    server before any route): each id in ``model`` and ``models`` must be in the
    server's catalog (see :mod:`~openrouter_attribution.testing.catalog`) or a
@@ -61,6 +65,12 @@ MAX_ID_LENGTH = 256
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+# https://openrouter.ai/docs/api-reference/parameters: (lowest, highest), inclusive, None for no bound.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0, 2), "top_p": (0, 1), "top_k": (0, None), "min_p": (0, 1), "top_a": (0, 1),
+    "frequency_penalty": (-2, 2), "presence_penalty": (-2, 2), "repetition_penalty": (0, 2),
+    "max_tokens": (1, None), "max_completion_tokens": (1, None), "top_logprobs": (0, 20),
+}  # fmt: skip
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FAULT_MODEL_PREFIX = "fake/fault-"  # see testing.faults (not imported: faults imports the catalog)
 
@@ -92,6 +102,7 @@ def validate_chat_request(body: Any) -> None:
         raise RequestValidationError("", "Request body must be a JSON object")
     _validate_with_sdk(body)
     _check_limits(body)
+    _check_ranges(body)
     _check_models_list(body)
     _check_reasoning(body)
     _check_tools(body)
@@ -216,6 +227,16 @@ def _check_limits(body: dict[str, Any]) -> None:
             raise RequestValidationError(
                 f"metadata.{key}", f"'metadata.{key}' must be at most {MAX_METADATA_VALUE} characters"
             )
+
+
+def _check_ranges(body: dict[str, Any]) -> None:
+    for name, (low, high) in RANGES.items():
+        value = body.get(name)
+        if isinstance(value, (int, float)) and not (
+            (low is None or value >= low) and (high is None or value <= high)
+        ):
+            accepted = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise RequestValidationError(name, f"Invalid value for '{name}': must be {accepted} (got {value})")
 
 
 def _check_models_list(body: dict[str, Any]) -> None:

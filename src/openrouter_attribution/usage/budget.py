@@ -34,11 +34,12 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.usage.records import parse_cost
 
 __all__ = [
@@ -65,7 +66,7 @@ DEFAULT_FALLBACK_RESERVE = Decimal("0.01")
 DEFAULT_RESERVATION_TTL = 900.0
 DEFAULT_LEASE = 32
 DEFAULT_MAX_LEASE = 1000
-_UTC = timezone.utc
+_UTC = UTC
 
 
 def window(period: str, now: float) -> tuple[float, float | None]:
@@ -110,6 +111,7 @@ def _amount(name: str, value: object) -> Decimal | None:
 Limits = Mapping[str, "UserBudget"] | Callable[[str], "UserBudget | None"]
 
 
+@checked_keywords
 @dataclass(frozen=True, kw_only=True)
 class UserBudget:
     """How much each end-user may spend and request per window, enforced before each request.

@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -48,7 +48,7 @@ __all__ = ["LEASE_AGE", "LEASE_IDLE", "BudgetGuard", "Estimate", "Hold", "Lease"
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
-_UTC = timezone.utc
+_UTC = UTC
 LEASE_IDLE = 1.0
 """Seconds without a draw after which a lease is released."""
 LEASE_AGE = 60.0

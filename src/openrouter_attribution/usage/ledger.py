@@ -23,11 +23,13 @@ import functools
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from openrouter_attribution.errors import ConfigurationError
+from openrouter_attribution.errors import ConfigurationError, UsageStoreWarning
+from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.journal import Journal
 from openrouter_attribution.usage.location import parse_location
@@ -90,6 +92,16 @@ def default_spool_folder(location: str | os.PathLike[str]) -> str | None:
     return os.path.join(state, "openrouter-attribution", "spool", digest)
 
 
+def _unreachable(store: Any) -> str | None:
+    """Connect now; what to warn about when the store does not answer (``None``: it answered)."""
+    try:
+        store.open()
+    except UsageStoreError as err:
+        return f"{err} (calls go on: their records wait in the journal and the spool until the store answers)"
+    return None
+
+
+@checked_keywords
 class UsageLedger:
     """A thread-safe ledger of model calls per end-user, durable by default.
 
@@ -188,6 +200,9 @@ class UsageLedger:
                               spool=self._spool, journal=self._journal, commit_interval=commit_interval)  # fmt: skip
         if self._open_error is not None:
             self._writer.fail("open", self._open_error, dropped=0)
+        elif self._owns_store and where.backend == "postgres" and (problem := _unreachable(store)):
+            # Said once, at once (not in a log line at exit); stacklevel: the line that created the ledger.
+            warnings.warn(problem, UsageStoreWarning, stacklevel=3)
         self._buffer = None if self._durable else self._writer.queue
         """Buffered and open: the writer's queue, which :meth:`record` appends to without a lock."""
         self._room = self._writer.room

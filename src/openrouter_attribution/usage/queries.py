@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from openrouter_attribution.usage.records import (
     TOTALS_BY,
@@ -45,9 +45,9 @@ def _epoch(value: datetime | date | str | float | int) -> float:
             raise UsageQueryError(f"a time filter must be finite, got {value!r}")
         return float(value)
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
     if isinstance(value, str):
         return _parse_time_text(value)
     raise UsageQueryError(
@@ -66,8 +66,8 @@ def _parse_time_text(text: str) -> float:
     try:
         if len(text) == 10:
             return _epoch(date.fromisoformat(text))
-        # Python 3.10's fromisoformat does not accept a trailing "Z".
-        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+        # fromisoformat takes "Z" but not a lowercase "z".
+        iso = text[:-1] + "+00:00" if text.endswith("z") else text
         return _epoch(datetime.fromisoformat(iso))
     except ValueError as err:
         raise UsageQueryError(

@@ -18,8 +18,8 @@ import time as _time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from datetime import datetime as _datetime
-from datetime import timezone as _timezone
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -93,7 +93,7 @@ def parse_cost(value: object) -> Decimal | None:
 
 def format_time(epoch: float) -> str:
     """ISO 8601 UTC with microseconds and a ``Z``: ``1764623630.123456`` -> ``"2025-12-01T21:13:50.123456Z"``."""
-    return _datetime.fromtimestamp(epoch, tz=_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_record_time(value: object) -> float:
@@ -106,7 +106,7 @@ def parse_record_time(value: object) -> float:
             pass
         iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
         moment = _datetime.fromisoformat(iso)
-        return (moment if moment.tzinfo else moment.replace(tzinfo=_timezone.utc)).timestamp()
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     raise ValueError(f"time must be epoch seconds or an ISO 8601 string, not {type(value).__name__}")

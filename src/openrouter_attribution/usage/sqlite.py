@@ -123,7 +123,7 @@ def _insert_statement(values: list[object], at: int, rows: int, width: int) -> t
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:
-    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
+    code = getattr(err, "sqlite_errorcode", None)  # None for an error not raised by SQLite itself
     if code is not None:
         return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
     return "locked" in str(err) or "busy" in str(err)

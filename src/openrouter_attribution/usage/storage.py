@@ -14,7 +14,7 @@ import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -87,7 +87,7 @@ def group_key(record: UsageRecord, by: TotalsBy | None) -> str | None:
         return record.model_used if record.model_used is not None else record.model_requested
     if by == "day":
         # floor first: fromtimestamp rounds to microseconds and could carry 23:59:59.9999999 into tomorrow.
-        return datetime.fromtimestamp(math.floor(record.time), tz=timezone.utc).strftime("%Y-%m-%d")
+        return datetime.fromtimestamp(math.floor(record.time), tz=UTC).strftime("%Y-%m-%d")
     if by == "session":
         return record.session_id
     if by == "provider":

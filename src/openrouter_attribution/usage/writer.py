@@ -57,7 +57,7 @@ SCAN_INTERVAL = 5.0
 
 def _error_kind(err: BaseException) -> str:
     if isinstance(err, sqlite3.Error):
-        # Python 3.11+ names the SQLite result code (SQLITE_FULL, SQLITE_BUSY, SQLITE_READONLY, ...).
+        # The SQLite result code by name (SQLITE_FULL, SQLITE_BUSY, SQLITE_READONLY, ...).
         return str(getattr(err, "sqlite_errorname", None) or type(err).__name__)
     if isinstance(err, OSError) and err.errno is not None:
         return type(err).__name__ + f"[errno {err.errno}]"

@@ -22,6 +22,7 @@ __all__ = [
     "REQUEST_FIELDS",
     "build_attribution_fields",
     "build_body",
+    "check_parameter_ranges",
     "check_request_fields",
 ]
 
@@ -41,6 +42,33 @@ REQUEST_FIELDS = frozenset(
         "usage", "user", "session_id", "trace", "metadata", "modalities", "verbosity", "debug",
     }
 )  # fmt: skip
+
+
+# OpenRouter's documented ranges (https://openrouter.ai/docs/api-reference/parameters): (lowest, highest),
+# both inclusive, None for no bound.
+PARAMETER_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0, 2), "top_p": (0, 1), "top_k": (0, None), "min_p": (0, 1), "top_a": (0, 1),
+    "frequency_penalty": (-2, 2), "presence_penalty": (-2, 2), "repetition_penalty": (0, 2),
+    "max_tokens": (1, None), "max_completion_tokens": (1, None), "top_logprobs": (0, 20),
+}  # fmt: skip
+
+
+def check_parameter_ranges(params: Mapping[str, Any], *, where: str) -> None:
+    """Raise :class:`ConfigurationError` for a sampling parameter outside OpenRouter's documented range.
+
+    Args:
+        params: Request fields by name (``None`` values are not sent, so not checked).
+        where: Where they were set, for the message (e.g. ``"set on the model"``).
+    """
+    for name, (low, high) in PARAMETER_RANGES.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigurationError(f"{name} must be a number ({where}), got {type(value).__name__}.")
+        if (low is not None and value < low) or (high is not None and value > high):
+            accepted = f"{low} to {high}" if high is not None else f"{low} or more"
+            raise ConfigurationError(f"{name}={value!r} ({where}) is out of range: OpenRouter accepts {accepted}.")
 
 
 def check_request_fields(params: Mapping[str, Any], *, where: str) -> None:
