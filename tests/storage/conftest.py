@@ -88,11 +88,16 @@ class Backend:
         return [row[0] for row in self.rows(f"SELECT record_id FROM {table}")]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """Each backend in turn, empty."""
-    if request.param == "sqlite":
+def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """An empty backend of ``name`` (one of ``BACKENDS``), for fixtures that add cases of their own."""
+    if name == "sqlite":
         return Backend("sqlite", str(tmp_path / "usage.db"), tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     dsn = server.create_database(f"t{os.getpid()}_{next(_databases)}")
     return Backend("postgres", dsn, tmp_path, server)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Each backend in turn, empty."""
+    return make_backend(request.param, request, tmp_path)

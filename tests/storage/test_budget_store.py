@@ -8,8 +8,10 @@ from decimal import Decimal
 import pytest
 
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
-from openrouter_attribution.usage.budget import billing_for, window
+from openrouter_attribution.usage.budget import SupportsBudgets, SupportsQueuedSettles, billing_for, window
 from openrouter_attribution.usage.budget_guard import BudgetGuard
+from tests.storage.conftest import BACKENDS, make_backend
+from tests.third_party_store import DictBudgetStore
 
 DAY = 86400.0
 NOW = 1767312000.0 + 3600  # 2026-01-02T01:00:00Z, a Friday
@@ -29,6 +31,16 @@ class Clock:
 def ledger(backend):
     # Committed before record() returns: these tests change the rows behind the ledger's back right after.
     with UsageLedger(backend.location, durability="committed") as ledger:
+        yield ledger
+
+
+@pytest.fixture(params=[*BACKENDS, "third-party"])
+def any_ledger(request, tmp_path):
+    """A committed ledger on each backend, and on a store written only to the documented protocols
+    (``UsageStore`` + ``SupportsBudgets``): the budget behaviour is the same on all of them."""
+    store = DictBudgetStore() if request.param == "third-party" else make_backend(request.param, request, tmp_path)
+    location = store if isinstance(store, DictBudgetStore) else store.location
+    with UsageLedger(location, durability="committed") as ledger:
         yield ledger
 
 
@@ -67,17 +79,16 @@ def test_reservations_count_until_the_limit(ledger, backend):
     assert g.reserve("app_1", no_estimate) is not None
 
 
-def test_a_settled_reservation_gives_way_to_its_record(ledger, backend):
-    g = guard(ledger, max_cost=Decimal("1"), reserve=Decimal("0.4"))
+def test_a_settled_reservation_gives_way_to_its_record(any_ledger):
+    g = guard(any_ledger, max_cost=Decimal("1"), reserve=Decimal("0.4"))
     hold = g.reserve("app_1", no_estimate)
     rec = record("app_1", "0.25", record_id="gen-1")
-    ledger.record(rec)  # durable: committed before record() returns
+    any_ledger.record(rec)  # durable: committed before record() returns
     hold.record = rec
     hold.settle()  # queued: applied by the next reserve step, a read of the budget, or within 50 ms
-    status = ledger.budget_status("app_1", UserBudget(max_cost=Decimal(1), clock=Clock()))
+    status = any_ledger.budget_status("app_1", UserBudget(max_cost=Decimal(1), clock=Clock()))
     assert (status.usage.spent, status.usage.requests, status.usage.in_flight) == (Decimal("0.25"), 1, 0)
-    assert status.remaining_cost == Decimal("0.75")
-    assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(0,)]
+    assert (status.remaining_cost, status.usage.reserved) == (Decimal("0.75"), Decimal(0))
 
 
 def test_settles_travel_with_the_next_reserve_step(ledger, backend):
@@ -143,9 +154,9 @@ def test_a_process_that_linked_many_records_sweeps_at_its_next_reserve_step(ledg
     assert backend.rows(linked) == [(1,)]  # the call whose record has not arrived still counts
 
 
-def test_a_reservation_of_a_dead_process_expires(ledger):
+def test_a_reservation_of_a_dead_process_expires(any_ledger):
     clock = Clock()
-    g = guard(ledger, clock, max_requests=1, reservation_ttl=60)
+    g = guard(any_ledger, clock, max_requests=1, reservation_ttl=60)
     g.reserve("app_1", no_estimate)  # never settled
     with pytest.raises(BudgetExceededError, match="in flight"):
         g.reserve("app_1", no_estimate)
@@ -153,9 +164,9 @@ def test_a_reservation_of_a_dead_process_expires(ledger):
     assert g.reserve("app_1", no_estimate) is not None
 
 
-def test_requests_count_records_and_calls_in_flight(ledger):
-    g = guard(ledger, max_requests=3)
-    ledger.record(record("app_1", None, outcome="RateLimitError"))  # failed calls are requests too
+def test_requests_count_records_and_calls_in_flight(any_ledger):
+    g = guard(any_ledger, max_requests=3)
+    any_ledger.record(record("app_1", None, outcome="RateLimitError"))  # failed calls are requests too
     g.reserve("app_1", no_estimate)
     g.reserve("app_1", no_estimate)
     with pytest.raises(BudgetExceededError) as refused:
@@ -164,15 +175,15 @@ def test_requests_count_records_and_calls_in_flight(ledger):
     assert (err.kind, err.spent, err.reserved, err.limit) == ("requests", 1, 2, 3)
 
 
-def test_a_window_that_has_passed_no_longer_counts(ledger):
+def test_a_window_that_has_passed_no_longer_counts(any_ledger):
     clock = Clock()
-    g = guard(ledger, clock, max_cost=Decimal("0.5"), reserve=Decimal("0.1"))
-    ledger.record(record("app_1", "0.45", time=NOW - 60))
+    g = guard(any_ledger, clock, max_cost=Decimal("0.5"), reserve=Decimal("0.1"))
+    any_ledger.record(record("app_1", "0.45", time=NOW - 60))
     with pytest.raises(BudgetExceededError):
         g.reserve("app_1", no_estimate)
     clock.now = window("day", NOW)[1]  # midnight UTC: a new day
     assert g.reserve("app_1", no_estimate) is not None
-    weekly = guard(ledger, clock, max_cost=Decimal("0.5"), reserve=Decimal("0.1"), period="week")
+    weekly = guard(any_ledger, clock, max_cost=Decimal("0.5"), reserve=Decimal("0.1"), period="week")
     with pytest.raises(BudgetExceededError):  # the same Friday is still in this week
         weekly.reserve("app_1", no_estimate)
     clock.now = window("week", NOW)[1]
@@ -186,9 +197,9 @@ def test_billed_cost_counts_where_a_record_is_reconciled(ledger, backend):
     assert g.reserve("app_1", no_estimate) is not None  # 0.10 billed + 0.3 <= 0.5, though 0.40 was reported
 
 
-def test_unattributed_calls_share_one_budget(ledger):
-    g = guard(ledger, max_requests=2)
-    ledger.record(record(None, "0.1"))
+def test_unattributed_calls_share_one_budget(any_ledger):
+    g = guard(any_ledger, max_requests=2)
+    any_ledger.record(record(None, "0.1"))
     g.reserve(None, no_estimate)
     with pytest.raises(BudgetExceededError) as refused:
         g.reserve(None, no_estimate)
@@ -197,8 +208,8 @@ def test_unattributed_calls_share_one_budget(ledger):
     assert g.reserve("app_1", no_estimate) is not None
 
 
-def test_per_user_limits(ledger):
-    g = guard(ledger, max_requests=1, limits={"app_vip": UserBudget(max_requests=3), "app_free": UserBudget()})
+def test_per_user_limits(any_ledger):
+    g = guard(any_ledger, max_requests=1, limits={"app_vip": UserBudget(max_requests=3), "app_free": UserBudget()})
     assert [g.reserve("app_vip", no_estimate) is not None for _ in range(3)] == [True] * 3
     with pytest.raises(BudgetExceededError):
         g.reserve("app_vip", no_estimate)
@@ -208,8 +219,8 @@ def test_per_user_limits(ledger):
         g.reserve("app_1", no_estimate)
 
 
-def test_a_derived_reserve_is_used_when_none_is_fixed(ledger):
-    g = guard(ledger, max_cost=Decimal("1"), fallback_reserve=Decimal("0.2"))
+def test_a_derived_reserve_is_used_when_none_is_fixed(any_ledger):
+    g = guard(any_ledger, max_cost=Decimal("1"), fallback_reserve=Decimal("0.2"))
     g.reserve("app_1", lambda: Decimal("0.7"))  # the call's ceiling, from the model's pricing
     g.reserve("app_1", lambda: None)  # no pricing known: the fallback reserve
     with pytest.raises(BudgetExceededError) as refused:
@@ -217,8 +228,8 @@ def test_a_derived_reserve_is_used_when_none_is_fixed(ledger):
     assert (refused.value.reserved, refused.value.requested) == (Decimal("0.9"), Decimal("0.15"))
 
 
-def test_threads_never_take_more_than_the_limit(ledger):
-    g = guard(ledger, max_cost=Decimal("1.0"), reserve=Decimal("0.1"))
+def test_threads_never_take_more_than_the_limit(any_ledger):
+    g = guard(any_ledger, max_cost=Decimal("1.0"), reserve=Decimal("0.1"))
     granted, refused = [], []
     barrier = threading.Barrier(20)
 
@@ -235,6 +246,24 @@ def test_threads_never_take_more_than_the_limit(ledger):
     for t in threads:
         t.join()
     assert (len(granted), len(refused)) == (10, 10)
+
+
+def test_a_store_written_to_the_protocol_alone_reserves_every_call_and_refuses_with_the_budget_error():
+    """No ``settles`` (an optional extra): no leases, which need its ticker, and a refusal is the budget's
+    error, never an AttributeError."""
+    store = DictBudgetStore()
+    assert isinstance(store, SupportsBudgets)
+    assert not isinstance(store, SupportsQueuedSettles)
+    with UsageLedger(store) as ledger:
+        g = guard(ledger, max_requests=3, lease=32)
+        holds = [g.reserve("app_1", no_estimate) for _ in range(3)]
+        with pytest.raises(BudgetExceededError) as refused:
+            g.reserve("app_1", no_estimate)
+        assert (refused.value.kind, refused.value.reserved) == ("requests", 3)
+        for hold in holds:
+            hold.settle()
+        assert ledger.budget_status("app_1", AT_NOW).usage.in_flight == 0
+    assert store.asked_slots == [1, 1, 1, 1, 1]  # the refused call was asked about again, settle_all=True
 
 
 def test_stores_without_budgets_are_reported():

@@ -25,14 +25,16 @@ from openrouter_attribution.llama_index import OpenRouter
 from openrouter_attribution.pricing import ceiling, clear, parse_prices
 from openrouter_attribution.testing.catalog import models_payload
 from openrouter_attribution.usage import MemoryUsageStore, SQLiteUsageStore
+from tests.third_party_store import DictBudgetStore
 
 MODEL = "openai/gpt-4o-mini"
 MESSAGES = [ChatMessage(role="user", content="Say hello")]
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    with UsageLedger(tmp_path / "usage.db") as ledger:
+@pytest.fixture(params=["sqlite", "third-party"])
+def ledger(request, tmp_path):
+    """A durable SQLite ledger, and one on a store written only to the documented protocols."""
+    with UsageLedger(tmp_path / "usage.db" if request.param == "sqlite" else DictBudgetStore()) as ledger:
         yield ledger
 
 

@@ -48,7 +48,9 @@ __all__ = [
     "BudgetUsage",
     "Period",
     "Reservation",
+    "QueuedSettles",
     "SupportsBudgets",
+    "SupportsQueuedSettles",
     "UserBudget",
     "billing_for",
     "budget_status",
@@ -276,22 +278,64 @@ class BudgetCheck(BudgetUsage):
 
 @runtime_checkable
 class SupportsBudgets(Protocol):
-    """A store that can enforce budgets: one atomic check-and-reserve across processes and hosts."""
+    """A store that enforces budgets: implement it beside :class:`UsageStore` and a ledger over the store
+    takes ``budget=`` (:class:`SupportsQueuedSettles` is an optional extra). Methods must be thread-safe
+    and raise :class:`~openrouter_attribution.usage.UsageStoreError` when the store cannot be reached
+    (the call then fails closed: it is not sent).
+
+    A user's window counts the cost (billed where reconciled) and number of their records with ``time >=
+    since``, plus ``amount`` x ``slots`` and ``slots`` of their reservations made since then (``now >=
+    since``) that have not expired (``expires_at > now``) and are not settled to records now stored.
+    """
 
     def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
-        """Atomically: if within both limits, insert ``reservation``; return the usage before it. This
-        process's settles that are due are applied first (``settle_all``: every pending one)."""
+        """Atomically (no reserve step of the same user interleaves, in any process) take ``reservation``
+        if it fits: ``n`` calls fit when spent + reserved + n x ``amount`` <= ``max_cost`` and requests +
+        in flight + n <= ``max_requests`` (``None`` limits nothing). Grant ``slots`` when ``slots > 1``
+        and twice as many fit (a lease), else 1 when 1 fits (a store may always grant 1), else none.
+        ``settle_all``: apply every held-back settle first (a store that settles at once ignores it).
+
+        Returns:
+            ``BudgetCheck(granted=True, slots=n)``; refused, ``granted=False`` with the usage that
+            refused it (``spent``, ``requests``, ``reserved``, ``in_flight``).
+        """
         ...
 
     def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
-        """End a reservation: each call it served keeps counting its share until its record (``record_ids``)
-        is stored; the rest is released. May return before the store is written; ``after`` (monotonic
-        seconds) lets it wait until then for a reserve step or the background thread."""
+        """End a reservation: each call it served whose record (``record_ids``) is not stored yet keeps
+        counting ``amount`` and one request until it is (or the reservation expires); the rest is
+        released. May return before the store is written; ``after`` (monotonic seconds) lets it wait
+        until then for a reserve step or a background thread."""
         ...
 
     def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
-        """The user's usage in the window starting at ``since``."""
+        """The user's usage in the window starting at ``since``, at ``now``."""
         ...
+
+
+@runtime_checkable
+class QueuedSettles(Protocol):
+    """Settles a store holds back for a later reserve step (:class:`~.settles.SettleQueue`)."""
+
+    @property
+    def pending(self) -> int:
+        """Settles not applied yet."""
+        ...
+
+    def watch(self, ticker: Callable[[bool], bool]) -> None:
+        """Call ``ticker(force)`` twice a second while it returns True, and with ``force=True`` at close."""
+        ...
+
+
+@runtime_checkable
+class SupportsQueuedSettles(Protocol):
+    """Optional beside :class:`SupportsBudgets` (the SQLite and PostgreSQL backends have it): with it a
+    budget leases calls far from the limit (one store write for many calls, released by the ticker)
+    and asks again before a refusal only when settles are pending; without it every budgeted call
+    takes a reserve step and a refused one is asked once more with ``settle_all=True``."""
+
+    settles: QueuedSettles
+    """The held-back settles, and the ticker of the leases."""
 
 
 _billing: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -386,7 +430,8 @@ def budget_status(store: Any, user: str | None, budget: UserBudget | None = None
     budget = (budget or UserBudget()).for_user(user)
     backend = billing_for(store)
     if backend is None:
-        raise ConfigurationError(f"{type(store).__name__} holds no budgets; use an SQLite or PostgreSQL ledger")
+        raise ConfigurationError(f"{type(store).__name__} holds no budgets; use an SQLite or PostgreSQL ledger, or a "
+                                 "store that implements SupportsBudgets")
     now = budget.clock()
     start, reset = window(budget.period, now)
     return BudgetStatus(

@@ -41,7 +41,15 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from openrouter_attribution.errors import BudgetExceededError, ConfigurationError, MissingUserError
-from openrouter_attribution.usage.budget import BudgetCheck, Reservation, UserBudget, billing_for, window
+from openrouter_attribution.usage.budget import (
+    BudgetCheck,
+    QueuedSettles,
+    Reservation,
+    SupportsQueuedSettles,
+    UserBudget,
+    billing_for,
+    window,
+)
 from openrouter_attribution.usage.records import UsageRecord, format_cost
 
 __all__ = ["LEASE_AGE", "LEASE_IDLE", "BudgetGuard", "Estimate", "Hold", "Lease", "LeaseHold"]
@@ -84,11 +92,17 @@ class _Plan(NamedTuple):
 class BudgetGuard:
     """The budget step of one model: reserve before a call, settle after (built by the model's options).
 
+    It uses only :class:`~openrouter_attribution.usage.budget.SupportsBudgets` of the store's backend,
+    and its ``settles`` where the backend has them (:class:`~openrouter_attribution.usage.budget.
+    SupportsQueuedSettles`): leases need them, so without them every call reserves alone.
+
     Raises:
-        ConfigurationError: the ledger's store cannot enforce budgets (a memory or custom store).
+        ConfigurationError: the ledger's store cannot enforce budgets (a memory store, or a custom
+            store that does not implement ``SupportsBudgets``).
     """
 
-    __slots__ = ("_asking", "_commit_pending", "_leases", "_lock", "_sizes", "_windows", "backend", "budget")
+    __slots__ = ("_asking", "_commit_pending", "_leases", "_lock", "_settles", "_sizes", "_windows", "backend",
+                 "budget")
 
     def __init__(self, budget: UserBudget, ledger: Any) -> None:
         if not isinstance(budget, UserBudget):
@@ -97,11 +111,14 @@ class BudgetGuard:
         backend = billing_for(store) if store is not None else None
         if backend is None:
             raise ConfigurationError(
-                f"budget= needs a ledger whose store can hold reservations atomically (SQLite or PostgreSQL); "
-                f"{type(store).__name__} cannot. Use UsageLedger('usage.db') or UsageLedger('postgresql://...')."
+                f"budget= needs a ledger whose store can hold reservations atomically (SQLite, PostgreSQL, or a "
+                f"store that implements SupportsBudgets); {type(store).__name__} cannot. Use "
+                "UsageLedger('usage.db') or UsageLedger('postgresql://...')."
             )
         self.budget = budget
         self.backend = backend
+        self._settles: QueuedSettles | None = backend.settles if isinstance(backend, SupportsQueuedSettles) else None
+        """The backend's held-back settles; ``None``: it settles at once, as far as the guard knows (no leases)."""
         self._commit_pending = getattr(ledger, "commit_pending", None)
         """Puts this process's recorded calls in the store before the store counts them."""
         self._windows: dict[str, tuple[float, float | None]] = {}
@@ -154,11 +171,13 @@ class BudgetGuard:
         # less than they cost), and a used-up lease waiting to be settled counts in full. Only when that
         # refuses the call are the records committed, every settle applied, and the call asked for again,
         # now counted at what the calls cost: a lease far from the limit waits for neither.
+        # A backend without a settle queue may still hold settles back (its budget_settle may return before
+        # the store is written): ask it again too.
         backend = self.backend
         check = backend.budget_reserve(request)
         if not check.granted:
             committed = self._commit_pending is not None and self._commit_pending()
-            if committed or backend.settles.pending:
+            if committed or self._settles is None or self._settles.pending:
                 check = backend.budget_reserve(request, settle_all=True)
         return check
 
@@ -218,7 +237,7 @@ class BudgetGuard:
             lease = self._leases.get(key)
             busy = key in self._asking or (lease is not None and lease.used_up(plan.since))
             slots = 1
-            if budget.lease > 1 and not busy:
+            if budget.lease > 1 and not busy and self._settles is not None:  # a lease is released by its ticker
                 self._asking.add(key)
                 slots = min(max(self._sizes.get(key, budget.lease), budget.lease), budget.lease_cap)
         return Reservation(id=new_reservation_id(), user=user, amount=plan.amount, since=plan.since, now=plan.now,
@@ -264,7 +283,8 @@ class BudgetGuard:
                 self._leases[(request.user, budget.period)] = lease
             if old is not None and old.retire():  # replaced (another window, or priced too low): let it go
                 self.release(old)
-            self.backend.settles.watch(self.tick)
+            if self._settles is not None:  # asked for by _request only then
+                self._settles.watch(self.tick)
             return LeaseHold(self, lease)
         if request.slots > budget.lease:  # no room for a lease this large: ask for a smaller one next time
             self._resize((request.user, budget.period), budget, request.slots // 2)
