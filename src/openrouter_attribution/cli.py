@@ -30,6 +30,14 @@ Exports write ``time`` as ISO 8601 UTC and ``cost`` as exact decimal digits (a J
 JSON Lines); see :mod:`openrouter_attribution.usage.export`. A group without a key (a call whose model
 or user is unknown) is ``null`` in JSON, empty in CSV and ``(none)`` in tables.
 
+``report``, ``export`` and ``budget`` first commit what processes that are gone left in the ledger's
+spool folder (the journal of a process killed right after its calls returned, spool files of an
+outage), as an application opening the ledger would, and say so in a ``note:`` line on stderr. Where
+this user cannot write to that folder, or the store does not take the records, nothing is committed:
+one ``warning:`` line on stderr gives how many records wait and the command to run where they can be
+committed, and the output covers the committed records only. Standard output keeps its format (the
+JSON of ``--format json`` included), so programs reading it need no change; the exit status is 0.
+
 Errors (bad arguments included) print one line on stderr and exit with status 2.
 """
 
@@ -49,6 +57,7 @@ from openrouter_attribution import __version__, cli_billing
 from openrouter_attribution.errors import AuthenticationError, ConfigurationError
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.ledger import open_store
+from openrouter_attribution.usage.leftovers import commit_gone
 from openrouter_attribution.usage.location import parse_location, redact
 from openrouter_attribution.usage.records import (
     TOTALS_BY,
@@ -184,6 +193,42 @@ def _open_store(location: str) -> UsageStore:
     return store
 
 
+def _open_for_reading(location: str) -> UsageStore:
+    """An existing ledger, once what processes that are gone left for it (journals, spools) is committed;
+    when that cannot be done here, one line on stderr says how many records wait and how to commit them."""
+    store = _open_store(location)
+    try:
+        with _quiet_usage_log():  # a failed replay is said below, in one line
+            gone = commit_gone(location, store)
+    except BaseException:
+        store.close()
+        raise
+    if gone.committed:
+        print(f"note: committed {gone.committed:,} record(s) that processes that are gone left in {gone.folder}",
+              file=sys.stderr)  # fmt: skip
+    if gone.waiting:
+        why = ("this user cannot write to that folder" if not gone.writable
+               else "the ledger did not take them (can this user write to it?)")  # fmt: skip
+        print(f"warning: {gone.waiting:,} record(s) that processes that are gone left in {gone.folder} are not in "
+              f"the ledger yet, so this output leaves them out: {why}. Commit them by running "
+              f"`openrouter-attribution report --db {redact(location)}` as a user that can write to that folder "
+              "and to the ledger (any application opening the ledger also commits them).", file=sys.stderr)  # fmt: skip
+    return store
+
+
+@contextlib.contextmanager
+def _quiet_usage_log() -> Iterator[None]:
+    import logging
+
+    usage_log = logging.getLogger("openrouter_attribution.usage")
+    saved = usage_log.level
+    usage_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        usage_log.setLevel(saved)
+
+
 def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) -> str:
     headers = (
         key_name,
@@ -226,7 +271,7 @@ def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) 
 
 
 def _report(args: argparse.Namespace, out: IO[str]) -> int:
-    store = _open_store(args.db)
+    store = _open_for_reading(args.db)
     try:
         filters = {"since": args.since, "until": args.until, "user": args.user}
         rows = queries.totals(store, args.by, **filters)
@@ -245,7 +290,7 @@ def _report(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _export(args: argparse.Namespace, out: IO[str]) -> int:
-    store = _open_store(args.db)
+    store = _open_for_reading(args.db)
     progress = _progress_printer() if sys.stderr.isatty() else None
     write = export.export_csv if args.format == "csv" else export.export_jsonl
     try:
@@ -345,7 +390,7 @@ def _demo(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def _budget(args: argparse.Namespace, out: IO[str]) -> int:
-    return cli_billing.budget_command(args, out, _open_store)
+    return cli_billing.budget_command(args, out, _open_for_reading)
 
 
 def _reconcile(args: argparse.Namespace, out: IO[str]) -> int:

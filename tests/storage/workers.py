@@ -43,11 +43,13 @@ def write_from_threads(location: str, proc: int, barrier: object) -> None:
         raise SystemExit(f"process {proc}: errors={ledger.errors} dropped={ledger.dropped}")
 
 
-def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, calls: int) -> None:
-    """Make ``calls`` model calls with ``ledger=``, then receive ``sig`` right after the last one returned."""
+def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, calls: int,
+                      commit_interval: float = 1.0) -> None:
+    """Make ``calls`` model calls with ``ledger=``, then receive ``sig`` right after the last one returned
+    (a long ``commit_interval`` leaves every record in the journal)."""
     from openrouter_attribution.langchain import ChatOpenRouter
 
-    ledger = UsageLedger(location)
+    ledger = UsageLedger(location, commit_interval=commit_interval)
     model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
                            ledger=ledger)  # fmt: skip
     for i in range(calls):
@@ -111,4 +113,4 @@ def budgeted_calls(location: str, base_url: str, api_key: str, limit: str, reser
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "calls":
-        calls_then_signal(args[0], args[1], args[2], args[3], int(args[4]))
+        calls_then_signal(args[0], args[1], args[2], args[3], int(args[4]), *map(float, args[5:6]))

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openrouter_attribution import usage
-from openrouter_attribution.usage import export, ledger, records, sqlite, storage
+from openrouter_attribution.usage import export, ledger, leftovers, records, sqlite, storage
 from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, add_costs, parse_cost, sort_totals
 
 texts = st.none() | st.text(max_size=40)
@@ -163,7 +163,7 @@ def test_sort_totals_orders_by_cost_then_key_with_unknowns_last():
     ]
 
 
-@pytest.mark.parametrize("module", [records, storage, sqlite, export, ledger])
+@pytest.mark.parametrize("module", [records, storage, sqlite, export, ledger, leftovers])
 def test_docstring_examples_run(module):
     globs = {"Decimal": Decimal, **{name: getattr(usage, name) for name in usage.__all__}}
     result = doctest.testmod(module, extraglobs=globs, optionflags=doctest.ELLIPSIS)

@@ -161,6 +161,23 @@ class Spool:
         with self._replay_lock:
             return sum(self._replay_orphan(path, write) for path in self._orphans())
 
+    def orphan_records(self) -> list[UsageRecord]:
+        """The records in the files of processes that are gone, read without changing anything (for a
+        reader that cannot write here; a file whose process is alive, or being replayed, is left out)."""
+        found: list[UsageRecord] = []
+        for path in self._orphans():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # replayed and removed meanwhile
+            with contextlib.closing(os.fdopen(fd, "rb")) as fh:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                found.extend(self._decode(fh.read()))
+        return found
+
     def _replay_own(self, write: Callable[[Sequence[UsageRecord]], None]) -> int:
         with self._lock:
             if self._path is None or self._pid != _PID[0] or self._size == self._replayed:
