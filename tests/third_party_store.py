@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from openrouter_attribution.usage import BudgetUsage, UsageRecord, UsageStoreError
+from openrouter_attribution.usage import BudgetUsage, MemoryUsageStore, UsageRecord
 from openrouter_attribution.usage.budget import BudgetCheck, Reservation
 
 __all__ = ["DictBudgetStore"]
@@ -32,14 +32,14 @@ class _Held:
 
 
 class DictBudgetStore:
-    """Records and budget reservations in dictionaries; every method holds one lock, so a check and its
-    reservation are atomic for the threads of this process (the store is not shared between processes)."""
+    """Records (in a :class:`MemoryUsageStore`) and budget reservations (in a dictionary) behind one lock, so
+    a check and its reservation are atomic for the threads of this process, and no record lands between
+    the two reads of a check (the store is not shared between processes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: dict[str, UsageRecord] = {}
+        self._records = MemoryUsageStore()
         self._held: dict[str, _Held] = {}
-        self._closed = False
         self.asked_slots: list[int] = []
         """The ``slots`` of every reservation asked for (tests read it)."""
 
@@ -48,23 +48,17 @@ class DictBudgetStore:
     def write_many(self, records: Sequence[UsageRecord]) -> None:
         """Store records, ignoring ids already present."""
         with self._lock:
-            self._check_open()
-            for rec in records:
-                self._records.setdefault(rec.record_id, rec)
+            self._records.write_many(records)
 
     def iter_records(
         self, since: float | None = None, until: float | None = None, user: str | None = None
     ) -> Iterator[UsageRecord]:
         """Matching records ordered by time, then record id."""
-        with self._lock:
-            self._check_open()
-            found = [r for r in self._records.values() if (since is None or r.time >= since)
-                     and (until is None or r.time < until) and (user is None or r.user == user)]  # fmt: skip
-        return iter(sorted(found, key=lambda r: (r.time, r.record_id)))
+        return self._records.iter_records(since, until, user)
 
     def close(self) -> None:
-        """Refuse further use."""
-        self._closed = True
+        """Refuse further use (every method then raises ``UsageStoreError``)."""
+        self._records.close()
 
     # -- SupportsBudgets ----------------------------------------------------------------------------
 
@@ -72,7 +66,6 @@ class DictBudgetStore:
         """Check and reserve under the lock (settles are applied at once: ``settle_all`` changes nothing)."""
         r = reservation
         with self._lock:
-            self._check_open()
             self.asked_slots.append(r.slots)
             self._sweep(r.user, r.now)
             usage = self._usage(r.user, r.since, r.now)
@@ -93,38 +86,36 @@ class DictBudgetStore:
         r = reservation
         with self._lock:
             self._held.pop(r.id, None)
+            stored = self._stored()
             for i, record_id in enumerate(record_ids):
-                if record_id not in self._records:
+                if record_id not in stored:
                     self._held[f"{r.id}.{i}"] = _Held(r.user, r.amount, 1, r.now, r.expires_at, record_id)
 
     def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
         """Records and reservations of ``user`` in the window."""
         with self._lock:
-            self._check_open()
             return self._usage(user, since, now)
 
     # -- helpers (callers hold the lock) ------------------------------------------------------------
 
-    def _counts(self, held: _Held, user: str | None, since: float, now: float) -> bool:
-        stored = held.record_id is not None and held.record_id in self._records
-        return held.user == user and held.created_at >= since and held.expires_at > now and not stored
+    def _stored(self) -> set[str]:
+        return {rec.record_id for rec in self._records.iter_records()}
 
     def _usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
-        records = [rec for rec in self._records.values() if rec.user == user and rec.time >= since]
-        held = [h for h in self._held.values() if self._counts(h, user, since, now)]
+        records = [rec for rec in self._records.iter_records(since) if rec.user == user]
+        stored = self._stored()
+        held = [h for h in self._held.values() if h.user == user and h.created_at >= since and h.expires_at > now
+                and h.record_id not in stored]  # fmt: skip
         return BudgetUsage(spent=sum((rec.cost or Decimal(0) for rec in records), Decimal(0)),
                            requests=len(records), reserved=sum((h.amount * h.slots for h in held), Decimal(0)),
                            in_flight=sum(h.slots for h in held))  # fmt: skip
 
     def _sweep(self, user: str | None, now: float) -> None:
         """Forget the user's reservations that can never count again (expired, or their record is stored)."""
-        gone = [key for key, h in self._held.items() if h.user == user and not self._counts(h, user, 0.0, now)]
+        stored = self._stored()
+        gone = [k for k, h in self._held.items() if h.user == user and (h.expires_at <= now or h.record_id in stored)]
         for key in gone:
             del self._held[key]
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise UsageStoreError("the dict budget store is closed")
 
     def __repr__(self) -> str:
         return "DictBudgetStore()"
