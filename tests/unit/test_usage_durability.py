@@ -211,8 +211,12 @@ def test_a_live_process_spool_is_left_alone_and_a_dead_one_replayed(tmp_path):
         store = MemoryUsageStore()
         assert Spool(folder).replay(store.write_many, others=True) == 0  # its lock is held
         assert list(store.iter_records()) == []
+        assert Spool(folder).orphan_records() == []
     finally:
         child.communicate("\n", timeout=30)
+    files = sorted(folder.iterdir())
+    assert [r.record_id for r in Spool(folder).orphan_records()] == ["child-1", "child-2"]  # read, not removed
+    assert sorted(folder.iterdir()) == files
     store = MemoryUsageStore()
     with UsageLedger(store, spool=folder) as ledger:  # a new process opening the ledger replays it
         ledger.flush()
