@@ -34,7 +34,8 @@ def test_a_wrong_password_warns_once_without_it_and_calls_go_on(postgres, caplog
             ledger.record(UsageRecord(user="app_1"))  # never raises
     assert len(warned) == 1
     message = str(warned[0].message)
-    assert message.startswith("cannot connect to the ledger postgresql://") and ":***@" in message
+    assert message.startswith("cannot connect to the ledger postgresql://")
+    assert ":***@" in message
     assert "wrong-s3cret-pw" not in message + caplog.text
     assert warned[0].filename == __file__
     assert ledger.spooled == 3

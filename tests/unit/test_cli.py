@@ -338,9 +338,11 @@ def test_each_subcommand_help_has_a_description_and_examples(capsys, command):
     out = capsys.readouterr().out
     usage, description = out.split("\n\n")[:2]
     assert usage.startswith(f"usage: openrouter-attribution {command}")
-    assert len(description) > 40 and not description.startswith("options:")
+    assert len(description) > 40
+    assert not description.startswith("options:")
     examples = out.split("examples:\n", 1)[1].splitlines()
-    assert examples and all(line.startswith(f"  openrouter-attribution {command}") for line in examples)
+    assert examples
+    assert all(line.startswith(f"  openrouter-attribution {command}") for line in examples)
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -356,7 +358,8 @@ def test_demo_help_is_plain_text_with_examples():
         timeout=60,
     )  # fmt: skip
     assert demo.returncode == 0
-    assert "``" not in demo.stdout and ":class:" not in demo.stdout
+    assert "``" not in demo.stdout
+    assert ":class:" not in demo.stdout
     assert "nothing is spent, even with OPENROUTER_API_KEY set" in demo.stdout
     assert "examples:\n  openrouter-attribution demo" in demo.stdout
 

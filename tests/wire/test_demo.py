@@ -23,7 +23,8 @@ def test_an_api_key_in_the_environment_does_not_make_the_demo_live(tmp_path):
     # arrive here. Proxies point at a closed port, so a request to any other host would fail the run.
     with FakeOpenRouter(api_key="sk-or-v1-in-the-shell") as openrouter:
         demo = _demo(tmp_path, OPENROUTER_API_KEY="sk-or-v1-in-the-shell", OPENROUTER_BASE_URL=openrouter.base_url,
-                     HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1")  # fmt: skip
+                     HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9",
+                     NO_PROXY="127.0.0.1")  # fmt: skip
         assert openrouter.requests == []
     assert demo.returncode == 0, demo.stderr
     first = demo.stdout.splitlines()[0]
@@ -57,5 +58,6 @@ def test_costs_are_printed_the_same_way_per_request_and_in_totals(tmp_path):
     costs = [line.rsplit("cost", 1)[1].strip(" =") for line in lines]
     assert len(costs) == 8  # 6 requests, 2 users' totals
     for cost in costs:
-        assert cost.startswith("$0.") and len(cost.split(".")[1]) == 8, cost
+        assert cost.startswith("$0."), cost
+        assert len(cost.split(".")[1]) == 8, cost
         assert "e-" not in cost
