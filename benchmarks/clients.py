@@ -254,13 +254,22 @@ class OursLangChain(LangChainModel):
     name = "ours-lc"
     label = "ours: langchain.ChatOpenRouter"
 
-    def __init__(self, base_url: str, *, user: str | None = None, policy: bool = False) -> None:
+    def __init__(
+        self, base_url: str, *, user: str | None = None, policy: bool = False, user_keys: bool = False
+    ) -> None:
         try:
             from openrouter_attribution.langchain import ChatOpenRouter
         except ImportError as err:
             raise Skip(f"openrouter_attribution.langchain does not import: {err}") from err
         self._cls = ChatOpenRouter
         self._policy: Any = None
+        self._user_keys: Any = None
+        if user_keys:
+            from openrouter_attribution import OpenRouterUserKeys
+
+            # The first call creates the user's key (build() makes it); the measured calls find it cached.
+            self._user_keys = OpenRouterUserKeys(secret="s" * 32, management_key="sk-or-bench-management",
+                                                 base_url=base_url)  # fmt: skip
         if policy:
             try:
                 from openrouter_attribution.identity import UserIdPolicy
@@ -272,7 +281,9 @@ class OursLangChain(LangChainModel):
         super().__init__(base_url)
 
     def new(self) -> Any:
-        extra = {"user_policy": self._policy} if self._policy is not None else {}
+        extra: dict[str, Any] = {"user_policy": self._policy} if self._policy is not None else {}
+        if self._user_keys is not None:
+            extra["user_keys"] = self._user_keys
         return self._cls(model=MODEL, base_url=self.base_url, api_key=API_KEY, require_user=False, **extra)
 
 
@@ -390,6 +401,8 @@ ATTRIBUTION_VARIANTS: tuple[ClientSpec, ...] = (
     ClientSpec("config-user", "+ user from config", lambda url: OursLangChain(url, user="42")),
     ClientSpec("config-user+policy", "+ user from config + UserIdPolicy",
                lambda url: OursLangChain(url, user="42", policy=True)),
+    ClientSpec("config-user+keys", "+ user from config + the user's own key (user_keys=, warm)",
+               lambda url: OursLangChain(url, user="42", user_keys=True)),
 )  # fmt: skip
 
 

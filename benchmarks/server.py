@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import math
 import re
@@ -221,6 +222,12 @@ class BenchServer:
             generation_id = self._id()
             return _response("200 OK", answer.replace(_GEN_ID_BYTES, generation_id.encode(), 1), close=close,
                              generation_id=generation_id)  # fmt: skip
+        if method == "POST" and path.endswith(("/keys", "/external-users")):  # per-user keys: created once each
+            request = json.loads(body)
+            key = (request.get("external") or {}).get("api_key") or ""
+            data = {"hash": hashlib.sha256(key.encode()).hexdigest(), "name": request.get("name")}
+            return _response("201 Created" if path.endswith("/keys") else "200 OK",
+                             json.dumps({"data": data, "key": key}).encode(), close=close)  # fmt: skip
         message = json.dumps({"error": {"code": 404, "message": f"no route {method} {path}"}}).encode()
         return _response("404 Not Found", message, close=close)
 

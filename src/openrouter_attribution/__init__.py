@@ -36,6 +36,7 @@ from openrouter_attribution.errors import (
 if TYPE_CHECKING:
     from openrouter_attribution.attribution import Attribution, current_attribution, propagate, user_context
     from openrouter_attribution.identity import UserIdPolicy
+    from openrouter_attribution.keys import OpenRouterUserKeys
     from openrouter_attribution.usage import UsageLedger, UsageRecord
     from openrouter_attribution.usage.budget import UserBudget
 
@@ -52,6 +53,7 @@ _LAZY = {
     "UsageLedger": "openrouter_attribution.usage",
     "UsageRecord": "openrouter_attribution.usage",
     "UserBudget": "openrouter_attribution.usage.budget",
+    "OpenRouterUserKeys": "openrouter_attribution.keys",
 }
 
 
@@ -87,6 +89,7 @@ __all__ = [
     "MissingUserWarning",
     "ModerationError",
     "OpenRouterError",
+    "OpenRouterUserKeys",
     "ProviderUnavailableError",
     "RateLimitError",
     "RequestTimeoutError",

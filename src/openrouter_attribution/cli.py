@@ -7,6 +7,7 @@ Subcommands:
     migrate      bring a ledger's schema up to date
     budget       one user's budget window: spend, reservations in flight, limit, reset time
     reconcile    fetch OpenRouter's billed cost of every unreconciled record (``GET /generation``)
+    keys         the end-users' own OpenRouter keys: list, show, set-limit, disable (management API)
     fake-server  a local OpenRouter-compatible server for development
     demo         the end-to-end demo (``--live`` talks to the real OpenRouter)
 
@@ -53,8 +54,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NoReturn, cast
 
-from openrouter_attribution import __version__, cli_billing
-from openrouter_attribution.errors import AuthenticationError, ConfigurationError
+from openrouter_attribution import __version__, cli_billing, cli_keys
+from openrouter_attribution.errors import APIError, ConfigurationError
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.ledger import open_store
 from openrouter_attribution.usage.leftovers import commit_gone
@@ -133,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_db(migrate)
 
     cli_billing.add_parsers(sub, _add_db, add_command)
+    cli_keys.add_parser(sub, add_command)
 
     fake = add_command(
         sub, "fake-server", "run a local OpenRouter-compatible server until Ctrl-C; logs one line per request",
@@ -398,7 +400,8 @@ def _reconcile(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 _COMMANDS = {"report": _report, "export": _export, "prune": _prune, "migrate": _migrate, "budget": _budget,
-             "reconcile": _reconcile, "fake-server": _fake_server, "demo": _demo}  # fmt: skip
+             "reconcile": _reconcile, "keys": cli_keys.keys_command, "fake-server": _fake_server,
+             "demo": _demo}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,9 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     secrets = _passwords(getattr(args, "db", None))
-    key = os.environ.get("OPENROUTER_API_KEY")
-    if key:
-        secrets.append(key)  # never echoed, whatever a message holds
+    for variable in ("OPENROUTER_API_KEY", "OPENROUTER_MANAGEMENT_KEY"):
+        key = os.environ.get(variable)
+        if key:
+            secrets.append(key)  # never echoed, whatever a message holds
     return _run(args, secrets)
 
 
@@ -436,7 +440,7 @@ def _run(args: argparse.Namespace, secrets: list[str]) -> int:
         # The reader went away (`... | head`): stop quietly, as the Python docs recommend for pipes.
         _silence_stdout()
         return 1
-    except (CLIError, UsageStoreError, UsageQueryError, ConfigurationError, AuthenticationError) as err:
+    except (CLIError, UsageStoreError, UsageQueryError, ConfigurationError, APIError) as err:
         return _fail(str(err), secrets)
     except ModuleNotFoundError as err:
         return _fail(f"missing module {err.name!r}; install openrouter-attribution[all,testing]", secrets)

@@ -19,15 +19,8 @@ from openrouter_attribution import pricing
 from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.missing_user import report_missing_user
-from openrouter_attribution.transport import (
-    EMBEDDINGS_PATH,
-    STREAM_END,
-    ConnectionSettings,
-    apost_json,
-    apost_stream,
-    post_json,
-    post_stream,
-)
+from openrouter_attribution.sending import Sender
+from openrouter_attribution.transport import EMBEDDINGS_PATH, STREAM_END, ConnectionSettings
 from openrouter_attribution.wire.embeddings import (
     build_embedding_bodies,
     check_same_dimensions,
@@ -45,6 +38,7 @@ from openrouter_attribution.wire.stream import StreamMeta
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from openrouter_attribution.keys import OpenRouterUserKeys
     from openrouter_attribution.usage.budget_guard import BudgetGuard, Hold, LeaseHold
     from openrouter_attribution.usage.records import UsageRecord
 
@@ -68,7 +62,7 @@ class Invoker:
     """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
 
     __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ids", "ledger", "params",
-                 "require_user", "sends_metadata")  # fmt: skip
+                 "require_user", "send", "sends_metadata")  # fmt: skip
 
     def __init__(
         self,
@@ -83,6 +77,7 @@ class Invoker:
         framework: str,
         budget: BudgetGuard | None = None,
         sends_metadata: bool = True,
+        user_keys: OpenRouterUserKeys | None = None,
     ) -> None:
         self.budget = budget
         """The budget step (``None``: no budget), see :meth:`hold`."""
@@ -95,6 +90,8 @@ class Invoker:
         self.framework = framework
         self.ids = policy if policy is not None else DEFAULT_POLICY
         """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
+        self.send = Sender(connection, user_keys)
+        """Sends each request with the model's key, or with its user's own key (``user_keys``)."""
         self.sends_metadata = sends_metadata
         """False for embeddings: OpenRouter's ``/embeddings`` takes no ``metadata``, so a resolved one is
         dropped here (neither checked nor sent)."""
@@ -223,7 +220,7 @@ class Invoker:
         with self.hold(prepared) as hold:
             started = time.perf_counter()
             try:
-                completion = parse_completion(post_json(self.connection, prepared.body))
+                completion = parse_completion(self.send.post(prepared.body, prepared.attribution.user))
             except BaseException as err:
                 hold.record = self._record(prepared, started, None, error=err)
                 raise
@@ -235,7 +232,7 @@ class Invoker:
         async with await self.ahold(prepared) as hold:
             started = time.perf_counter()
             try:
-                completion = parse_completion(await apost_json(self.connection, prepared.body))
+                completion = parse_completion(await self.send.apost(prepared.body, prepared.attribution.user))
             except BaseException as err:
                 hold.record = await self._arecord(prepared, started, None, error=err)
                 raise
@@ -253,7 +250,7 @@ class Invoker:
         with self.hold(prepared) as hold:
             error: BaseException | None = None
             try:
-                for chunk in post_stream(self.connection, prepared.body):
+                for chunk in self.send.stream(prepared.body, prepared.attribution.user):
                     if chunk is STREAM_END:
                         meta.done = True
                         continue
@@ -273,7 +270,7 @@ class Invoker:
         async with await self.ahold(prepared) as hold:
             error: BaseException | None = None
             try:
-                async for chunk in apost_stream(self.connection, prepared.body):
+                async for chunk in self.send.astream(prepared.body, prepared.attribution.user):
                     if chunk is STREAM_END:
                         meta.done = True
                         continue
@@ -381,7 +378,7 @@ class Invoker:
             for prepared, hold in reserved:
                 started = time.perf_counter()
                 try:
-                    body = post_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
+                    body = self.send.post(prepared.body, prepared.attribution.user, EMBEDDINGS_PATH)
                     result = parse_embeddings(body, expected=len(prepared.body["input"]))
                 except BaseException as err:
                     hold.record = self._record(prepared, started, None, error=err, kind="embeddings")
@@ -403,7 +400,7 @@ class Invoker:
             for prepared, hold in reserved:
                 started = time.perf_counter()
                 try:
-                    body = await apost_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
+                    body = await self.send.apost(prepared.body, prepared.attribution.user, EMBEDDINGS_PATH)
                     result = parse_embeddings(body, expected=len(prepared.body["input"]))
                 except BaseException as err:
                     hold.record = await self._arecord(prepared, started, None, error=err, kind="embeddings")

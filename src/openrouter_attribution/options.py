@@ -117,6 +117,10 @@ class ClientOptions(BaseModel):
     budget: Any = Field(default=None, exclude=True)
     """A :class:`~openrouter_attribution.UserBudget` enforced before every call (needs ``ledger=``, whose
     SQLite or PostgreSQL store holds spend and reservations for every process sharing it)."""
+    user_keys: Any = Field(default=None, exclude=True, repr=False)
+    """An :class:`~openrouter_attribution.OpenRouterUserKeys`: each call whose user is known is sent with
+    that user's own OpenRouter key (created on their first call), so OpenRouter enforces their limit.
+    Calls without a user use ``api_key``. Not serialized, and left out of pickles (set it again)."""
 
     _invoker: Any = PrivateAttr(default=None)
     _invoker_args: Any = PrivateAttr(default=None)
@@ -138,6 +142,8 @@ class ClientOptions(BaseModel):
         # loads(..., secrets_from_env=True) does. The invoker (which holds the key too) is rebuilt.
         state = super().__getstate__()
         fields = {name: value for name, value in state["__dict__"].items() if name != "api_key"}
+        if fields.get("user_keys") is not None:
+            fields["user_keys"] = None  # it holds the management key and the secret: never pickled
         private = {**(state.get("__pydantic_private__") or {}), "_invoker": None}
         return {**state, "__dict__": fields, "__pydantic_private__": private}
 
@@ -242,6 +248,8 @@ class ClientOptions(BaseModel):
             raise ConfigurationError("user_policy must be a UserIdPolicy.")
         if self.ledger is not None and not hasattr(self.ledger, "record"):
             raise ConfigurationError("ledger must be a UsageLedger (an object with a record() method).")
+        if self.user_keys is not None and not hasattr(self.user_keys, "key_for"):
+            raise ConfigurationError("user_keys must be an OpenRouterUserKeys.")
         self._check_bypasses()
         policy_requires = bool(getattr(self.user_policy, "require_user", False))
         require_user = True if policy_requires else self.require_user
@@ -272,6 +280,7 @@ class ClientOptions(BaseModel):
             framework=framework,
             budget=budget,
             sends_metadata=self._SENDS_METADATA,
+            user_keys=self.user_keys,
         )
 
     def _check_bypasses(self) -> None:

@@ -163,16 +163,28 @@ def translated_errors() -> Iterator[None]:
         raise mapped from err
 
 
-def post_json(settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH) -> Any:
-    """POST a non-streamed request (a chat completion unless ``path`` says otherwise); returns the decoded JSON."""
+def _auth(key: str | None) -> Any:
+    """Request options that send ``key`` instead of the client's own (a per-user key); none for ``None``."""
+    return {} if key is None else {"headers": {"Authorization": f"Bearer {key}"}}
+
+
+def post_json(
+    settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH, key: str | None = None
+) -> Any:
+    """POST a non-streamed request (a chat completion unless ``path`` says otherwise); returns the decoded JSON.
+
+    ``key`` replaces the settings' API key for this request (an end-user's own key).
+    """
     with translated_errors():
-        return sync_client(settings).post(path, cast_to=object, body=body)
+        return sync_client(settings).post(path, cast_to=object, body=body, options=_auth(key))
 
 
-async def apost_json(settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH) -> Any:
+async def apost_json(
+    settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH, key: str | None = None
+) -> Any:
     """Async :func:`post_json`."""
     with translated_errors():
-        return await async_client(settings).post(path, cast_to=object, body=body)
+        return await async_client(settings).post(path, cast_to=object, body=body, options=_auth(key))
 
 
 def get_json(settings: ConnectionSettings, path: str, params: dict[str, str] | None = None) -> Any:
@@ -272,22 +284,25 @@ async def _drain(events: AsyncIterator[Any]) -> None:
             pass
 
 
-def post_stream(settings: ConnectionSettings, body: dict[str, Any]) -> Iterator[Any]:
-    """POST a streamed chat completion; yields each event's decoded JSON."""
+def post_stream(settings: ConnectionSettings, body: dict[str, Any], *, key: str | None = None) -> Iterator[Any]:
+    """POST a streamed chat completion; yields each event's decoded JSON (``key`` as for :func:`post_json`)."""
     with translated_errors():
         client = sync_client(settings)
-        stream: Any = client.post(CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[0])
+        stream: Any = client.post(CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[0],
+                                  options=_auth(key))  # fmt: skip
         try:
             yield from stream
         finally:
             stream.close()
 
 
-async def apost_stream(settings: ConnectionSettings, body: dict[str, Any]) -> AsyncIterator[Any]:
+async def apost_stream(
+    settings: ConnectionSettings, body: dict[str, Any], *, key: str | None = None
+) -> AsyncIterator[Any]:
     """Async :func:`post_stream`."""
     with translated_errors():
         stream: Any = await async_client(settings).post(
-            CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[1]
+            CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[1], options=_auth(key)
         )
         try:
             async for event in stream:

@@ -327,7 +327,7 @@ def test_a_dsn_password_never_appears_in_output(capsys, caplog, command):
     assert "Unsupported ledger location" in err
 
 
-SUBCOMMANDS = ["report", "export", "prune", "migrate", "budget", "reconcile", "fake-server"]
+SUBCOMMANDS = ["report", "export", "prune", "migrate", "budget", "reconcile", "keys", "fake-server"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

@@ -217,7 +217,7 @@ def test_require_user_refuses_unattributed_calls(fake_openrouter, style):
         ({"dimensions": 4096}, "at most 1536"),
         ({"batch_size": 5000}, "from 1 to 2048"),
         ({"encoding_format": "int8"}, "'float' or 'base64'"),
-        ({"dimension": 64}, "Unknown option(s) dimension"),
+        ({"dimension": 64}, "has no option 'dimension' (did you mean 'dimensions'?)"),
         ({"api_key": None}, "No OpenRouter API key"),
     ],
 )

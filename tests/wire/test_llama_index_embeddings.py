@@ -161,7 +161,7 @@ def test_require_user(fake_openrouter):
         ({"dimensions": -3}, "positive integer"),
         ({"model": "openai/text-embedding-ada-002", "dimensions": 8}, "fixed size"),
         ({"encoding_format": "uint8"}, "'float' or 'base64'"),
-        ({"batch_size": 8}, "Unknown option(s) batch_size"),
+        ({"batch_size": 8}, "has no option 'batch_size' (did you mean 'embed_batch_size'?)"),
     ],
 )
 def test_bad_configuration_raises_at_construction(fake_openrouter, options, message):

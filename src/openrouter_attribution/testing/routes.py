@@ -28,6 +28,7 @@ from openrouter_attribution.testing.faults import (
     fault_from_headers,
     fault_from_models,
 )
+from openrouter_attribution.testing.keys import is_management_path, management_reply, reply_cost
 from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RecordedRequest
 from openrouter_attribution.testing.responses import (
     SSE_COMMENT,
@@ -121,9 +122,27 @@ def handle(state: ServerState, request: RecordedRequest) -> Reply:
     (``{"error": {"message": "<id> is not a valid model ID", "code": 400}}``). ``POST /embeddings``
     checks its model against the embeddings catalog the same way.
     """
-    auth_error = _authenticate(state, request)
-    if auth_error is not None:
-        return auth_error
+    token = _bearer(request)
+    if token is None:
+        return error_reply(401, "No auth credentials found")
+    keys = state.keys
+    if is_management_path(request.path):
+        if not _same(token, keys.management_key):
+            return error_reply(401, "A management key is required for this endpoint")
+        return JsonReply(*management_reply(keys, request.method, request.path, request.query, request.body))
+    entry = None
+    if not _same(token, state.api_key):
+        if _same(token, keys.management_key):
+            return error_reply(401, "Management keys cannot call models; use an API key")
+        entry = keys.find(token)
+        if entry is None:
+            return error_reply(401, "User not found.")
+        if request.path == f"{API_PREFIX}/key":
+            return JsonReply(200, {"data": keys.current(entry)})
+        refusal = keys.refusal(entry) if request.method == "POST" else None
+        if refusal is not None:
+            status, message, metadata = refusal
+            return JsonReply(status, build_error_body(status, message, metadata))
     routes = _ROUTES.get(request.path)
     if routes is None:
         return error_reply(404, f"Not Found: {request.method} {request.path}")
@@ -135,17 +154,25 @@ def handle(state: ServerState, request: RecordedRequest) -> Reply:
         unknown = unknown_model_ids(request.body, state.catalog)
         if unknown:
             return JsonReply(400, {"error": {"message": f"{unknown[0]} is not a valid model ID", "code": 400}})
-    return route(state, request)
+    reply = route(state, request)
+    if entry is not None and isinstance(reply, JsonReply | StreamReply):
+        # The key meters what its calls cost, as OpenRouter's per-key usage and limits do.
+        events = reply.events if isinstance(reply, StreamReply) else None
+        keys.charge(entry, reply_cost(getattr(reply, "status", 200), getattr(reply, "payload", None), events))
+    return reply
 
 
-def _authenticate(state: ServerState, request: RecordedRequest) -> JsonReply | None:
+def _bearer(request: RecordedRequest) -> str | None:
+    """The request's bearer token (``""`` for another scheme), ``None`` without an Authorization header."""
     header = request.headers.get("Authorization", "")
     if not header:
-        return error_reply(401, "No auth credentials found")
+        return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
-        return error_reply(401, "User not found.")
-    return None
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _same(token: str, key: str) -> bool:
+    return hmac.compare_digest(token.encode(), key.encode())
 
 
 def _models(state: ServerState, request: RecordedRequest) -> Reply:

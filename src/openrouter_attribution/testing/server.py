@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -16,7 +16,7 @@ from openrouter_attribution.testing.catalog import Catalog, ModelInfo
 from openrouter_attribution.testing.faults import Fault
 from openrouter_attribution.testing.recording import RecordedRequest
 from openrouter_attribution.testing.routes import API_PREFIX
-from openrouter_attribution.testing.state import ServerState
+from openrouter_attribution.testing.state import DEFAULT_MANAGEMENT_KEY, ServerState
 from openrouter_attribution.testing.transport import HTTPServer
 from openrouter_attribution.testing.validation import require_schema
 
@@ -65,6 +65,8 @@ class FakeOpenRouter:
         latency: Seconds to wait before answering each chat or embeddings request.
         models: Models to add to the catalog: :class:`~openrouter_attribution.testing.ModelInfo`
             entries, or ``"vendor/name"`` ids priced with ``DEFAULT_PRICING``.
+        management_key: The key of the management API (``/keys``, ``/external-users``); it cannot
+            call models. Keys it creates can, within their limits (see :mod:`~.testing.keys`).
 
     Raises:
         ModuleNotFoundError: The ``openrouter`` SDK (``pip install "openrouter-attribution[testing]"``)
@@ -96,13 +98,14 @@ class FakeOpenRouter:
         port: int = 0,
         latency: float = 0.0,
         models: Iterable[ModelInfo | str] = (),
+        management_key: str = DEFAULT_MANAGEMENT_KEY,
     ) -> None:
         require_schema()
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535 (0: any free port), got {port!r}")
         self._host = host
         self._requested_port = port
-        self._state = ServerState(api_key, latency, Catalog(models))
+        self._state = ServerState(api_key, latency, Catalog(models), management_key)
         self._server: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -183,6 +186,25 @@ class FakeOpenRouter:
     def api_key(self) -> str:
         """The bearer token the server accepts."""
         return self._state.api_key
+
+    @property
+    def management_key(self) -> str:
+        """The management key (creates and manages API keys; cannot call models)."""
+        return self._state.keys.management_key
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Seconds since the epoch as the key limits see them (``time.time`` until replaced; :meth:`reset`
+        restores it). Set a function to move the server to another day."""
+        return self._state.keys.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self._state.keys.clock = clock
+
+    def created_keys(self) -> list[dict[str, Any]]:
+        """Every API key the management API created, as ``GET /keys/{hash}`` describes it."""
+        return self._state.keys.page(0, include_disabled=True, limit=None)["data"]
 
     @property
     def models(self) -> tuple[ModelInfo, ...]:

@@ -14,9 +14,13 @@ from typing import Any
 
 from openrouter_attribution.testing.catalog import Catalog
 from openrouter_attribution.testing.faults import FaultQueue
+from openrouter_attribution.testing.keys import KeyStore
 from openrouter_attribution.testing.recording import RequestLog
 
-__all__ = ["PromptCache", "ServerState"]
+__all__ = ["DEFAULT_MANAGEMENT_KEY", "PromptCache", "ServerState"]
+
+DEFAULT_MANAGEMENT_KEY = "sk-or-fake-management-key"
+"""The management key of a fake server (creates keys; cannot call models)."""
 
 
 class PromptCache:
@@ -74,8 +78,12 @@ class ServerState:
         generation_latency: Seconds to wait before answering each ``GET /generation``.
     """
 
-    def __init__(self, api_key: str, latency: float, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self, api_key: str, latency: float, catalog: Catalog | None = None, management_key: str = DEFAULT_MANAGEMENT_KEY
+    ) -> None:
         self.api_key = api_key
+        self.keys = KeyStore(management_key)
+        """The keys the management API created, and its clock."""
         self.catalog = catalog if catalog is not None else Catalog()
         self.latency = latency
         self.initial_latency = latency
@@ -157,9 +165,10 @@ class ServerState:
             return list(self._internal_errors)
 
     def reset(self) -> None:
-        """Clear records, generations, queued faults, the prompt cache and counters; restore latency and
-        the generation delay and latency."""
+        """Clear records, generations, queued faults, the prompt cache, keys, external users and counters;
+        restore latency, the generation delay and latency, and the keys' clock."""
         self.log.clear()
+        self.keys.reset()
         self.faults.clear()
         self.cache.clear()
         with self._lock:

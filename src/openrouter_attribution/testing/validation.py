@@ -57,7 +57,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from openrouter_attribution.testing.catalog import Catalog
 
-__all__ = ["RequestValidationError", "require_schema", "unknown_model_ids", "validate_chat_request"]
+__all__ = [
+    "RequestValidationError",
+    "require_schema",
+    "unknown_model_ids",
+    "validate_chat_request",
+    "validate_with_model",
+]
 
 TESTING_EXTRA = 'pip install "openrouter-attribution[testing]"'
 
@@ -133,6 +139,22 @@ def _validate_with_sdk(body: dict[str, Any]) -> None:
 
     try:
         require_schema().model_validate_json(json.dumps(body), strict=True)
+    except ValidationError as err:
+        raise _from_pydantic(body, err.errors()) from err
+
+
+def validate_with_model(model: Any, body: Any) -> None:
+    """Validate ``body`` with one of the SDK's request models (``model``), in strict mode.
+
+    Raises:
+        RequestValidationError: the body is not an object or breaks the model; the message names the field.
+    """
+    from pydantic import ValidationError
+
+    if not isinstance(body, dict):
+        raise RequestValidationError("", "Request body must be a JSON object")
+    try:
+        model.model_validate_json(json.dumps(body), strict=True)
     except ValidationError as err:
         raise _from_pydantic(body, err.errors()) from err
 
