@@ -1,4 +1,4 @@
-"""Find the Python code blocks of the documentation pages, and the ones marked not to run.
+"""Find the Python code blocks of the documentation pages and the README, and the ones marked not to run.
 
 A block is a fenced block opened at the start of a line with ```` ```python ````. A block that cannot
 run offline is marked by an HTML comment on the line before its fence (blank lines between are
@@ -44,8 +44,8 @@ class Block:
 
 
 def pages() -> list[Path]:
-    """Every page of the site, sorted."""
-    return sorted(DOCS.rglob("*.md"))
+    """Every page of the site, sorted, then the README (whose tour holds code blocks too)."""
+    return [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 
 
 def blocks(page: Path) -> list[Block]:

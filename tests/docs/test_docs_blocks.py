@@ -1,4 +1,4 @@
-"""Every Python block of the documentation site runs, offline, against the local OpenRouter-compatible server.
+"""Every Python block of the documentation site and the README runs, offline, against the local server.
 
 Each page's blocks run in order in one module namespace (a later block uses what an earlier one
 defined), in a temporary working folder, with the environment a deployment would have, pointed at the
@@ -54,7 +54,7 @@ def page_module(request: pytest.FixtureRequest) -> Iterator[types.ModuleType]:
     """A fresh module for one page's blocks (a real module: dataclasses, pickle and LangChain's tool
     decorator look their definitions up in ``sys.modules``); closed and forgotten afterwards."""
     page: Path = request.node.callspec.params["page"]
-    module = types.ModuleType("docs_" + page.stem.replace("-", "_"))
+    module = types.ModuleType("docs_" + page.stem.replace("-", "_").lower())
     module.__file__ = str(page)  # where a framework that locates its app by module (Flask) looks
     sys.modules[module.__name__] = module
     handlers = _llama_index_handlers()
@@ -88,7 +88,7 @@ def _run_tests(module: types.ModuleType, names: set[str], fixtures: dict[str, An
             function(**{param: fixtures[param] for param in wanted})
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT / "docs")))
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_page_blocks_run(
     page: Path, page_module: types.ModuleType, fake_openrouter: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
