@@ -66,7 +66,7 @@ LAYERS = ("explicit", "authenticated", "invocation", "runtime", "context", "ambi
 class Attribution:
     """The attribution fields of one request; ``None`` means "not set here".
 
-    Example:
+    Examples:
         >>> Attribution(user="app_42", session_id="chat-7").user
         'app_42'
     """
@@ -128,7 +128,7 @@ class user_context:  # noqa: N801 - used like a function, as `with user_context(
         trace: OpenRouter ``trace`` object for broadcast destinations.
         metadata: OpenRouter ``metadata`` key/value pairs.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution import current_attribution, user_context
         >>> with user_context("app_42", session_id="chat-7"):
         ...     with user_context(metadata={"plan": "pro"}):
@@ -263,7 +263,7 @@ def propagate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     Raises:
         TypeError: ``fn`` is not callable.
 
-    Example:
+    Examples:
         >>> from concurrent.futures import ThreadPoolExecutor
         >>> from openrouter_attribution import current_attribution, propagate, user_context
         >>> with user_context("app_42"), ThreadPoolExecutor() as pool:

@@ -86,7 +86,7 @@ class UserIdPolicy:
     or pickled (a pickle carries a fingerprint and is restored from a live policy with the same key or
     from ``OPENROUTER_USER_HASH_KEY``).
 
-    Example:
+    Examples:
         >>> key = "example-key-0123456789"
         >>> policy = UserIdPolicy(prefix="app_", hash_key=key, pii="hash", hash_all=False)
         >>> policy.apply("42"), policy.apply("app_42")

@@ -100,7 +100,7 @@ def request_header(request: Mapping[str, Any], name: str) -> str | None:
         request: The ASGI scope (headers as byte pairs) or the WSGI environ (``HTTP_*`` keys).
         name: The header name, any case (``"Authorization"``).
 
-    Example:
+    Examples:
         >>> request_header({"type": "http", "headers": [(b"x-api-key", b"k1")]}, "X-API-Key")
         'k1'
         >>> request_header({"HTTP_X_API_KEY": "k2"}, "X-API-Key")
@@ -133,7 +133,7 @@ class UserContextMiddleware:
     Raises:
         ConfigurationError: ``identify`` is not callable.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from openrouter_attribution import current_attribution
         >>> seen = []
@@ -188,7 +188,7 @@ class WSGIUserContextMiddleware:
     Raises:
         ConfigurationError: ``identify`` is not callable.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution import current_attribution
         >>> def app(environ, start_response):
         ...     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -258,7 +258,7 @@ class PropagatingExecutor(ThreadPoolExecutor):
     task sees the :func:`~openrouter_attribution.user_context` active where it was submitted, not
     the one (if any) of the code that started the worker thread.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution import current_attribution, user_context
         >>> with PropagatingExecutor(max_workers=2) as pool, user_context("app_7"):
         ...     list(pool.map(lambda _: current_attribution().user, range(2)))

@@ -47,7 +47,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     LangGraph's ``configurable["thread_id"]`` as the last resort. The key names
     are settable with ``user_id_key`` and ``session_id_key``.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution.langchain import ChatOpenRouter
         >>> from openrouter_attribution.testing import FakeOpenRouter
         >>> with FakeOpenRouter() as server:

@@ -28,7 +28,7 @@ class OpenRouterEmbeddings(EmbeddingOptions, Embeddings):
     A retriever invoked on its own (``retriever.invoke(query, config=...)``, outside any chain)
     does not publish its config to the embeddings it calls: wrap such calls in ``user_context``.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution.langchain import OpenRouterEmbeddings
         >>> from openrouter_attribution.testing import FakeOpenRouter
         >>> from openrouter_attribution import user_context

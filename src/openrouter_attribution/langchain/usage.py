@@ -72,7 +72,7 @@ class UsageCallbackHandler(BaseCallbackHandler):
             resolves itself (for example to pseudonymise them as the model would). Ids reported by this
             library's models were already through the model's policy and are kept as they are.
 
-    Example:
+    Examples:
         >>> from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
         >>> from langchain_core.messages import AIMessage
         >>> from openrouter_attribution import UsageLedger

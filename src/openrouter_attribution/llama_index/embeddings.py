@@ -36,7 +36,7 @@ class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc
     retrieval in query engines, sync and async. ``get_text_embedding_batch`` sends
     ``embed_batch_size`` texts per request; every request gets its own usage record in ``ledger``.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution import user_context
         >>> from openrouter_attribution.llama_index import OpenRouterEmbedding
         >>> from openrouter_attribution.testing import FakeOpenRouter

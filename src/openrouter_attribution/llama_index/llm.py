@@ -64,7 +64,7 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
     Responses carry token usage, cost, provider, model, generation id and the attribution that
     was sent in ``ChatResponse.additional_kwargs`` (and the response body in ``raw``).
 
-    Example:
+    Examples:
         >>> from llama_index.core.llms import ChatMessage
         >>> from openrouter_attribution import user_context
         >>> from openrouter_attribution.llama_index import OpenRouter

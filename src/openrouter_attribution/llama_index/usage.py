@@ -86,12 +86,14 @@ class UsageEventHandler(BaseEventHandler):
 
     Args:
         ledger: Anything with ``record(UsageRecord)``, usually a :class:`~openrouter_attribution.UsageLedger`.
-        user_id_tag: ``instrument_tags`` key that holds the end-user id.
-        session_id_tag: ``instrument_tags`` key that holds the session id.
-        policy: Optional :class:`~openrouter_attribution.UserIdPolicy` applied to the user ids the handler
-            resolves itself; ids reported by this library's models are kept as they are.
 
-    Example:
+    Keyword Args:
+        user_id_tag (str): ``instrument_tags`` key that holds the end-user id.
+        session_id_tag (str): ``instrument_tags`` key that holds the session id.
+        policy (UserIdPolicy | None): Optional :class:`~openrouter_attribution.UserIdPolicy` applied to the
+            user ids the handler resolves itself; ids reported by this library's models are kept as they are.
+
+    Examples:
         >>> from llama_index.core.instrumentation import get_dispatcher
         >>> from llama_index.core.llms import MockLLM
         >>> from openrouter_attribution import UsageLedger, user_context
@@ -231,7 +233,7 @@ def attach_usage_handler(ledger: Any, **options: Any) -> UsageEventHandler:
     Returns:
         The attached handler.
 
-    Example:
+    Examples:
         >>> from llama_index.core.instrumentation import get_dispatcher
         >>> from llama_index.core.instrumentation.dispatcher import instrument_tags
         >>> from openrouter_attribution import UsageLedger

@@ -217,7 +217,7 @@ class Catalog:
     Raises:
         ValueError: An added id is not of the form ``vendor/name``.
 
-    Example:
+    Examples:
         >>> catalog = Catalog(["acme/model-1"])
         >>> catalog.get("acme/model-1").prompt_price, catalog.get("openai/gpt-4o-mini:nitro").id
         ('0.000001', 'openai/gpt-4o-mini')

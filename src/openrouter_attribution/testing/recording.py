@@ -27,7 +27,7 @@ class HeaderMap(Mapping[str, str]):
 
     Repeated headers are joined with ``", "`` as RFC 9110 allows.
 
-    Example:
+    Examples:
         >>> headers = HeaderMap([("X-Title", "demo"), ("Accept", "a"), ("accept", "b")])
         >>> headers["x-title"], headers["ACCEPT"]
         ('demo', 'a, b')

@@ -73,7 +73,7 @@ class FakeOpenRouter:
             is not installed.
         ValueError: ``port`` is out of range, or a model in ``models`` is not ``vendor/name``.
 
-    Example:
+    Examples:
         >>> import openai
         >>> from openrouter_attribution.testing import FakeOpenRouter
         >>> with FakeOpenRouter() as server:

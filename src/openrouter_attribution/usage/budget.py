@@ -76,7 +76,7 @@ def window(period: str, now: float) -> tuple[float, float | None]:
 
     ``reset`` (the start of the next window) is ``None`` for ``"total"``, whose window starts at 0.
 
-    Example:
+    Examples:
         >>> window("week", 1767484800.0)  # Sunday 2026-01-04 00:00 UTC
         (1766966400.0, 1767571200.0)
     """
@@ -121,7 +121,7 @@ class UserBudget:
     Pass it as ``budget=`` to a model together with ``ledger=``: the ledger's store holds the spend and
     the reservations, so every process and host that shares the ledger shares the budget.
 
-    Example:
+    Examples:
         >>> from decimal import Decimal
         >>> from openrouter_attribution import BudgetExceededError, UsageLedger, UserBudget
         >>> from openrouter_attribution.langchain import ChatOpenRouter
@@ -381,7 +381,7 @@ def close_billing(store: Any) -> None:
 class BudgetStatus:
     """A user's budget window as it stands: what is used, what is held, the limits and the reset.
 
-    Example:
+    Examples:
         >>> from openrouter_attribution import UsageLedger, UsageRecord
         >>> with UsageLedger(":memory:") as ledger:
         ...     ledger.record(UsageRecord(user="app_1", cost=Decimal("0.25")))

@@ -151,7 +151,7 @@ class UsageLedger:
     Raises:
         ConfigurationError: a bad location (see :func:`open_store`) or option.
 
-    Example:
+    Examples:
         >>> with UsageLedger(":memory:") as ledger:
         ...     ledger.record(UsageRecord(user="app_1", prompt_tokens=10, cost=Decimal("0.0002")))
         ...     ledger.record(UsageRecord(user="app_1", prompt_tokens=5, cost=Decimal("0.0001")))

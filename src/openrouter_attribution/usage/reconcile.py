@@ -78,7 +78,7 @@ class Billed:
 class ReconcileSummary:
     """What a reconciliation run did.
 
-    Example:
+    Examples:
         >>> summary = ReconcileSummary(checked=3, updated=2, not_found=1, billed=Decimal("0.9"), reported=Decimal("1"))
         >>> summary.describe()
         'checked 3, updated 2, not found 1, user mismatches 0, total drift -0.1 USD (billed 0.9, reported 1)'

@@ -182,7 +182,7 @@ class UsageRecord(_UsageRecordFields):
     Raises:
         ValueError: an unknown ``kind``, or a ``cost`` that is not a finite number.
 
-    Example:
+    Examples:
         >>> from decimal import Decimal
         >>> rec = UsageRecord(user="app_42", model_used="openai/gpt-4o-mini", prompt_tokens=12,
         ...                   completion_tokens=5, cost=Decimal("0.0000093"))

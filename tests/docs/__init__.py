@@ -1,0 +1,1 @@
+"""The code blocks of the documentation site (docs/*.md), run as tests."""
