@@ -48,6 +48,15 @@ def make_chat(fake_openrouter) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def client(fake_openrouter) -> Iterator[Any]:
+    """A plain ``openai.OpenAI`` client of the local server, without retries (tests of the server itself)."""
+    import openai
+
+    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
 def fresh_call_sites() -> Iterator[None]:
     """Forget which call sites were already warned about a missing user (one warning per site and process)."""
     from openrouter_attribution import missing_user

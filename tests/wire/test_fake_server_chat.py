@@ -15,14 +15,6 @@ from openrouter_attribution.testing.catalog import DEFAULT_MODEL
 from openrouter_attribution.testing.content import estimate_tokens
 
 
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
-
-
 def _ask(client, text="What is the capital of France?", **kwargs):
     return client.chat.completions.with_raw_response.create(
         model=kwargs.pop("model", "openai/gpt-4o-mini"),

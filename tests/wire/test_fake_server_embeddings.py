@@ -19,12 +19,6 @@ from tests.wire.test_fake_server_faults import STATUS_FAULTS
 MODEL = "openai/text-embedding-3-small"
 
 
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as c:
-        yield c
-
-
 def _post(server, body, headers=None, path="/api/v1/embeddings", api_key=None):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     conn.request("POST", path, json.dumps(body) if not isinstance(body, bytes) else body,

@@ -24,14 +24,6 @@ def _get(server, path, headers=None):
     return response.status, payload
 
 
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
-
-
 def test_models_lists_realistic_models_with_per_token_pricing(fake_openrouter):
     status, payload = _get(fake_openrouter, "/api/v1/models")
     assert status == 200

@@ -22,14 +22,6 @@ STATUS_FAULTS = [
 ]
 
 
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
-
-
 def _raw(server, headers=None, **body):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     payload = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, **body}

@@ -26,12 +26,6 @@ def _generation(server, gid):
     return response.status, payload
 
 
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as c:
-        yield c
-
-
 def test_cached_prompt_tokens_are_billed_at_a_quarter_of_the_price(fake_openrouter, client):
     first = client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_body={"user": "app_1"})
     second = client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_body={"user": "app_1"})

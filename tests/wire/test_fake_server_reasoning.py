@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import openai
 import pytest
 
 from openrouter_attribution.testing.content import reasoning_signature
-
-
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
 
 
 def _raw(client, model="openai/gpt-4o-mini", **extra):

@@ -6,7 +6,6 @@ import http.client
 import json
 
 import openai
-import pytest
 from openrouter.components import ChatStreamChunk
 
 MAGIC = {
@@ -38,14 +37,6 @@ def _stream_raw(conn, server, **body):
 
 def _data_events(raw: bytes) -> list[str]:
     return [block[len("data: ") :] for block in raw.decode().split("\n\n") if block.startswith("data: ")]
-
-
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
 
 
 def test_raw_sse_shape(fake_openrouter):

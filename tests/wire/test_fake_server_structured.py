@@ -7,7 +7,6 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import jsonschema
-import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -70,14 +69,6 @@ SCHEMAS = [
         id="prefix-items-formats-allof",
     ),
 ]
-
-
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
 
 
 @pytest.mark.parametrize("schema", SCHEMAS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import openai
 import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_tests.integration_tests.chat_models import (
@@ -57,14 +56,6 @@ BOOKING = _tool(
     },
     ["city", "nights"],
 )
-
-
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as c:
-        yield c
 
 
 def _calls(client, messages, tools, **kwargs):
