@@ -3,7 +3,8 @@
 Both framework adapters hand an :class:`Invoker` their messages (OpenAI chat
 format), per-call overrides and attribution layers, and get back parsed
 completions or stream chunks; their embeddings classes hand it texts and get
-back vectors, through the same attribution, budget step, transport and usage records. Everything
+back vectors, and their rerankers a query and documents and get back ranks, through the
+same attribution, budget step, transport and usage records. Everything
 OpenRouter-specific happens here or below (``wire/``, ``transport``), never in an adapter.
 """
 
@@ -21,6 +22,7 @@ from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.missing_user import report_missing_user
 from openrouter_attribution.transport import (
     EMBEDDINGS_PATH,
+    RERANK_PATH,
     STREAM_END,
     ConnectionSettings,
     apost_json,
@@ -34,6 +36,7 @@ from openrouter_attribution.wire.embeddings import (
     parse_embeddings,
 )
 from openrouter_attribution.wire.request import build_attribution_fields, build_body, check_request_fields
+from openrouter_attribution.wire.rerank import RerankResult, build_rerank_body, parse_rerank
 from openrouter_attribution.wire.response import Completion, parse_completion
 from openrouter_attribution.wire.stream import StreamMeta
 
@@ -91,8 +94,8 @@ class Invoker:
         self.ids = policy if policy is not None else DEFAULT_POLICY
         """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
         self.sends_metadata = sends_metadata
-        """False for embeddings: OpenRouter's ``/embeddings`` takes no ``metadata``, so a resolved one is
-        dropped here (neither checked nor sent)."""
+        """False for embeddings and rerank: OpenRouter's ``/embeddings`` and ``/rerank`` take no ``metadata``,
+        so a resolved one is dropped here (neither checked nor sent)."""
 
     # -- attribution ---------------------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ class Invoker:
                 hold.record = await self._arecord(prepared, meta.started, meta.first, source=meta,
                                                   error=_stream_error(error))  # fmt: skip
 
-    # -- budget: one step around every request (chat and embeddings alike) ---------------------------
+    # -- budget: one step around every request (chat, embeddings and rerank alike) -------------------
 
     def hold(self, prepared: Prepared) -> Hold | LeaseHold | NoHold:
         """Reserve the request's share of its user's budget before any network I/O; a context manager
@@ -321,7 +324,7 @@ class Invoker:
         kind: str = "chat",
     ) -> UsageRecord | None:
         """Write and return the usage record of one request: ``source`` is the parsed ``Completion``, the
-        stream's ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
+        stream's ``StreamMeta``, the ``EmbeddingResult`` or the ``RerankResult`` (``None`` when nothing arrived)."""
         ledger = self.ledger
         if ledger is None:
             return None
@@ -407,6 +410,47 @@ class Invoker:
             check_same_dimensions(vectors)
         return vectors
 
+
+    # -- rerank: one request per call, on the same budget step, transport and record path ----------------
+
+    def prepare_rerank(self, query: str, documents: Sequence[str], attribution: Attribution) -> Prepared:
+        """Build the ``POST /rerank`` body that ranks ``documents`` for ``query``.
+
+        Raises:
+            InvalidInputError: an empty query, no documents, or a document that is empty or not a string
+                (before any I/O).
+            ConfigurationError: ``top_n`` is below 1.
+            AttributionError: ``session_id`` or ``trace`` breaks OpenRouter's limits.
+        """
+        body = build_rerank_body(query, documents, params=self.params, attribution=attribution,
+                                 extra_body=self.extra_body)  # fmt: skip
+        return Prepared(body, attribution)
+
+    def rerank(self, prepared: Prepared) -> RerankResult:
+        """Send a rerank request; one usage record (``kind="rerank"``). The budget is reserved first."""
+        with self.hold(prepared) as hold:
+            started = time.perf_counter()
+            try:
+                body = post_json(self.connection, prepared.body, path=RERANK_PATH)
+                result = parse_rerank(body, expected=len(prepared.body["documents"]))
+            except BaseException as err:
+                hold.record = self._record(prepared, started, None, error=err, kind="rerank")
+                raise
+            hold.record = self._record(prepared, started, None, source=result, kind="rerank")
+            return result
+
+    async def arerank(self, prepared: Prepared) -> RerankResult:
+        """Async :meth:`rerank`."""
+        async with await self.ahold(prepared) as hold:
+            started = time.perf_counter()
+            try:
+                body = await apost_json(self.connection, prepared.body, path=RERANK_PATH)
+                result = parse_rerank(body, expected=len(prepared.body["documents"]))
+            except BaseException as err:
+                hold.record = await self._arecord(prepared, started, None, error=err, kind="rerank")
+                raise
+            hold.record = await self._arecord(prepared, started, None, source=result, kind="rerank")
+            return result
 
 class NoHold:
     """The hold of a request without a budget: nothing reserved, nothing to settle."""
