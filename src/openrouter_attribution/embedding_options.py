@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from openrouter_attribution.attribution import Attribution
-from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.options import ClientOptions
 from openrouter_attribution.wire.embeddings import DEFAULT_EMBEDDING_MODEL, check_embedding_options
 
@@ -52,12 +51,7 @@ class EmbeddingOptions(ClientOptions):
     @classmethod
     def _check_init(cls, data: Mapping[str, Any], *, batch_field: str) -> None:
         """Refuse unknown keywords and impossible values before pydantic sees them (ConfigurationError)."""
-        unknown = sorted(name for name in data if name not in cls.model_fields)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) {', '.join(unknown)} for {cls.__name__}; check the spelling. Fields OpenRouter "
-                "accepts but this library does not know yet go through extra_body={...}."
-            )
+        cls._refuse_unknown(data)
         check_embedding_options(data, batch_field=batch_field)
 
     def _body_params(self) -> dict[str, Any]:

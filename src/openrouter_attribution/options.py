@@ -151,6 +151,16 @@ class ClientOptions(BaseModel):
         if args is not None:
             self._invoker = self._build_invoker(*args)
 
+    @classmethod
+    def _refuse_unknown(cls, data: Mapping[str, Any]) -> None:
+        """Refuse constructor keywords that are no field of the class (before pydantic sees them)."""
+        unknown = sorted(name for name in data if name not in cls.model_fields)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s) {', '.join(unknown)} for {cls.__name__}; check the spelling. Fields OpenRouter "
+                "accepts but this library does not know yet go through extra_body={...}."
+            )
+
     def _body_params(self) -> dict[str, Any]:
         """Fields sent as they are in every request body (subclasses add theirs)."""
         return {"model": self.model}
