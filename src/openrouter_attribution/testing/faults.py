@@ -12,9 +12,10 @@ A fault is chosen per chat request, first match wins:
    by the chat, embeddings and rerank requests that reach step 3 (authorised, valid, no
    header or model fault), in FIFO order.
 
-Embeddings and rerank requests take the same faults; the two that act
+Embeddings and rerank requests take the same faults; the ones that act
 mid-generation are answered as a 200 body with an ``error`` object
-(``mid-stream-error``) or a 200 body that is not JSON (``malformed-chunk``).
+(``mid-stream-error``), a 200 body that is not JSON (``malformed-chunk``) or the
+first half of the answer (``truncated-stream``).
 
 Faults (:data:`FAULT_NAMES`):
 

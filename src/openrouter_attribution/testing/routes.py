@@ -398,7 +398,8 @@ def _input_reply(
 
     A queued fault (``inject_fault``) is taken by the next chat, embeddings *or* rerank request. Faults
     that only make sense mid-generation map to a JSON answer: ``mid-stream-error`` is a 200 body holding
-    an ``error`` object, ``malformed-chunk`` a 200 body that is not JSON.
+    an ``error`` object, ``malformed-chunk`` a 200 body that is not JSON, ``truncated-stream`` the first
+    half of the answer.
     """
     try:
         fault = fault_from_headers(request.headers) or fault_from_models([requested], request.headers) or (
@@ -422,6 +423,9 @@ def _input_reply(
     body = answer(generation_id)
     if fault is not None and fault.name == "malformed-chunk":
         return RawReply(200, encode_json(body)[:-7] + b"<<not json", "application/json", headers)
+    if fault is not None and fault.name == "truncated-stream":
+        data = encode_json(body)
+        return RawReply(200, data[: len(data) // 2], "application/json", headers)
     return JsonReply(200, body, headers)
 
 
