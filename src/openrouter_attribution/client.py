@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from openrouter_attribution import pricing
@@ -21,6 +22,7 @@ from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.missing_user import report_missing_user
 from openrouter_attribution.transport import (
+    CHAT_PATH,
     EMBEDDINGS_PATH,
     RERANK_PATH,
     STREAM_END,
@@ -217,26 +219,36 @@ class Invoker:
     def complete(self, prepared: Prepared) -> Completion:
         """Send a non-streamed request and parse the answer."""
         with self.hold(prepared) as hold:
-            started = time.perf_counter()
-            try:
-                completion = parse_completion(post_json(self.connection, prepared.body))
-            except BaseException as err:
-                hold.record = self._record(prepared, started, None, error=err)
-                raise
-            hold.record = self._record(prepared, started, None, source=completion)
-            return completion
+            return self._exchange(prepared, hold, CHAT_PATH, parse_completion, "chat")
 
     async def acomplete(self, prepared: Prepared) -> Completion:
         """Async :meth:`complete`."""
         async with await self.ahold(prepared) as hold:
-            started = time.perf_counter()
-            try:
-                completion = parse_completion(await apost_json(self.connection, prepared.body))
-            except BaseException as err:
-                hold.record = await self._arecord(prepared, started, None, error=err)
-                raise
-            hold.record = await self._arecord(prepared, started, None, source=completion)
-            return completion
+            return await self._aexchange(prepared, hold, CHAT_PATH, parse_completion, "chat")
+
+    def _exchange(self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str) -> Any:
+        """One JSON request inside its budget ``hold``: send, parse, record (errors too); returns the parsed answer."""
+        started = time.perf_counter()
+        try:
+            result = parse(post_json(self.connection, prepared.body, path=path))
+        except BaseException as err:
+            hold.record = self._record(prepared, started, None, error=err, kind=kind)
+            raise
+        hold.record = self._record(prepared, started, None, source=result, kind=kind)
+        return result
+
+    async def _aexchange(
+        self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str
+    ) -> Any:
+        """Async :meth:`_exchange`."""
+        started = time.perf_counter()
+        try:
+            result = parse(await apost_json(self.connection, prepared.body, path=path))
+        except BaseException as err:
+            hold.record = await self._arecord(prepared, started, None, error=err, kind=kind)
+            raise
+        hold.record = await self._arecord(prepared, started, None, source=result, kind=kind)
+        return result
 
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
         """Send a streamed request; yields ``(delta, finish_reason)`` per chunk and fills ``meta``.
@@ -375,15 +387,8 @@ class Invoker:
                 reserved.append((prepared, self.hold(prepared)))
                 stack.enter_context(reserved[-1][1])
             for prepared, hold in reserved:
-                started = time.perf_counter()
-                try:
-                    body = post_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
-                    result = parse_embeddings(body, expected=len(prepared.body["input"]))
-                except BaseException as err:
-                    hold.record = self._record(prepared, started, None, error=err, kind="embeddings")
-                    raise
-                hold.record = self._record(prepared, started, None, source=result, kind="embeddings")
-                vectors += result.vectors
+                parse = functools.partial(parse_embeddings, expected=len(prepared.body["input"]))
+                vectors += self._exchange(prepared, hold, EMBEDDINGS_PATH, parse, "embeddings").vectors
         if len(batches) > 1:  # each batch's answer was checked when parsed; across batches only here
             check_same_dimensions(vectors)
         return vectors
@@ -397,15 +402,8 @@ class Invoker:
                 reserved.append((prepared, await self.ahold(prepared)))
                 await stack.enter_async_context(reserved[-1][1])
             for prepared, hold in reserved:
-                started = time.perf_counter()
-                try:
-                    body = await apost_json(self.connection, prepared.body, path=EMBEDDINGS_PATH)
-                    result = parse_embeddings(body, expected=len(prepared.body["input"]))
-                except BaseException as err:
-                    hold.record = await self._arecord(prepared, started, None, error=err, kind="embeddings")
-                    raise
-                hold.record = await self._arecord(prepared, started, None, source=result, kind="embeddings")
-                vectors += result.vectors
+                parse = functools.partial(parse_embeddings, expected=len(prepared.body["input"]))
+                vectors += (await self._aexchange(prepared, hold, EMBEDDINGS_PATH, parse, "embeddings")).vectors
         if len(batches) > 1:  # each batch's answer was checked when parsed; across batches only here
             check_same_dimensions(vectors)
         return vectors
@@ -428,29 +426,15 @@ class Invoker:
 
     def rerank(self, prepared: Prepared) -> RerankResult:
         """Send a rerank request; one usage record (``kind="rerank"``). The budget is reserved first."""
+        parse = functools.partial(parse_rerank, expected=len(prepared.body["documents"]))
         with self.hold(prepared) as hold:
-            started = time.perf_counter()
-            try:
-                body = post_json(self.connection, prepared.body, path=RERANK_PATH)
-                result = parse_rerank(body, expected=len(prepared.body["documents"]))
-            except BaseException as err:
-                hold.record = self._record(prepared, started, None, error=err, kind="rerank")
-                raise
-            hold.record = self._record(prepared, started, None, source=result, kind="rerank")
-            return result
+            return self._exchange(prepared, hold, RERANK_PATH, parse, "rerank")
 
     async def arerank(self, prepared: Prepared) -> RerankResult:
         """Async :meth:`rerank`."""
+        parse = functools.partial(parse_rerank, expected=len(prepared.body["documents"]))
         async with await self.ahold(prepared) as hold:
-            started = time.perf_counter()
-            try:
-                body = await apost_json(self.connection, prepared.body, path=RERANK_PATH)
-                result = parse_rerank(body, expected=len(prepared.body["documents"]))
-            except BaseException as err:
-                hold.record = await self._arecord(prepared, started, None, error=err, kind="rerank")
-                raise
-            hold.record = await self._arecord(prepared, started, None, source=result, kind="rerank")
-            return result
+            return await self._aexchange(prepared, hold, RERANK_PATH, parse, "rerank")
 
 class NoHold:
     """The hold of a request without a budget: nothing reserved, nothing to settle."""
@@ -485,12 +469,12 @@ def _load_calls() -> None:
 
 def _load_build_record(*args: Any) -> UsageRecord:
     _load_calls()
-    return _build_record(*args)  # type: ignore[no-any-return]
+    return _build_record(*args)
 
 
 async def _load_arecord_call(*args: Any) -> UsageRecord:
     _load_calls()
-    return await _arecord_call(*args)  # type: ignore[no-any-return]
+    return await _arecord_call(*args)
 
 
 _build_record: Any = _load_build_record

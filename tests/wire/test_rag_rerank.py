@@ -27,13 +27,9 @@ from tests.wire.embeddings_helpers import (
     endpoint,
     make_lc_embeddings,
     make_li_embedding,
+    request_kinds,
 )
 from tests.wire.rerank_helpers import make_lc_rerank, make_li_rerank
-
-
-def _kinds(server) -> list[str]:
-    return ["embeddings" if r.is_embeddings else "rerank" if r.is_rerank else "chat" if r.is_chat else r.path
-            for r in server.requests]  # fmt: skip
 
 
 def _prompt(server) -> str:
@@ -60,7 +56,7 @@ def lc_chain(fake_openrouter):
 
 
 def _assert_one_question(server, document: str, attribution: tuple[str, str | None]) -> None:
-    assert _kinds(server) == ["embeddings", "rerank", "chat"]
+    assert request_kinds(server) == ["embeddings", "rerank", "chat"]
     assert attributions(server.requests) == [attribution] * 3
     (rerank,) = server.rerank_requests
     assert len(rerank.body["documents"]) == 3  # the retriever's three, reranked to one
@@ -133,7 +129,7 @@ def li_engine(fake_openrouter):
 
 
 def _assert_li_question(server, document: str, attribution: tuple[str, str | None]) -> None:
-    assert _kinds(server) == ["embeddings", "rerank", "chat"]
+    assert request_kinds(server) == ["embeddings", "rerank", "chat"]
     assert attributions(server.requests) == [attribution] * 3
     assert document in _prompt(server)
     assert not any(other in _prompt(server) for other in DOCUMENTS if other != document)

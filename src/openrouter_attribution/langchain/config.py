@@ -154,4 +154,4 @@ def run_attribution(invoker: Any, *, user_id_key: str, session_id_key: str) -> A
     layers = call_layers(user_id_key=user_id_key, session_id_key=session_id_key)
     # These calls take no per-call user= (LangChain's interfaces have no keywords for them).
     searched = {layer: places for layer, places in searched_places(user_id_key).items() if layer != "explicit"}
-    return invoker.attribute(searched=searched, **layers.as_layers())  # type: ignore[no-any-return]
+    return invoker.attribute(searched=searched, **layers.as_layers())

@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, SecretStr
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.embedding_options import EmbeddingOptions
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.llama_index.context import tag_layer
+from openrouter_attribution.llama_index.context import tag_attribution
 from openrouter_attribution.options import _key_from_env
 from openrouter_attribution.wire.embeddings import DEFAULT_BATCH_SIZE, MAX_INPUTS_PER_REQUEST
 
@@ -91,10 +91,7 @@ class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc
 
     def _prepare(self, texts: list[str]) -> list[Prepared]:
         invoker: Invoker = self._invoker
-        attribution = invoker.attribute(
-            searched={"ambient": (f"instrument_tags({{{self.user_id_tag!r}: ...}})",)},
-            ambient=tag_layer(self.user_id_tag, self.session_id_tag),
-        )
+        attribution = tag_attribution(invoker, self.user_id_tag, self.session_id_tag)
         return invoker.prepare_embeddings(texts, attribution, batch_size=self.embed_batch_size)
 
     def _get_query_embedding(self, query: str) -> list[float]:

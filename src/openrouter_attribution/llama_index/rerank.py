@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, SecretStr
 
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.errors import InvalidInputError
-from openrouter_attribution.llama_index.context import tag_layer
+from openrouter_attribution.llama_index.context import tag_attribution
 from openrouter_attribution.llama_index.embeddings import _same_setting
 from openrouter_attribution.options import _key_from_env
 from openrouter_attribution.rerank_options import RerankOptions
@@ -91,10 +91,7 @@ class OpenRouterRerank(BaseNodePostprocessor, RerankOptions):  # type: ignore[mi
         if query_bundle is None:
             raise InvalidInputError("Reranking needs the query: pass query_str=... or a query_bundle.")
         invoker: Invoker = self._invoker
-        attribution = invoker.attribute(
-            searched={"ambient": (f"instrument_tags({{{self.user_id_tag!r}: ...}})",)},
-            ambient=tag_layer(self.user_id_tag, self.session_id_tag),
-        )
+        attribution = tag_attribution(invoker, self.user_id_tag, self.session_id_tag)
         texts = [node.node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
         dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes),
                                           model_name=self.model))  # fmt: skip

@@ -44,7 +44,7 @@ from openrouter_attribution.testing.catalog import (
 from openrouter_attribution.testing.content import estimate_tokens
 from openrouter_attribution.testing.faults import FAULT_MODEL_PREFIX
 from openrouter_attribution.testing.responses import GENERATION_NULL_FIELDS
-from openrouter_attribution.testing.validation import MAX_ID_LENGTH, RequestValidationError, _from_pydantic
+from openrouter_attribution.testing.validation import RequestValidationError, _from_pydantic, check_id_lengths
 
 __all__ = [
     "MAX_INPUTS",
@@ -97,12 +97,7 @@ def validate_embeddings_request(body: Any) -> EmbeddingsRequest:
         raise RequestValidationError("", "Request body must be a JSON object")
     if not _validate_with_sdk(body):
         _validate_basic_types(body)
-    for name in ("user", "session_id"):
-        value = body.get(name)
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise RequestValidationError(
-                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
-            )
+    check_id_lengths(body)
     model_id = body["model"]
     model = _model(model_id)
     inputs = _inputs(body["input"])

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from openrouter_attribution.testing.content import estimate_tokens
 from openrouter_attribution.testing.embeddings import build_input_generation
 from openrouter_attribution.testing.faults import FAULT_MODEL_PREFIX
-from openrouter_attribution.testing.validation import MAX_ID_LENGTH, RequestValidationError, _from_pydantic
+from openrouter_attribution.testing.validation import RequestValidationError, _from_pydantic, check_id_lengths
 
 __all__ = [
     "DEFAULT_RERANK_MODEL",
@@ -115,12 +115,7 @@ def validate_rerank_request(body: Any) -> RerankRequest:
     if not isinstance(body, dict):
         raise RequestValidationError("", "Request body must be a JSON object")
     _validate_with_sdk(body)
-    for name in ("user", "session_id"):
-        value = body.get(name)
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise RequestValidationError(
-                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
-            )
+    check_id_lengths(body)
     model_id = body["model"]
     model = _model(model_id)
     query = body["query"]

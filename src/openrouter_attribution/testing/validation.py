@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from openrouter_attribution.testing.catalog import Catalog
 
-__all__ = ["RequestValidationError", "require_schema", "unknown_model_ids", "validate_chat_request"]
+__all__ = ["RequestValidationError", "check_id_lengths", "require_schema", "unknown_model_ids", "validate_chat_request"]
 
 TESTING_EXTRA = 'pip install "openrouter-attribution[testing]"'
 
@@ -191,12 +191,7 @@ def _check_limits(body: dict[str, Any]) -> None:
         raise RequestValidationError(
             "messages", "Invalid value for 'messages': at least one message is required"
         )
-    for name in ("user", "session_id"):
-        value = body.get(name)
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise RequestValidationError(
-                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
-            )
+    check_id_lengths(body)
     metadata = body.get("metadata")
     if not isinstance(metadata, dict):
         return
@@ -215,6 +210,16 @@ def _check_limits(body: dict[str, Any]) -> None:
         if len(value) > MAX_METADATA_VALUE:
             raise RequestValidationError(
                 f"metadata.{key}", f"'metadata.{key}' must be at most {MAX_METADATA_VALUE} characters"
+            )
+
+
+def check_id_lengths(body: dict[str, Any]) -> None:
+    """``user`` and ``session_id`` at most :data:`MAX_ID_LENGTH` characters (every endpoint that takes them)."""
+    for name in ("user", "session_id"):
+        value = body.get(name)
+        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+            raise RequestValidationError(
+                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
             )
 
 
