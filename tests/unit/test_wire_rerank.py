@@ -36,6 +36,13 @@ def test_metadata_is_never_a_rerank_field():
     assert "metadata" not in body
 
 
+def test_top_n_above_the_number_of_documents_asks_for_all_of_them():
+    body = build_rerank_body("q", ["a", "b"], params={**PARAMS, "top_n": 5}, attribution=Attribution())
+    assert body["top_n"] == 2
+    body = build_rerank_body("q", ["a", "b"], params={"model": "m"}, attribution=Attribution())
+    assert "top_n" not in body
+
+
 def test_extra_body_is_sent_last():
     body = build_rerank_body("q", ["a"], params=PARAMS, attribution=Attribution(), extra_body={"top_n": 1})
     assert body["top_n"] == 1

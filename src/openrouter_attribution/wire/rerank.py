@@ -74,7 +74,8 @@ def build_rerank_body(
     Args:
         query: The question (not empty).
         documents: The texts to rank (at least one, none empty).
-        params: The model's body fields (``model``, ``top_n``, ``provider``).
+        params: The model's body fields (``model``, ``top_n``, ``provider``); a ``top_n`` above the number
+            of documents is sent as that number.
         attribution: The attribution to send (``user`` already through the identity policy; no ``metadata``).
         extra_body: Fields sent as they are, last.
 
@@ -84,9 +85,14 @@ def build_rerank_body(
         AttributionError: ``session_id`` or ``trace`` breaks OpenRouter's limits.
     """
     _check_input(query, documents)
-    check_top_n(params.get("top_n"))
+    top_n = params.get("top_n")
+    check_top_n(top_n)
     body: dict[str, Any] = {**params, **build_attribution_fields(attribution), "query": query,
                             "documents": list(documents)}  # fmt: skip
+    if top_n is not None and top_n > len(documents):
+        # Fewer documents than top_n (a small retrieval): ask for all of them rather than for more than
+        # there are, which the rerankers' APIs do not all accept.
+        body["top_n"] = len(documents)
     if extra_body:
         body.update(extra_body)
     return body
