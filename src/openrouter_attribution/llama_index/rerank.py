@@ -8,13 +8,13 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict
 
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.errors import InvalidInputError
 from openrouter_attribution.llama_index.context import tag_attribution
 from openrouter_attribution.llama_index.embeddings import _same_setting
-from openrouter_attribution.options import _key_from_env
+from openrouter_attribution.llama_index.fields import LlamaIndexFields
 from openrouter_attribution.rerank_options import RerankOptions
 from openrouter_attribution.wire.rerank import RerankResult
 
@@ -23,7 +23,7 @@ __all__ = ["OpenRouterRerank"]
 dispatcher = get_dispatcher(__name__)
 
 
-class OpenRouterRerank(BaseNodePostprocessor, RerankOptions):  # type: ignore[misc]
+class OpenRouterRerank(BaseNodePostprocessor, LlamaIndexFields, RerankOptions):  # type: ignore[misc]
     """OpenRouter rerank for LlamaIndex, attributing every request to the end-user it serves.
 
     A node postprocessor: pass it as ``node_postprocessors=[...]`` to a query or chat engine (or call
@@ -55,16 +55,6 @@ class OpenRouterRerank(BaseNodePostprocessor, RerankOptions):  # type: ignore[mi
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
 
-    api_key: SecretStr | None = Field(default_factory=_key_from_env, repr=False, exclude=True)
-    """OpenRouter API key; defaults to ``OPENROUTER_API_KEY``. Never serialized (``to_dict`` / ``to_json``)."""
-    user_policy: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id (not serialized)."""
-    ledger: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UsageLedger` recording usage and cost of every request (not serialized)."""
-    user_id_tag: str = "user_id"
-    """``instrument_tags`` key that holds the end-user id."""
-    session_id_tag: str = "session_id"
-    """``instrument_tags`` key that holds the session id."""
 
     def __init__(self, **data: Any) -> None:
         # LlamaIndex spells the base URL `api_base`; both spellings are accepted. Checked here rather than
@@ -81,11 +71,6 @@ class OpenRouterRerank(BaseNodePostprocessor, RerankOptions):  # type: ignore[mi
     @classmethod
     def class_name(cls) -> str:
         return "openrouter_attribution.OpenRouterRerank"
-
-    @property
-    def api_base(self) -> str:
-        """LlamaIndex's name for :attr:`base_url`."""
-        return self.base_url
 
     def _prepare(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> Prepared:
         if query_bundle is None:
