@@ -11,12 +11,10 @@ attribution (and LangChain documents / LlamaIndex nodes in and out) is part of t
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from clients import API_KEY, Skip
+from embeddings import Spec, build, cpu_us
 
 MODEL = "cohere/rerank-v3.5"
 DOCS = 20
@@ -103,43 +101,12 @@ class Ours(Adapter):
             _check(len(self._call()), self.name)
 
 
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    label: str
-    factory: Callable[[str], Adapter]
-    required: bool = False
-    """A client whose failure fails the run (the target needs it)."""
-
-
 CLIENTS: tuple[Spec, ...] = (
     Spec(SDK, "openrouter SDK rerank.rerank (reference)", OpenRouterSDK),
     Spec(FLOOR, "bare httpx post (floor)", BareHTTP, required=True),
     Spec(OURS_LC, "ours: langchain.OpenRouterRerank", lambda url: Ours(url, "langchain"), required=True),
     Spec("ours-li", "ours: llama_index.OpenRouterRerank", lambda url: Ours(url, "llama_index")),
 )
-
-
-def _cpu_us(call: Callable[[], None], calls: int) -> float:
-    start = time.process_time()
-    for _ in range(calls):
-        call()
-    return (time.process_time() - start) / calls * 1e6
-
-
-def _build(spec: Spec, base_url: str) -> Adapter:
-    try:
-        adapter = spec.factory(base_url)
-        adapter.rerank()
-    except Skip:
-        if spec.required:
-            raise RuntimeError(f"the rerank benchmark cannot measure {spec.name}") from None
-        raise
-    except Exception as err:
-        if spec.required:
-            raise RuntimeError(f"the rerank benchmark cannot measure {spec.name}: {err}") from err
-        raise Skip(f"{type(err).__name__}: {err}".splitlines()[0][:200]) from err
-    return adapter
 
 
 def measure(base_url: str, *, smoke: bool, rounds: int, target_s: float) -> dict[str, Any]:
@@ -153,11 +120,11 @@ def measure(base_url: str, *, smoke: bool, rounds: int, target_s: float) -> dict
     for spec in CLIENTS:
         clients[spec.name] = {"label": spec.label, "skipped": None}
         try:
-            adapter = _build(spec, base_url)
+            adapter = build(spec, base_url, "rerank", lambda a: a.rerank())
         except Skip as err:
             clients[spec.name]["skipped"] = str(err)
             continue
-        per_call = _cpu_us(adapter.rerank, 2 if smoke else 10)
+        per_call = cpu_us(adapter.rerank, 2 if smoke else 10)
         adapters[spec.name] = (adapter, max(3, min(3000, int(target_s / (per_call / 1e6)))))
     samples: dict[str, list[float]] = {name: [] for name in adapters}
     names = list(adapters)
@@ -165,7 +132,7 @@ def measure(base_url: str, *, smoke: bool, rounds: int, target_s: float) -> dict
         shift = round_no % max(1, len(names))
         for name in names[shift:] + names[:shift]:  # round-robin, as for the chat clients
             adapter, calls = adapters[name]
-            samples[name].append(_cpu_us(adapter.rerank, calls))
+            samples[name].append(cpu_us(adapter.rerank, calls))
     for name, values in samples.items():
         clients[name]["cpu_us"] = statistics.median(values)
         clients[name]["samples"] = values
