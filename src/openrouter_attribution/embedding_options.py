@@ -51,7 +51,7 @@ class EmbeddingOptions(ClientOptions):
     @classmethod
     def _check_init(cls, data: Mapping[str, Any], *, batch_field: str) -> None:
         """Refuse unknown keywords and impossible values before pydantic sees them (ConfigurationError)."""
-        cls._refuse_unknown(data)
+        cls._check_keywords(data)
         check_embedding_options(data, batch_field=batch_field)
 
     def _body_params(self) -> dict[str, Any]:

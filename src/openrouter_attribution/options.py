@@ -152,7 +152,7 @@ class ClientOptions(BaseModel):
             self._invoker = self._build_invoker(*args)
 
     @classmethod
-    def _refuse_unknown(cls, data: Mapping[str, Any]) -> None:
+    def _check_keywords(cls, data: Mapping[str, Any]) -> None:
         """Refuse constructor keywords that are no field of the class (before pydantic sees them)."""
         unknown = sorted(name for name in data if name not in cls.model_fields)
         if unknown:

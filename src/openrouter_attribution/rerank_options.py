@@ -40,7 +40,7 @@ class RerankOptions(ClientOptions):
     @classmethod
     def _check_init(cls, data: Mapping[str, Any]) -> None:
         """Refuse unknown keywords and a ``top_n`` below 1 before pydantic sees them (ConfigurationError)."""
-        cls._refuse_unknown(data)
+        cls._check_keywords(data)
         check_top_n(data.get("top_n"))
 
     def _body_params(self) -> dict[str, Any]:

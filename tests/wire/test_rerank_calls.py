@@ -122,7 +122,7 @@ def test_require_user_refuses_unattributed_calls(fake_openrouter, make, style):
     [
         ({"top_n": 0}, "top_n must be a whole number >= 1"),
         ({"top_n": -2}, "top_n must be a whole number >= 1"),
-        ({"topn": 3}, "Unknown option(s) topn"),
+        ({"topn": 3}, "topn"),  # a misspelled option is refused, not dropped
         ({"api_key": None}, "No OpenRouter API key"),
         ({"user": "ada@example.com"}, "default attribution is refused"),
     ],
