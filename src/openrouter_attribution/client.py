@@ -408,7 +408,6 @@ class Invoker:
             check_same_dimensions(vectors)
         return vectors
 
-
     # -- rerank: one request per call, on the same budget step, transport and record path ----------------
 
     def prepare_rerank(self, query: str, documents: Sequence[str], attribution: Attribution) -> Prepared:
@@ -435,6 +434,7 @@ class Invoker:
         parse = functools.partial(parse_rerank, expected=len(prepared.body["documents"]))
         async with await self.ahold(prepared) as hold:
             return await self._aexchange(prepared, hold, RERANK_PATH, parse, "rerank")
+
 
 class NoHold:
     """The hold of a request without a budget: nothing reserved, nothing to settle."""
@@ -469,12 +469,12 @@ def _load_calls() -> None:
 
 def _load_build_record(*args: Any) -> UsageRecord:
     _load_calls()
-    return _build_record(*args)
+    return _build_record(*args)  # type: ignore[no-any-return]
 
 
 async def _load_arecord_call(*args: Any) -> UsageRecord:
     _load_calls()
-    return await _arecord_call(*args)
+    return await _arecord_call(*args)  # type: ignore[no-any-return]
 
 
 _build_record: Any = _load_build_record
