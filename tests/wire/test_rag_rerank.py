@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -30,6 +29,7 @@ from tests.wire.embeddings_helpers import (
     request_kinds,
 )
 from tests.wire.rerank_helpers import make_lc_rerank, make_li_rerank
+from tests.wire.test_langgraph_embeddings import Context
 
 
 def _prompt(server) -> str:
@@ -80,12 +80,6 @@ def test_langchain_chain_async_with_configurable_user(fake_openrouter, lc_chain,
 
     assert asyncio.run(run())
     _assert_one_question(fake_openrouter, DOCUMENTS[1], ("app_bob", None))
-
-
-@dataclass
-class Context:
-    user_id: str | None = None
-    session_id: str | None = None
 
 
 class State(TypedDict):
