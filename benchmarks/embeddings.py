@@ -123,7 +123,7 @@ class LangChainOpenAI(Adapter):
 class Spec:
     name: str
     label: str
-    factory: Callable[[str], Adapter]
+    factory: Callable[[str], Any]
     required: bool = False
     """A client whose failure fails the run (the target needs it)."""
 
@@ -139,23 +139,29 @@ CLIENTS: tuple[Spec, ...] = (
 )  # fmt: skip
 
 
-def _cpu_us(call: Callable[[], None], calls: int) -> float:
+def cpu_us(call: Callable[[], None], calls: int) -> float:
+    """Client CPU µs per call of ``calls`` calls of ``call``."""
     start = time.process_time()
     for _ in range(calls):
         call()
     return (time.process_time() - start) / calls * 1e6
 
 
-def _build(spec: Spec, base_url: str) -> Adapter:
+def build(spec: Spec, base_url: str, benchmark: str, first: Callable[[Any], object]) -> Any:
+    """The adapter of ``spec``, after ``first(adapter)`` ran once (its calls checked).
+
+    Raises:
+        Skip: the client is not installed, or it failed and is not required.
+        RuntimeError: a required client failed (a broken benchmark).
+    """
     try:
         adapter = spec.factory(base_url)
-        adapter.query()
-        adapter.documents()
+        first(adapter)
     except Skip:
         raise
     except Exception as err:
         if spec.required:
-            raise RuntimeError(f"the embeddings benchmark cannot measure {spec.name}: {err}") from err
+            raise RuntimeError(f"the {benchmark} benchmark cannot measure {spec.name}: {err}") from err
         raise Skip(f"{type(err).__name__}: {err}".splitlines()[0][:200]) from err
     return adapter
 
@@ -171,13 +177,13 @@ def measure(base_url: str, *, smoke: bool, rounds: int, target_s: float) -> dict
     for spec in CLIENTS:
         clients[spec.name] = {"label": spec.label, "skipped": None}
         try:
-            adapter = _build(spec, base_url)
+            adapter = build(spec, base_url, "embeddings", lambda a: (a.query(), a.documents()))
         except Skip as err:
             clients[spec.name]["skipped"] = str(err)
             continue
         warm = 2 if smoke else 10
-        per_query = _cpu_us(adapter.query, warm)
-        per_batch = _cpu_us(adapter.documents, warm)
+        per_query = cpu_us(adapter.query, warm)
+        per_batch = cpu_us(adapter.documents, warm)
         adapters[spec.name] = (adapter, max(3, min(3000, int(target_s / (per_query / 1e6)))),
                                max(2, min(500, int(target_s / (per_batch / 1e6)))))  # fmt: skip
     samples: dict[str, dict[str, list[float]]] = {name: {"query": [], "documents": []} for name in adapters}
@@ -186,8 +192,8 @@ def measure(base_url: str, *, smoke: bool, rounds: int, target_s: float) -> dict
         shift = round_no % max(1, len(names))
         for name in names[shift:] + names[:shift]:  # round-robin, as for the chat clients
             adapter, queries, batches = adapters[name]
-            samples[name]["query"].append(_cpu_us(adapter.query, queries))
-            samples[name]["documents"].append(_cpu_us(adapter.documents, batches))
+            samples[name]["query"].append(cpu_us(adapter.query, queries))
+            samples[name]["documents"].append(cpu_us(adapter.documents, batches))
     for name, values in samples.items():
         clients[name]["query_cpu_us"] = statistics.median(values["query"])
         clients[name]["documents_cpu_us"] = statistics.median(values["documents"])
@@ -211,7 +217,7 @@ def _wire(base_url: str, *, repeats: int) -> dict[str, dict[str, float]]:
         def read(raw: bytes = raw) -> None:
             _check(parse_embeddings(json.loads(raw), expected=DOCS).vectors, DOCS, "parse_embeddings")
 
-        samples = [_cpu_us(read, max(1, repeats // 10)) for _ in range(10)]
+        samples = [cpu_us(read, max(1, repeats // 10)) for _ in range(10)]
         out[encoding] = {"bytes": len(raw), "decode_us": statistics.median(samples)}
     return out
 

@@ -14,6 +14,8 @@ import ledger_bench
 from clients import REFERENCE
 from embeddings import markdown as embeddings_markdown
 from embeddings import targets as embeddings_targets
+from rerank_bench import markdown as rerank_markdown
+from rerank_bench import targets as rerank_targets
 
 OURS_LC = "ours-lc"
 PACKAGES = (
@@ -134,6 +136,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     targets += ledger_bench.evaluate(results)
     if "embeddings" in results:
         targets += embeddings_targets(results["embeddings"])
+    if "rerank" in results:
+        targets += rerank_targets(results["rerank"])
     targets += budget_bench.evaluate(results)
     return targets
 
@@ -227,6 +231,8 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
     lines += ledger_bench.markdown_lines(results)
     if "embeddings" in results:
         lines += embeddings_markdown(results["embeddings"])
+    if "rerank" in results:
+        lines += rerank_markdown(results["rerank"])
     lines += budget_bench.markdown_lines(results)
     lines += ["", "## Targets (our LangChain model vs the raw openai SDK)", ""]
     verdict = {True: "met", False: "**NOT met**", None: "n/a"}

@@ -22,6 +22,7 @@ import embeddings  # noqa: E402
 import ledger_bench  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
+import rerank_bench  # noqa: E402
 from clients import (  # noqa: E402
     ATTRIBUTION_VARIANTS,
     CLIENTS,
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         log("embeddings")
         results["embeddings"] = embeddings.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
                                                    target_s=settings.target_s)  # fmt: skip
+        log("rerank")
+        results["rerank"] = rerank_bench.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
+                                                 target_s=settings.target_s)  # fmt: skip
         log("conversation length")
         measure_conversations(server, settings, results)
         log("per-user budgets")

@@ -12,6 +12,9 @@ It runs in its own process so its CPU is never counted as client CPU. Endpoints:
   (``EMBEDDING_DIMS`` or the body's ``dimensions`` values), as float32 base64 or, with
   ``"encoding_format": "float"``, as JSON numbers written as OpenAI writes them (float32 values, nine
   significant digits); ``usage`` with ``cost``.
+* ``POST [/prefix...]/rerank``: an OpenRouter-shaped rerank answer: the body's ``top_n`` (else every)
+  documents with descending scores, each echoing its text; ``usage`` with ``total_tokens``,
+  ``search_units`` and ``cost``.
 * ``GET /stats``: ``{"accepted": ..., "open": ..., "requests": ...}``: TCP connections accepted so far,
   connections open now (the one asking excluded), requests served.
 
@@ -92,6 +95,15 @@ def embedding_answer(count: int, encoding: str, dims: int = EMBEDDING_DIMS) -> b
     return json.dumps(answer, separators=(",", ":")).encode()
 
 
+def rerank_answer(documents: list[str], top_n: int) -> bytes:
+    """The body of a rerank answer ranking the first ``top_n`` of ``documents``, best first."""
+    results = [{"index": i, "relevance_score": round(0.9 - 0.1 * i, 6), "document": {"text": documents[i]}}
+               for i in range(min(top_n, len(documents)))]  # fmt: skip
+    usage = {"total_tokens": 8 * len(documents), "search_units": 1, "cost": 0.002}
+    answer = {"id": _GEN_ID, "model": "cohere/rerank-v3.5", "provider": "Cohere", "results": results, "usage": usage}
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
 def _response(
     status: str, body: bytes, content_type: str = "application/json", close: bool = False, generation_id: str = _GEN_ID
 ) -> bytes:
@@ -144,6 +156,7 @@ class BenchServer:
         self._completion = json.dumps(_COMPLETION, separators=(",", ":")).encode()
         self._streams: dict[int, bytes] = {}
         self._embeddings: dict[tuple[int, str, int], bytes] = {}
+        self._reranks: dict[tuple[tuple[str, ...], int], bytes] = {}
 
     def _id(self) -> str:
         """A generation id no earlier answer of this server had, as long as ``_GEN_ID``."""
@@ -228,6 +241,16 @@ class BenchServer:
             data = {"hash": hashlib.sha256(key.encode()).hexdigest(), "name": request.get("name")}
             return _response("201 Created" if path.endswith("/keys") else "200 OK",
                              json.dumps({"data": data, "key": key}).encode(), close=close)  # fmt: skip
+        if method == "POST" and path.endswith("/rerank"):
+            request = json.loads(body)
+            documents = request["documents"]
+            key = (tuple(documents), request.get("top_n") or len(documents))
+            answer = self._reranks.get(key)
+            if answer is None:
+                answer = self._reranks[key] = rerank_answer(list(documents), key[1])
+            generation_id = self._id()
+            return _response("200 OK", answer.replace(_GEN_ID_BYTES, generation_id.encode(), 1), close=close,
+                             generation_id=generation_id)  # fmt: skip
         message = json.dumps({"error": {"code": 404, "message": f"no route {method} {path}"}}).encode()
         return _response("404 Not Found", message, close=close)
 

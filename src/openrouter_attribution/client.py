@@ -3,7 +3,8 @@
 Both framework adapters hand an :class:`Invoker` their messages (OpenAI chat
 format), per-call overrides and attribution layers, and get back parsed
 completions or stream chunks; their embeddings classes hand it texts and get
-back vectors, through the same attribution, budget step, transport and usage records. Everything
+back vectors, and their rerankers a query and documents and get back ranks, through the
+same attribution, budget step, transport and usage records. Everything
 OpenRouter-specific happens here or below (``wire/``, ``transport``), never in an adapter.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from openrouter_attribution import pricing
@@ -20,7 +22,7 @@ from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.missing_user import report_missing_user
 from openrouter_attribution.sending import Sender
-from openrouter_attribution.transport import EMBEDDINGS_PATH, STREAM_END, ConnectionSettings
+from openrouter_attribution.transport import CHAT_PATH, EMBEDDINGS_PATH, RERANK_PATH, STREAM_END, ConnectionSettings
 from openrouter_attribution.wire.embeddings import (
     build_embedding_bodies,
     check_same_dimensions,
@@ -32,6 +34,7 @@ from openrouter_attribution.wire.request import (
     check_parameter_ranges,
     check_request_fields,
 )
+from openrouter_attribution.wire.rerank import RerankResult, build_rerank_body, parse_rerank
 from openrouter_attribution.wire.response import Completion, parse_completion
 from openrouter_attribution.wire.stream import StreamMeta
 
@@ -93,8 +96,8 @@ class Invoker:
         self.send = Sender(connection, user_keys)
         """Sends each request with the model's key, or with its user's own key (``user_keys``)."""
         self.sends_metadata = sends_metadata
-        """False for embeddings: OpenRouter's ``/embeddings`` takes no ``metadata``, so a resolved one is
-        dropped here (neither checked nor sent)."""
+        """False for embeddings and rerank: OpenRouter's ``/embeddings`` and ``/rerank`` take no ``metadata``,
+        so a resolved one is dropped here (neither checked nor sent)."""
 
     # -- attribution ---------------------------------------------------------------------------------
 
@@ -218,26 +221,36 @@ class Invoker:
     def complete(self, prepared: Prepared) -> Completion:
         """Send a non-streamed request and parse the answer."""
         with self.hold(prepared) as hold:
-            started = time.perf_counter()
-            try:
-                completion = parse_completion(self.send.post(prepared.body, prepared.attribution.user))
-            except BaseException as err:
-                hold.record = self._record(prepared, started, None, error=err)
-                raise
-            hold.record = self._record(prepared, started, None, source=completion)
-            return completion
+            return self._exchange(prepared, hold, CHAT_PATH, parse_completion, "chat")
 
     async def acomplete(self, prepared: Prepared) -> Completion:
         """Async :meth:`complete`."""
         async with await self.ahold(prepared) as hold:
-            started = time.perf_counter()
-            try:
-                completion = parse_completion(await self.send.apost(prepared.body, prepared.attribution.user))
-            except BaseException as err:
-                hold.record = await self._arecord(prepared, started, None, error=err)
-                raise
-            hold.record = await self._arecord(prepared, started, None, source=completion)
-            return completion
+            return await self._aexchange(prepared, hold, CHAT_PATH, parse_completion, "chat")
+
+    def _exchange(self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str) -> Any:
+        """One JSON request inside its budget ``hold``: send, parse, record (errors too); returns the parsed answer."""
+        started = time.perf_counter()
+        try:
+            result = parse(self.send.post(prepared.body, prepared.attribution.user, path))
+        except BaseException as err:
+            hold.record = self._record(prepared, started, None, error=err, kind=kind)
+            raise
+        hold.record = self._record(prepared, started, None, source=result, kind=kind)
+        return result
+
+    async def _aexchange(
+        self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str
+    ) -> Any:
+        """Async :meth:`_exchange`."""
+        started = time.perf_counter()
+        try:
+            result = parse(await self.send.apost(prepared.body, prepared.attribution.user, path))
+        except BaseException as err:
+            hold.record = await self._arecord(prepared, started, None, error=err, kind=kind)
+            raise
+        hold.record = await self._arecord(prepared, started, None, source=result, kind=kind)
+        return result
 
     def stream(self, prepared: Prepared, meta: StreamMeta) -> Iterator[tuple[dict[str, Any], str | None]]:
         """Send a streamed request; yields ``(delta, finish_reason)`` per chunk and fills ``meta``.
@@ -283,7 +296,7 @@ class Invoker:
                 hold.record = await self._arecord(prepared, meta.started, meta.first, source=meta,
                                                   error=_stream_error(error))  # fmt: skip
 
-    # -- budget: one step around every request (chat and embeddings alike) ---------------------------
+    # -- budget: one step around every request (chat, embeddings and rerank alike) -------------------
 
     def hold(self, prepared: Prepared) -> Hold | LeaseHold | NoHold:
         """Reserve the request's share of its user's budget before any network I/O; a context manager
@@ -325,7 +338,7 @@ class Invoker:
         kind: str = "chat",
     ) -> UsageRecord | None:
         """Write and return the usage record of one request: ``source`` is the parsed ``Completion``, the
-        stream's ``StreamMeta`` or the ``EmbeddingResult`` (``None`` when nothing arrived)."""
+        stream's ``StreamMeta``, the ``EmbeddingResult`` or the ``RerankResult`` (``None`` when nothing arrived)."""
         ledger = self.ledger
         if ledger is None:
             return None
@@ -376,15 +389,8 @@ class Invoker:
                 reserved.append((prepared, self.hold(prepared)))
                 stack.enter_context(reserved[-1][1])
             for prepared, hold in reserved:
-                started = time.perf_counter()
-                try:
-                    body = self.send.post(prepared.body, prepared.attribution.user, EMBEDDINGS_PATH)
-                    result = parse_embeddings(body, expected=len(prepared.body["input"]))
-                except BaseException as err:
-                    hold.record = self._record(prepared, started, None, error=err, kind="embeddings")
-                    raise
-                hold.record = self._record(prepared, started, None, source=result, kind="embeddings")
-                vectors += result.vectors
+                parse = functools.partial(parse_embeddings, expected=len(prepared.body["input"]))
+                vectors += self._exchange(prepared, hold, EMBEDDINGS_PATH, parse, "embeddings").vectors
         if len(batches) > 1:  # each batch's answer was checked when parsed; across batches only here
             check_same_dimensions(vectors)
         return vectors
@@ -398,18 +404,38 @@ class Invoker:
                 reserved.append((prepared, await self.ahold(prepared)))
                 await stack.enter_async_context(reserved[-1][1])
             for prepared, hold in reserved:
-                started = time.perf_counter()
-                try:
-                    body = await self.send.apost(prepared.body, prepared.attribution.user, EMBEDDINGS_PATH)
-                    result = parse_embeddings(body, expected=len(prepared.body["input"]))
-                except BaseException as err:
-                    hold.record = await self._arecord(prepared, started, None, error=err, kind="embeddings")
-                    raise
-                hold.record = await self._arecord(prepared, started, None, source=result, kind="embeddings")
-                vectors += result.vectors
+                parse = functools.partial(parse_embeddings, expected=len(prepared.body["input"]))
+                vectors += (await self._aexchange(prepared, hold, EMBEDDINGS_PATH, parse, "embeddings")).vectors
         if len(batches) > 1:  # each batch's answer was checked when parsed; across batches only here
             check_same_dimensions(vectors)
         return vectors
+
+    # -- rerank: one request per call, on the same budget step, transport and record path ----------------
+
+    def prepare_rerank(self, query: str, documents: Sequence[str], attribution: Attribution) -> Prepared:
+        """Build the ``POST /rerank`` body that ranks ``documents`` for ``query``.
+
+        Raises:
+            InvalidInputError: an empty query, no documents, or a document that is empty or not a string
+                (before any I/O).
+            ConfigurationError: ``top_n`` is below 1.
+            AttributionError: ``session_id`` or ``trace`` breaks OpenRouter's limits.
+        """
+        body = build_rerank_body(query, documents, params=self.params, attribution=attribution,
+                                 extra_body=self.extra_body)  # fmt: skip
+        return Prepared(body, attribution)
+
+    def rerank(self, prepared: Prepared) -> RerankResult:
+        """Send a rerank request; one usage record (``kind="rerank"``). The budget is reserved first."""
+        parse = functools.partial(parse_rerank, expected=len(prepared.body["documents"]))
+        with self.hold(prepared) as hold:
+            return self._exchange(prepared, hold, RERANK_PATH, parse, "rerank")
+
+    async def arerank(self, prepared: Prepared) -> RerankResult:
+        """Async :meth:`rerank`."""
+        parse = functools.partial(parse_rerank, expected=len(prepared.body["documents"]))
+        async with await self.ahold(prepared) as hold:
+            return await self._aexchange(prepared, hold, RERANK_PATH, parse, "rerank")
 
 
 class NoHold:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAT_PATH",
     "EMBEDDINGS_PATH",
+    "RERANK_PATH",
     "STREAM_END",
     "ConnectionSettings",
     "async_client",
@@ -48,6 +49,8 @@ CHAT_PATH = "/chat/completions"
 """Path of OpenRouter's chat completions, relative to the base URL."""
 EMBEDDINGS_PATH = "/embeddings"
 """Path of OpenRouter's embeddings, relative to the base URL."""
+RERANK_PATH = "/rerank"
+"""Path of OpenRouter's rerank, relative to the base URL."""
 _DRAIN_SECONDS = 0.1
 
 STREAM_END: Any = object()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from openrouter_attribution import ConfigurationError
+from openrouter_attribution import ConfigurationError, langchain, llama_index
 from openrouter_attribution.langchain import ChatOpenRouter, OpenRouterEmbeddings
 from openrouter_attribution.llama_index import OpenRouter, OpenRouterEmbedding
 
-MODELS = [ChatOpenRouter, OpenRouter, OpenRouterEmbeddings, OpenRouterEmbedding]
+MODELS = [ChatOpenRouter, OpenRouter, OpenRouterEmbeddings, OpenRouterEmbedding, langchain.OpenRouterRerank,
+          llama_index.OpenRouterRerank]
 
 
 @pytest.mark.parametrize("cls", MODELS)

@@ -39,6 +39,12 @@ def make_li_embedding(server: Any, **kwargs: Any) -> Any:
     return OpenRouterEmbedding(**endpoint(server, **{"model": EMBEDDING_MODEL, **kwargs}))
 
 
+def request_kinds(server: Any) -> list[str]:
+    """What each recorded request was: ``"embeddings"``, ``"rerank"``, ``"chat"``, else its path."""
+    return ["embeddings" if r.is_embeddings else "rerank" if r.is_rerank else "chat" if r.is_chat else r.path
+            for r in server.requests]  # fmt: skip
+
+
 def attributions(requests: list[Any]) -> list[tuple[Any, Any]]:
     """``(user, session_id)`` of each recorded request, in order."""
     return [(r.body.get("user"), r.body.get("session_id")) for r in requests]

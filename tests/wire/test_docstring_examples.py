@@ -7,12 +7,13 @@ import warnings
 
 import pytest
 
-from openrouter_attribution import OpenRouterUserKeys
+from openrouter_attribution import OpenRouterUserKeys, langchain, llama_index
 from openrouter_attribution.langchain import ChatOpenRouter
 from openrouter_attribution.llama_index import OpenRouter
 
 
-@pytest.mark.parametrize("cls", [ChatOpenRouter, OpenRouter, OpenRouterUserKeys], ids=lambda cls: cls.__module__)
+@pytest.mark.parametrize("cls", [ChatOpenRouter, OpenRouter, langchain.OpenRouterRerank, llama_index.OpenRouterRerank,
+                                 OpenRouterUserKeys], ids=lambda cls: cls.__module__)  # fmt: skip
 def test_model_class_examples_run(cls):
     finder = doctest.DocTestFinder(recurse=False)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

@@ -23,11 +23,8 @@ from tests.wire.embeddings_helpers import (
     endpoint,
     make_lc_embeddings,
     make_li_embedding,
+    request_kinds,
 )
-
-
-def _kinds(server) -> list[str]:
-    return ["embeddings" if r.is_embeddings else "chat" if r.is_chat else r.path for r in server.requests]
 
 
 def _prompts(server) -> list[str]:
@@ -65,7 +62,7 @@ def test_langchain_chain_invoke(fake_openrouter, lc_chain):
     assert lc_chain.invoke(QUESTIONS[0], config=_config("app_alice"))
     # The local server's vectors retrieve the document that shares the question's words.
     assert [DOCUMENTS[0] in prompt for prompt in _prompts(fake_openrouter)] == [True]
-    assert _kinds(fake_openrouter) == ["embeddings", "chat"]
+    assert request_kinds(fake_openrouter) == ["embeddings", "chat"]
     assert attributions(fake_openrouter.requests) == [("app_alice", "thread-app_alice")] * 2
 
 
@@ -75,7 +72,7 @@ def test_langchain_chain_ainvoke_and_astream(fake_openrouter, lc_chain):
         assert "".join([chunk async for chunk in lc_chain.astream(QUESTIONS[2], config=_config("app_carol"))])
 
     asyncio.run(run())
-    assert _kinds(fake_openrouter) == ["embeddings", "chat"] * 2
+    assert request_kinds(fake_openrouter) == ["embeddings", "chat"] * 2
     assert [u for u, _ in attributions(fake_openrouter.requests)] == ["app_bob"] * 2 + ["app_carol"] * 2
 
 
@@ -122,7 +119,7 @@ def test_llama_index_query_under_instrument_tags(fake_openrouter, li_index):
     with instrument_tags({"user_id": "app_dora", "session_id": "chat-1"}):
         assert str(engine.query(QUESTIONS[1]))
     assert [DOCUMENTS[1] in prompt for prompt in _prompts(fake_openrouter)] == [True]
-    assert _kinds(fake_openrouter) == ["embeddings", "chat"]
+    assert request_kinds(fake_openrouter) == ["embeddings", "chat"]
     assert attributions(fake_openrouter.requests) == [("app_dora", "chat-1")] * 2
 
 
@@ -139,7 +136,7 @@ def test_llama_index_aquery(fake_openrouter, li_index, source):
 
     assert asyncio.run(ask())
     assert [DOCUMENTS[2] in prompt for prompt in _prompts(fake_openrouter)] == [True]
-    assert _kinds(fake_openrouter) == ["embeddings", "chat"]
+    assert request_kinds(fake_openrouter) == ["embeddings", "chat"]
     assert [u for u, _ in attributions(fake_openrouter.requests)] == ["app_eve"] * 2
 
 
@@ -150,6 +147,6 @@ def test_llama_index_insert_and_streamed_query(fake_openrouter, li_index):
                                              similarity_top_k=1, streaming=True).query("Why do parrots repeat words?")
     assert "".join(streaming.response_gen)  # read outside the block: the stream keeps its caller's user
     assert ["Parrots" in prompt for prompt in _prompts(fake_openrouter)] == [True]
-    assert _kinds(fake_openrouter) == ["embeddings", "embeddings", "chat"]
+    assert request_kinds(fake_openrouter) == ["embeddings", "embeddings", "chat"]
     assert [u for u, _ in attributions(fake_openrouter.requests)] == ["app_frank"] * 3
 

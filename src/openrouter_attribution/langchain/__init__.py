@@ -1,4 +1,7 @@
-"""LangChain integration: :class:`ChatOpenRouter` and :class:`OpenRouterEmbeddings`. Needs the ``[langchain]`` extra."""
+"""LangChain integration: :class:`ChatOpenRouter`, :class:`OpenRouterEmbeddings` and :class:`OpenRouterRerank`.
+
+Needs the ``[langchain]`` extra.
+"""
 
 try:
     import langchain_core  # noqa: F401 - checked first, so a missing extra gets a message that says what to install
@@ -11,6 +14,7 @@ except ImportError as _err:
 
 from openrouter_attribution.langchain.chat_model import ChatOpenRouter
 from openrouter_attribution.langchain.embeddings import OpenRouterEmbeddings
+from openrouter_attribution.langchain.rerank import OpenRouterRerank
 from openrouter_attribution.langchain.usage import UsageCallbackHandler
 
-__all__ = ["ChatOpenRouter", "OpenRouterEmbeddings", "UsageCallbackHandler"]
+__all__ = ["ChatOpenRouter", "OpenRouterEmbeddings", "OpenRouterRerank", "UsageCallbackHandler"]

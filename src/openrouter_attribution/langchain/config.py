@@ -25,7 +25,7 @@ from openrouter_attribution.langchain.runtime import (
     runtime_context,
 )
 
-__all__ = ["RUN_CONFIG", "CallLayers", "call_layers", "current_run_config", "searched_places"]
+__all__ = ["RUN_CONFIG", "CallLayers", "call_layers", "current_run_config", "run_attribution", "searched_places"]
 
 RUN_CONFIG: contextvars.ContextVar[RunnableConfig | None] = contextvars.ContextVar(
     "openrouter_attribution_run_config", default=None
@@ -138,3 +138,20 @@ def searched_places(user_id_key: str) -> Mapping[str, tuple[str, ...]]:
         ),
         "runtime": (f"the LangGraph runtime context's '{user_id_key}' (context=...)",),
     }
+
+
+def run_attribution(invoker: Any, *, user_id_key: str, session_id_key: str) -> Attribution:
+    """The attribution, as sent, of a call that takes no keywords (embeddings, rerank), from the run it runs in.
+
+    LangChain's ``Embeddings`` and ``BaseDocumentCompressor`` methods take no config, but a runnable that
+    runs inside a chain (a retriever, a tool) publishes its config for its children, so a call made inside
+    ``retriever.invoke`` in a chain sees the chain's configurable / metadata / runtime context.
+
+    Raises:
+        MissingUserError: no user resolved while ``require_user=True``.
+        UserIdError: an id is invalid or carries personal data the policy rejects.
+    """
+    layers = call_layers(user_id_key=user_id_key, session_id_key=session_id_key)
+    # These calls take no per-call user= (LangChain's interfaces have no keywords for them).
+    searched = {layer: places for layer, places in searched_places(user_id_key).items() if layer != "explicit"}
+    return invoker.attribute(searched=searched, **layers.as_layers())

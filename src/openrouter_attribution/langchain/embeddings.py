@@ -9,7 +9,7 @@ from pydantic import ConfigDict
 
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.embedding_options import EmbeddingOptions
-from openrouter_attribution.langchain.config import call_layers, searched_places
+from openrouter_attribution.langchain.config import run_attribution
 from openrouter_attribution.wire.embeddings import DEFAULT_BATCH_SIZE
 
 __all__ = ["OpenRouterEmbeddings"]
@@ -58,14 +58,7 @@ class OpenRouterEmbeddings(EmbeddingOptions, Embeddings):
 
     def _prepare(self, texts: list[str]) -> list[Prepared]:
         invoker: Invoker = self._invoker
-        key = self.user_id_key
-        # LangChain's Embeddings methods take no config, but a runnable that runs inside a chain (a
-        # retriever, a tool) publishes its config for its children, so `embed_query` inside
-        # `retriever.invoke` in a chain sees the chain's configurable / metadata / runtime context.
-        layers = call_layers(user_id_key=key, session_id_key=self.session_id_key)
-        # Embeddings calls take no per-call user= (LangChain's interface has no keywords for them).
-        searched = {layer: places for layer, places in searched_places(key).items() if layer != "explicit"}
-        attribution = invoker.attribute(searched=searched, **layers.as_layers())
+        attribution = run_attribution(invoker, user_id_key=self.user_id_key, session_id_key=self.session_id_key)
         return invoker.prepare_embeddings(texts, attribution, batch_size=self.batch_size)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -1,5 +1,5 @@
-"""OpenRouter for LlamaIndex, attributing every call to its end-user: :class:`OpenRouter` (LLM) and
-:class:`OpenRouterEmbedding` (embeddings).
+"""OpenRouter for LlamaIndex, attributing every call to its end-user: :class:`OpenRouter` (LLM),
+:class:`OpenRouterEmbedding` (embeddings) and :class:`OpenRouterRerank` (a node postprocessor).
 
 Needs the ``[llama-index]`` extra.
 """
@@ -17,6 +17,7 @@ except ImportError as _err:
 
 from openrouter_attribution.llama_index.embeddings import OpenRouterEmbedding
 from openrouter_attribution.llama_index.llm import OpenRouter
+from openrouter_attribution.llama_index.rerank import OpenRouterRerank
 from openrouter_attribution.llama_index.usage import UsageEventHandler, attach_usage_handler
 
-__all__ = ["OpenRouter", "OpenRouterEmbedding", "UsageEventHandler", "attach_usage_handler"]
+__all__ = ["OpenRouter", "OpenRouterEmbedding", "OpenRouterRerank", "UsageEventHandler", "attach_usage_handler"]

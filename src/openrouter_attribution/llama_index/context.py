@@ -27,7 +27,7 @@ from llama_index.core.instrumentation.events.synthesis import SynthesizeEndEvent
 
 from openrouter_attribution.attribution import Attribution
 
-__all__ = ["bind_stream_to_context", "install_stream_binder", "tag_layer"]
+__all__ = ["bind_stream_to_context", "install_stream_binder", "tag_attribution", "tag_layer"]
 
 
 def tag_layer(user_tag: str, session_tag: str) -> Attribution | None:
@@ -51,6 +51,19 @@ def tag_layer(user_tag: str, session_tag: str) -> Attribution | None:
     if user is None and session is None:
         return None
     return Attribution(user=user, session_id=session)
+
+
+def tag_attribution(invoker: Any, user_tag: str, session_tag: str) -> Attribution:
+    """The attribution, as sent, of a call that takes no keywords (embeddings, rerank): from
+    ``user_context``, the active ``instrument_tags`` block and the model's own fields.
+
+    Raises:
+        MissingUserError: no user resolved while ``require_user=True``.
+        UserIdError: an id is invalid or carries personal data the policy rejects.
+    """
+    return invoker.attribute(
+        searched={"ambient": (f"instrument_tags({{{user_tag!r}: ...}})",)}, ambient=tag_layer(user_tag, session_tag)
+    )
 
 
 # -- lazily started streams of query and chat engines ---------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field
 
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.embedding_options import EmbeddingOptions
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.llama_index.context import tag_layer
-from openrouter_attribution.options import _key_from_env
+from openrouter_attribution.llama_index.context import tag_attribution
+from openrouter_attribution.llama_index.fields import LlamaIndexFields
 from openrouter_attribution.wire.embeddings import DEFAULT_BATCH_SIZE, MAX_INPUTS_PER_REQUEST
 
 __all__ = ["OpenRouterEmbedding"]
@@ -26,7 +26,7 @@ def _same_setting(data: dict[str, Any], alias: str, name: str) -> None:
         data[name] = value
 
 
-class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc]
+class OpenRouterEmbedding(BaseEmbedding, LlamaIndexFields, EmbeddingOptions):  # type: ignore[misc]
     """OpenRouter embeddings for LlamaIndex, attributing every request to the end-user it serves.
 
     The end-user is resolved per call, first match wins: :func:`~openrouter_attribution.user_context`
@@ -52,16 +52,6 @@ class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
 
-    api_key: SecretStr | None = Field(default_factory=_key_from_env, repr=False, exclude=True)
-    """OpenRouter API key; defaults to ``OPENROUTER_API_KEY``. Never serialized (``to_dict`` / ``to_json``)."""
-    user_policy: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id (not serialized)."""
-    ledger: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UsageLedger` recording usage and cost of every request (not serialized)."""
-    user_id_tag: str = "user_id"
-    """``instrument_tags`` key that holds the end-user id."""
-    session_id_tag: str = "session_id"
-    """``instrument_tags`` key that holds the session id."""
     embed_batch_size: int = Field(default=DEFAULT_BATCH_SIZE, gt=0, le=MAX_INPUTS_PER_REQUEST)
     """Texts per request, from 1 to 2048 (LlamaIndex's default of 10 would mean 50x more requests)."""
 
@@ -84,17 +74,9 @@ class OpenRouterEmbedding(BaseEmbedding, EmbeddingOptions):  # type: ignore[misc
     def class_name(cls) -> str:
         return "openrouter_attribution.OpenRouterEmbedding"
 
-    @property
-    def api_base(self) -> str:
-        """LlamaIndex's name for :attr:`base_url`."""
-        return self.base_url
-
     def _prepare(self, texts: list[str]) -> list[Prepared]:
         invoker: Invoker = self._invoker
-        attribution = invoker.attribute(
-            searched={"ambient": (f"instrument_tags({{{self.user_id_tag!r}: ...}})",)},
-            ambient=tag_layer(self.user_id_tag, self.session_id_tag),
-        )
+        attribution = tag_attribution(invoker, self.user_id_tag, self.session_id_tag)
         return invoker.prepare_embeddings(texts, attribution, batch_size=self.embed_batch_size)
 
     def _get_query_embedding(self, query: str) -> list[float]:

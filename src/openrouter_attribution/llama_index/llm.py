@@ -28,11 +28,12 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
-from pydantic import ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field
 
 from openrouter_attribution.client import Invoker, Prepared, StreamMeta
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.llama_index.context import install_stream_binder, tag_layer
+from openrouter_attribution.llama_index.fields import LlamaIndexFields
 from openrouter_attribution.llama_index.messages import (
     StreamAccumulator,
     from_completion,
@@ -40,7 +41,7 @@ from openrouter_attribution.llama_index.messages import (
     tool_selections,
 )
 from openrouter_attribution.llama_index.models import model_limits
-from openrouter_attribution.options import ClientOptions, OpenRouterOptions, _key_from_env
+from openrouter_attribution.options import ClientOptions, OpenRouterOptions
 from openrouter_attribution.wire.tools import build_tool_choice
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ __all__ = ["OpenRouter"]
 
 
 
-class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
+class OpenRouter(FunctionCallingLLM, LlamaIndexFields, OpenRouterOptions):  # type: ignore[misc]
     """OpenRouter chat models for LlamaIndex, attributing every call to the end-user it serves.
 
     The end-user of each call is resolved per call, first match wins: ``user=`` passed to the
@@ -79,16 +80,6 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    api_key: SecretStr | None = Field(default_factory=_key_from_env, repr=False, exclude=True)
-    """OpenRouter API key; defaults to ``OPENROUTER_API_KEY``. Never serialized (``to_dict`` / ``to_json``)."""
-    user_policy: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UserIdPolicy` applied to every resolved user id (not serialized)."""
-    ledger: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UsageLedger` recording usage and cost of every call (not serialized)."""
-    user_id_tag: str = "user_id"
-    """``instrument_tags`` key that holds the end-user id."""
-    session_id_tag: str = "session_id"
-    """``instrument_tags`` key that holds the session id."""
     context_window: int | None = Field(default=None, gt=0)
     """Context window reported in ``metadata``; ``None``: known value for the model, else a default."""
     num_output: int | None = Field(default=None, gt=0)
@@ -117,11 +108,6 @@ class OpenRouter(FunctionCallingLLM, OpenRouterOptions):  # type: ignore[misc]
     @classmethod
     def class_name(cls) -> str:
         return "openrouter_attribution.OpenRouter"
-
-    @property
-    def api_base(self) -> str:
-        """LlamaIndex's name for :attr:`base_url`."""
-        return self.base_url
 
     @property
     def metadata(self) -> LLMMetadata:

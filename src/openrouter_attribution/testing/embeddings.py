@@ -44,7 +44,7 @@ from openrouter_attribution.testing.catalog import (
 from openrouter_attribution.testing.content import estimate_tokens
 from openrouter_attribution.testing.faults import FAULT_MODEL_PREFIX
 from openrouter_attribution.testing.responses import GENERATION_NULL_FIELDS
-from openrouter_attribution.testing.validation import MAX_ID_LENGTH, RequestValidationError, _from_pydantic
+from openrouter_attribution.testing.validation import RequestValidationError, _from_pydantic, check_id_lengths
 
 __all__ = [
     "MAX_INPUTS",
@@ -52,6 +52,7 @@ __all__ = [
     "EmbeddingsRequest",
     "build_embeddings_body",
     "build_embeddings_generation",
+    "build_input_generation",
     "embed",
     "validate_embeddings_request",
 ]
@@ -96,12 +97,7 @@ def validate_embeddings_request(body: Any) -> EmbeddingsRequest:
         raise RequestValidationError("", "Request body must be a JSON object")
     if not _validate_with_sdk(body):
         _validate_basic_types(body)
-    for name in ("user", "session_id"):
-        value = body.get(name)
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise RequestValidationError(
-                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
-            )
+    check_id_lengths(body)
     model_id = body["model"]
     model = _model(model_id)
     inputs = _inputs(body["input"])
@@ -290,13 +286,35 @@ def build_embeddings_generation(
 ) -> dict[str, Any]:
     """The ``data`` of ``GET /generation?id=...`` for an embeddings request (``api_type: "embeddings"``)."""
     tokens = sum(request.tokens)
-    cost = request.model.cost(tokens)
+    return build_input_generation(
+        generation_id, created, model_id=request.model_id, provider_name=request.model.provider_name,
+        tokens=tokens, cost=request.model.cost(tokens), api_type="embeddings", upstream_prefix="emb",
+        user=user, session_id=session_id, headers=headers,
+    )  # fmt: skip
+
+
+def build_input_generation(
+    generation_id: str,
+    created: int,
+    *,
+    model_id: str,
+    provider_name: str,
+    tokens: int,
+    cost: float,
+    api_type: str,
+    upstream_prefix: str,
+    user: str | None,
+    session_id: str | None,
+    headers: Mapping[str, str],
+) -> dict[str, Any]:
+    """The ``data`` of ``GET /generation?id=...`` for a request that reads tokens and writes none (embeddings,
+    rerank): ``tokens`` prompt tokens, no completion, ``cost`` in US dollars."""
     referer = headers.get("HTTP-Referer")
     return {
         "id": generation_id,
-        "upstream_id": f"emb-{uuid.uuid4().hex[:24]}",
-        "model": request.model_id,
-        "provider_name": request.model.provider_name,
+        "upstream_id": f"{upstream_prefix}-{uuid.uuid4().hex[:24]}",
+        "model": model_id,
+        "provider_name": provider_name,
         "user": user,
         "external_user": user,
         "session_id": session_id,
@@ -319,7 +337,7 @@ def build_embeddings_generation(
         "origin": referer or "",
         "http_referer": referer,
         "user_agent": headers.get("User-Agent"),
-        "api_type": "embeddings",
+        "api_type": api_type,
         "data_region": "global",
         "latency": 0.0,
         "generation_time": 0.0,

@@ -9,12 +9,13 @@ A fault is chosen per chat request, first match wins:
    ``models`` routing would; the first fault model decides otherwise);
 3. the server's queue, filled by :meth:`FakeOpenRouter.inject_fault
    <openrouter_attribution.testing.FakeOpenRouter.inject_fault>` and consumed
-   by the chat and embeddings requests that reach step 3 (authorised, valid, no
+   by the chat, embeddings and rerank requests that reach step 3 (authorised, valid, no
    header or model fault), in FIFO order.
 
-Embeddings requests take the same faults; the two that act mid-generation are
-answered as a 200 body with an ``error`` object (``mid-stream-error``) or a 200
-body that is not JSON (``malformed-chunk``).
+Embeddings and rerank requests take the same faults; the ones that act
+mid-generation are answered as a 200 body with an ``error`` object
+(``mid-stream-error``), a 200 body that is not JSON (``malformed-chunk``) or the
+first half of the answer (``truncated-stream``).
 
 Faults (:data:`FAULT_NAMES`):
 

@@ -14,12 +14,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHAT_PATH", "EMBEDDINGS_PATH", "HeaderMap", "RecordedRequest", "RequestLog"]
+__all__ = ["CHAT_PATH", "EMBEDDINGS_PATH", "RERANK_PATH", "HeaderMap", "RecordedRequest", "RequestLog"]
 
 CHAT_PATH = "/api/v1/chat/completions"
 """Path of the chat completions endpoint."""
 EMBEDDINGS_PATH = "/api/v1/embeddings"
 """Path of the embeddings endpoint."""
+RERANK_PATH = "/api/v1/rerank"
+"""Path of the rerank endpoint."""
 
 
 class HeaderMap(Mapping[str, str]):
@@ -97,6 +99,11 @@ class RecordedRequest:
     def is_embeddings(self) -> bool:
         """Whether this is a ``POST /api/v1/embeddings`` request."""
         return self.method == "POST" and self.path == EMBEDDINGS_PATH
+
+    @property
+    def is_rerank(self) -> bool:
+        """Whether this is a ``POST /api/v1/rerank`` request."""
+        return self.method == "POST" and self.path == RERANK_PATH
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -29,7 +29,8 @@ from openrouter_attribution.testing.faults import (
     fault_from_models,
 )
 from openrouter_attribution.testing.keys import is_management_path, management_reply, reply_cost
-from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RecordedRequest
+from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RERANK_PATH, RecordedRequest
+from openrouter_attribution.testing.rerank import build_rerank_body, build_rerank_generation, validate_rerank_request
 from openrouter_attribution.testing.responses import (
     SSE_COMMENT,
     SSE_DONE,
@@ -56,6 +57,7 @@ from openrouter_attribution.testing.validation import (
 __all__ = ["DropReply", "JsonReply", "RawReply", "Reply", "StreamReply", "handle"]
 
 API_PREFIX = "/api/v1"
+_OWN_CATALOGS = (EMBEDDINGS_PATH, RERANK_PATH)
 _GOOD_CHUNKS_BEFORE_FAULT = 2
 
 
@@ -120,7 +122,7 @@ def handle(state: ServerState, request: RecordedRequest) -> Reply:
     Every chat ``POST`` body that names models (``model``, ``models``) is checked against the server's
     catalog before its route runs: unknown ids are answered 400 as OpenRouter answers them
     (``{"error": {"message": "<id> is not a valid model ID", "code": 400}}``). ``POST /embeddings``
-    checks its model against the embeddings catalog the same way.
+    and ``POST /rerank`` check their model against their own catalogs the same way.
     """
     token = _bearer(request)
     if token is None:
@@ -149,8 +151,8 @@ def handle(state: ServerState, request: RecordedRequest) -> Reply:
     route = routes.get(request.method)
     if route is None:
         return error_reply(405, f"Method {request.method} not allowed on {request.path}")
-    if request.method == "POST" and isinstance(request.body, dict) and request.path != EMBEDDINGS_PATH:
-        # Embeddings models are a catalog of their own: the embeddings route checks its ids against it.
+    if request.method == "POST" and isinstance(request.body, dict) and request.path not in _OWN_CATALOGS:
+        # Embeddings and rerank models are catalogs of their own: their routes check their ids against them.
         unknown = unknown_model_ids(request.body, state.catalog)
         if unknown:
             return JsonReply(400, {"error": {"message": f"{unknown[0]} is not a valid model ID", "code": 400}})
@@ -231,8 +233,7 @@ def _key(state: ServerState, request: RecordedRequest) -> Reply:
 def _chat(state: ServerState, request: RecordedRequest) -> Reply:
     body = request.body
     if not isinstance(body, dict):
-        detail = "Request body is required" if not request.raw_body else "Request body must be a JSON object"
-        return error_reply(400, detail)
+        return _no_body(request)
     try:
         validate_chat_request(body)
     except RequestValidationError as err:
@@ -369,52 +370,90 @@ def _stream_reply(
 
 
 def _embeddings(state: ServerState, request: RecordedRequest) -> Reply:
-    """``POST /embeddings``: validated, faults applied as for chat, answered and stored as a generation.
-
-    A queued fault (``inject_fault``) is taken by the next chat *or* embeddings request. Faults that
-    only make sense mid-generation map to an embeddings answer: ``mid-stream-error`` is a 200 body
-    holding an ``error`` object, ``malformed-chunk`` a 200 body that is not JSON.
-    """
+    """``POST /embeddings``: validated, faults applied as for chat, answered and stored as a generation."""
     body = request.body
     if not isinstance(body, dict):
-        detail = "Request body is required" if not request.raw_body else "Request body must be a JSON object"
-        return error_reply(400, detail)
+        return _no_body(request)
     try:
         embedding = validate_embeddings_request(body)
     except RequestValidationError as err:
         return error_reply(400, err.message)
+    served = embedding.model.id if embedding.model_id.startswith(FAULT_MODEL_PREFIX) else embedding.model_id
+    embedding = embedding._replace(model_id=served)
+    first = next((item for item in embedding.inputs if isinstance(item, str)), "")
+    return _input_reply(
+        state, request, requested=body["model"], served=served, text=first,
+        generation=lambda gid, created, **ids: build_embeddings_generation(embedding, gid, created, **ids),
+        answer=lambda gid: build_embeddings_body(embedding, gid),
+    )  # fmt: skip
+
+
+def _rerank(state: ServerState, request: RecordedRequest) -> Reply:
+    """``POST /rerank``: validated, faults applied as for chat, answered and stored as a generation."""
+    body = request.body
+    if not isinstance(body, dict):
+        return _no_body(request)
     try:
-        fault = (
-            fault_from_headers(request.headers)
-            or fault_from_models([embedding.model_id], request.headers)
-            or state.faults.pop()
-        )
+        rerank = validate_rerank_request(body)
+    except RequestValidationError as err:
+        return error_reply(400, err.message)
+    served = rerank.model.id if rerank.model_id.startswith(FAULT_MODEL_PREFIX) else rerank.model_id
+    rerank = rerank._replace(model_id=served)
+    return _input_reply(
+        state, request, requested=body["model"], served=served, text=rerank.query,
+        generation=lambda gid, created, **ids: build_rerank_generation(rerank, gid, created, **ids),
+        answer=lambda gid: build_rerank_body(rerank, gid),
+    )  # fmt: skip
+
+
+def _no_body(request: RecordedRequest) -> Reply:
+    """OpenRouter's 400 for a request without a JSON object body."""
+    return error_reply(400, "Request body must be a JSON object" if request.raw_body else "Request body is required")
+
+
+def _input_reply(
+    state: ServerState,
+    request: RecordedRequest,
+    *,
+    requested: str,
+    served: str,
+    text: str,
+    generation: Callable[..., dict[str, Any]],
+    answer: Callable[[str], dict[str, Any]],
+) -> Reply:
+    """Answer a validated embeddings or rerank request (one JSON answer, no stream).
+
+    A queued fault (``inject_fault``) is taken by the next chat, embeddings *or* rerank request. Faults
+    that only make sense mid-generation map to a JSON answer: ``mid-stream-error`` is a 200 body holding
+    an ``error`` object, ``malformed-chunk`` a 200 body that is not JSON, ``truncated-stream`` the first
+    half of the answer.
+    """
+    try:
+        fault = fault_from_headers(request.headers) or fault_from_models([requested], request.headers) or (
+            state.faults.pop())  # fmt: skip
     except (UnknownFaultError, ValueError) as err:
         return error_reply(400, str(err))
     if state.latency > 0:
         time.sleep(state.latency)
-    served = embedding.model.id if embedding.model_id.startswith(FAULT_MODEL_PREFIX) else embedding.model_id
     if fault is not None:
-        first = next((item for item in embedding.inputs if isinstance(item, str)), "")
-        early = _early_fault(fault, served, {"messages": [{"role": "user", "content": first}]})
+        early = _early_fault(fault, served, {"messages": [{"role": "user", "content": text}]})
         if early is not None:
             return early
     generation_id = new_generation_id()
-    created = int(time.time())
     headers = {"X-Generation-Id": generation_id}
     if fault is not None and fault.name == "mid-stream-error":
         return JsonReply(200, {"id": generation_id, "error": fault.stream_error(served)}, headers)
-    state.store_generation(
-        build_embeddings_generation(
-            embedding._replace(model_id=served), generation_id, created, user=body.get("user"),
-            session_id=body.get("session_id") or request.headers.get("x-session-id"), headers=request.headers,
-        ),
-        received=request.time,
-    )  # fmt: skip
-    answer = build_embeddings_body(embedding._replace(model_id=served), generation_id)
+    session_id = request.body.get("session_id") or request.headers.get("x-session-id")
+    state.store_generation(generation(generation_id, int(time.time()), user=request.body.get("user"),
+                                      session_id=session_id, headers=request.headers),
+                           received=request.time)  # fmt: skip
+    body = answer(generation_id)
     if fault is not None and fault.name == "malformed-chunk":
-        return RawReply(200, encode_json(answer)[:-7] + b"<<not json", "application/json", headers)
-    return JsonReply(200, answer, headers)
+        return RawReply(200, encode_json(body)[:-7] + b"<<not json", "application/json", headers)
+    if fault is not None and fault.name == "truncated-stream":
+        data = encode_json(body)
+        return RawReply(200, data[: len(data) // 2], "application/json", headers)
+    return JsonReply(200, body, headers)
 
 
 def _embedding_models(state: ServerState, request: RecordedRequest) -> Reply:
@@ -425,6 +464,7 @@ _Route = Callable[[ServerState, RecordedRequest], Reply]
 _ROUTES: dict[str, dict[str, _Route]] = {
     CHAT_PATH: {"POST": _chat},
     EMBEDDINGS_PATH: {"POST": _embeddings},
+    RERANK_PATH: {"POST": _rerank},
     f"{API_PREFIX}/embeddings/models": {"GET": _embedding_models},
     f"{API_PREFIX}/models": {"GET": _models},
     f"{API_PREFIX}/generation": {"GET": _generation},

@@ -45,14 +45,15 @@ class FakeOpenRouter:
     ``POST /chat/completions`` (plain and streaming, with tool calls, structured
     output, reasoning and usage with cost), ``POST /embeddings`` (deterministic
     vectors, float or base64, usage with cost; see
-    :mod:`~openrouter_attribution.testing.embeddings`), ``GET /models``,
+    :mod:`~openrouter_attribution.testing.embeddings`), ``POST /rerank`` (scores from word overlap,
+    usage with cost; see :mod:`~openrouter_attribution.testing.rerank`), ``GET /models``,
     ``GET /embeddings/models``, ``GET /generation?id=...`` and ``GET /key``, all
-    behind bearer auth. Chat and embeddings bodies are validated against
+    behind bearer auth. Chat, embeddings and rerank bodies are validated against
     OpenRouter's published request schemas (from the official ``openrouter`` SDK,
     the ``testing`` extra; without it the server refuses to start) and every model
     id against the catalog that ``GET /models`` (``GET /embeddings/models`` for
-    embeddings) lists (unknown ids get OpenRouter's 400, see
-    :mod:`~openrouter_attribution.testing.catalog`). Answers are deterministic
+    embeddings) lists, rerank ids against the rerank catalog (unknown ids get
+    OpenRouter's 400, see :mod:`~openrouter_attribution.testing.catalog`). Answers are deterministic
     (see :mod:`~openrouter_attribution.testing.content`), every request is
     recorded and logged at INFO on the ``openrouter_attribution.testing`` logger
     (method, path, model, user, session, status), and faults can be injected
@@ -262,6 +263,11 @@ class FakeOpenRouter:
         return [r for r in self.requests if r.is_embeddings]
 
     @property
+    def rerank_requests(self) -> list[RecordedRequest]:
+        """Only the ``POST /api/v1/rerank`` requests (including rejected ones), oldest first; a snapshot."""
+        return [r for r in self.requests if r.is_rerank]
+
+    @property
     def last_request(self) -> RecordedRequest:
         """The most recent request.
 
@@ -312,7 +318,7 @@ class FakeOpenRouter:
         retry_after: float | None = None,
         delay_ms: int | None = None,
     ) -> None:
-        """Queue a fault for upcoming model requests (chat completions and embeddings, in arrival order).
+        """Queue a fault for upcoming model requests (chat completions, embeddings and rerank, in arrival order).
 
         Args:
             name: One of :data:`~openrouter_attribution.testing.faults.FAULT_NAMES`.

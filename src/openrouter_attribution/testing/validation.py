@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RequestValidationError",
+    "check_id_lengths",
     "require_schema",
     "unknown_model_ids",
     "validate_chat_request",
@@ -224,12 +225,7 @@ def _check_limits(body: dict[str, Any]) -> None:
         raise RequestValidationError(
             "messages", "Invalid value for 'messages': at least one message is required"
         )
-    for name in ("user", "session_id"):
-        value = body.get(name)
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise RequestValidationError(
-                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
-            )
+    check_id_lengths(body)
     metadata = body.get("metadata")
     if not isinstance(metadata, dict):
         return
@@ -259,6 +255,16 @@ def _check_ranges(body: dict[str, Any]) -> None:
         ):
             accepted = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise RequestValidationError(name, f"Invalid value for '{name}': must be {accepted} (got {value})")
+
+
+def check_id_lengths(body: dict[str, Any]) -> None:
+    """``user`` and ``session_id`` at most :data:`MAX_ID_LENGTH` characters (every endpoint that takes them)."""
+    for name in ("user", "session_id"):
+        value = body.get(name)
+        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+            raise RequestValidationError(
+                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
+            )
 
 
 def _check_models_list(body: dict[str, Any]) -> None:

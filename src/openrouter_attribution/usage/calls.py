@@ -38,7 +38,7 @@ def build_call_record(
     now = time.perf_counter()
     if source is None:  # nothing arrived
         generation_id = model_used = provider = usage = None
-    else:  # a Completion, a StreamMeta or an EmbeddingResult
+    else:  # a Completion, a StreamMeta, an EmbeddingResult or a RerankResult
         generation_id, model_used, provider, usage = source.id, source.model, source.provider, source.usage
     streamed = bool(body.get("stream"))
     if error is None:
@@ -89,7 +89,7 @@ def record_call(
         source: The parsed ``Completion`` or the stream's ``StreamMeta`` (``None`` if nothing arrived).
         error: The exception that ended the call, if any.
         framework: ``"langchain"`` or ``"llama_index"``.
-        kind: ``"chat"`` or ``"embeddings"``.
+        kind: ``"chat"``, ``"embeddings"`` or ``"rerank"``.
     """
     record = build_call_record(body, attribution, started, first, source, error, framework, kind)
     ledger.record(record)
