@@ -144,16 +144,15 @@ class _StreamBinder(BaseEventHandler):
             bind_stream_to_context(event.response)
 
 
-_installed = False
 _install_lock = threading.Lock()
 
 
 def install_stream_binder() -> None:
-    """Register the stream binder on LlamaIndex's root dispatcher (once per process)."""
-    global _installed
-    if _installed:
+    """Register the stream binder on LlamaIndex's root dispatcher, unless it is there already (an app that
+    resets the dispatcher's handlers gets it again with the next model it builds)."""
+    dispatcher = get_dispatcher()
+    if any(isinstance(handler, _StreamBinder) for handler in dispatcher.event_handlers):
         return
     with _install_lock:
-        if not _installed:
-            get_dispatcher().add_event_handler(_StreamBinder())
-            _installed = True
+        if not any(isinstance(handler, _StreamBinder) for handler in dispatcher.event_handlers):
+            dispatcher.add_event_handler(_StreamBinder())
