@@ -47,7 +47,7 @@ from openrouter_attribution.usage.budget import (
     Reservation,
     SupportsQueuedSettles,
     UserBudget,
-    billing_for,
+    backend_of,
     window,
 )
 from openrouter_attribution.usage.records import UsageRecord, format_cost
@@ -108,7 +108,7 @@ class BudgetGuard:
         if not isinstance(budget, UserBudget):
             raise ConfigurationError(f"budget must be a UserBudget, not {type(budget).__name__}")
         store = getattr(ledger, "store", None)
-        backend = billing_for(store) if store is not None else None
+        backend = backend_of(store) if store is not None else None
         if backend is None:
             raise ConfigurationError(
                 f"budget= needs a ledger whose store can hold reservations atomically (SQLite, PostgreSQL, or a "

@@ -25,9 +25,9 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from openrouter_attribution import environment
 from openrouter_attribution.errors import ConfigurationError, UsageStoreWarning
 from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.usage import export, queries
@@ -87,7 +87,7 @@ def default_spool_folder(location: str | os.PathLike[str]) -> str | None:
         return None
     if where.backend == "sqlite":
         return os.path.abspath(where.target) + "-spool"
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    state = environment.state_home()
     digest = hashlib.sha256(where.display.encode()).hexdigest()[:16]
     return os.path.join(state, "openrouter-attribution", "spool", digest)
 
@@ -417,9 +417,9 @@ class UsageLedger:
         atexit.unregister(self.close)
         self._buffer = None  # record() now goes through the writer's lock, which refuses once it is closed
         self._writer.close(timeout)
-        from openrouter_attribution.usage.budget import close_billing
+        from openrouter_attribution.usage.budget import close_backend
 
-        close_billing(self._store)  # budget reservations of this process's last calls settle to their records
+        close_backend(self._store)  # budget reservations of this process's last calls settle to their records
         if self._owns_store:
             self._store.close()
 

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import pq_insert
@@ -33,6 +33,9 @@ from openrouter_attribution.usage.location import redact
 from openrouter_attribution.usage.postgres_billing import POSTGRES_BILLING_MIGRATION
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
 from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.postgres_billing import PostgresBilling
 
 __all__ = ["SCHEMA_VERSION", "PostgresUsageStore"]
 
@@ -168,6 +171,7 @@ class PostgresUsageStore:
         self._ready = False
         self._closed = False
         self._lock = threading.RLock()
+        self._backend: PostgresBilling | None = None
         self._read_lock = threading.Lock()
         self._writer: Any = None
         self._reader: Any = None
@@ -443,6 +447,23 @@ class PostgresUsageStore:
             f"COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch) FROM usage_records{where} GROUP BY 1"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def backend(self) -> PostgresBilling:
+        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.postgres_billing`),
+        created on first use: one per store, shared by every ledger and budget that uses the store."""
+        backend = self._backend
+        if backend is None:
+            from openrouter_attribution.usage.postgres_billing import PostgresBilling
+
+            with self._lock:
+                backend = self._backend = self._backend or PostgresBilling(self)
+        return backend
+
+    def close_backend(self) -> None:
+        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
     def close(self) -> None:
         """Close the connections; idempotent."""

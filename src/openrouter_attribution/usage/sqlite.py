@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.usage.records import (
     FIELDS,
@@ -63,6 +63,9 @@ from openrouter_attribution.usage.sqlite_schema import (
 from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
 from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
 from openrouter_attribution.usage.sqlite_schema import MIGRATIONS as _MIGRATIONS
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.sqlite_billing import SQLiteBilling
 
 __all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
 
@@ -179,6 +182,7 @@ class SQLiteUsageStore:
         self.migrated_from: int | None = None
         """The schema version the file had when opened, if it was migrated (``0``: a new file)."""
         self._lock = threading.RLock()
+        self._backend: SQLiteBilling | None = None
         self._read_lock = threading.Lock()
         self._memory = self.path == ":memory:"
         self._inboxed = 0
@@ -483,6 +487,23 @@ class SQLiteUsageStore:
             f"FROM usage_all{where} GROUP BY k"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def backend(self) -> SQLiteBilling:
+        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.sqlite_billing`),
+        created on first use: one per store, shared by every ledger and budget that uses the store."""
+        backend = self._backend
+        if backend is None:
+            from openrouter_attribution.usage.sqlite_billing import SQLiteBilling
+
+            with self._lock:
+                backend = self._backend = self._backend or SQLiteBilling(self)
+        return backend
+
+    def close_backend(self) -> None:
+        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
     def close(self) -> None:
         """Close the connections (folding what this store left in the inbox first); idempotent."""
