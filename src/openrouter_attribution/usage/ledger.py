@@ -38,7 +38,7 @@ from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageSto
 from openrouter_attribution.usage.spool import Spool
 from openrouter_attribution.usage.sqlite import SQLiteUsageStore
 from openrouter_attribution.usage.storage import UsageStore
-from openrouter_attribution.usage.writer import Writer
+from openrouter_attribution.usage.writer import Handed, Writer
 
 # The event loop running in this thread, or None: no exception on the common path, no Python frame.
 _running_loop = asyncio._get_running_loop
@@ -309,12 +309,12 @@ class UsageLedger:
             w = self._writer
             if not self._durable:
                 queued = w.buffer(batch)
-            elif self._journal is not None and (journaled := w.journal_write(batch)) is not False:
-                queued = journaled is not None
+            elif self._journal is not None and (journaled := w.journal_write(batch)) is not Handed.BACK:
+                queued = journaled is Handed.TAKEN
             elif (loop := _running_loop()) is None:
                 done = w.commit(batch)
-                queued = done is not None
-                if done is False:
+                queued = done is not Handed.REFUSED
+                if done is Handed.BACK:
                     w.spool_late(batch)
             else:
                 fut = w.submit(batch, loop)
@@ -338,8 +338,8 @@ class UsageLedger:
                 if not w.buffer(batch):
                     self._refused(1)
                 return
-            if self._journal is not None and (journaled := w.journal_write(batch)) is not False:
-                if journaled is None:
+            if self._journal is not None and (journaled := w.journal_write(batch)) is not Handed.BACK:
+                if journaled is Handed.REFUSED:
                     self._refused(1)
                 return
             fut = w.submit(batch, asyncio.get_running_loop())
@@ -401,7 +401,7 @@ class UsageLedger:
         if self.pending <= 0 or not self._durable or w.on_writer_thread():
             return False
         try:
-            if _running_loop() is not None or w.commit(()) is not True:
+            if _running_loop() is not None or w.commit(()) is not Handed.TAKEN:
                 self.flush(w.commit_timeout)
         except Exception as err:  # called inside model calls: it must never raise
             w.fail("record", err, dropped=0)
