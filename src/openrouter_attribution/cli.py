@@ -57,9 +57,8 @@ from typing import IO, Any, NoReturn, cast
 from openrouter_attribution import __version__, cli_billing, cli_keys, environment
 from openrouter_attribution.errors import APIError, ConfigurationError
 from openrouter_attribution.usage import export, queries
+from openrouter_attribution.usage.commit.leftovers import commit_gone
 from openrouter_attribution.usage.ledger import open_store
-from openrouter_attribution.usage.leftovers import commit_gone
-from openrouter_attribution.usage.location import parse_location, redact
 from openrouter_attribution.usage.records import (
     TOTALS_BY,
     UsageQueryError,
@@ -68,7 +67,8 @@ from openrouter_attribution.usage.records import (
     format_cost,
     format_time,
 )
-from openrouter_attribution.usage.storage import UsageStore
+from openrouter_attribution.usage.stores.location import parse_location, redact
+from openrouter_attribution.usage.stores.protocol import UsageStore
 
 __all__ = ["main"]
 

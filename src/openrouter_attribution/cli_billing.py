@@ -109,7 +109,7 @@ def _iso(moment: datetime | None) -> str:
 
 def budget_command(args: argparse.Namespace, out: IO[str], open_store: Callable[[str], Any]) -> int:
     """Print one user's budget window."""
-    from openrouter_attribution.usage.budget import UserBudget, budget_status
+    from openrouter_attribution.usage.budgets.budget import UserBudget, budget_status
     from openrouter_attribution.usage.records import format_cost
 
     budget = UserBudget(max_cost=args.max_cost, max_requests=args.max_requests, period=args.period)

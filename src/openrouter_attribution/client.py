@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from openrouter_attribution.keys import OpenRouterUserKeys
-    from openrouter_attribution.usage.budget_guard import BudgetGuard, Hold, LeaseHold
+    from openrouter_attribution.usage.budgets.guard import BudgetGuard, Hold, LeaseHold
     from openrouter_attribution.usage.records import UsageRecord
 
 __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
@@ -343,7 +343,7 @@ class Invoker:
         if ledger is None:
             return None
         # Imported here, not at the top: `import openrouter_attribution` stays free of the usage package.
-        from openrouter_attribution.usage.calls import build_call_record
+        from openrouter_attribution.usage.call_records import build_call_record
 
         record = build_call_record(prepared.body, prepared.attribution, started, first, source, error, self.framework,
                                    kind)  # fmt: skip
@@ -363,7 +363,7 @@ class Invoker:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
             return None
-        from openrouter_attribution.usage.calls import arecord_call
+        from openrouter_attribution.usage.call_records import arecord_call
 
         return await arecord_call(self.ledger, prepared.body, prepared.attribution, started, first, source, error,
                                   self.framework, kind)  # fmt: skip

@@ -266,7 +266,7 @@ class ClientOptions(BaseModel):
                     "budget= needs ledger=: pass ledger=UsageLedger('usage.db') (or a PostgreSQL DSN), whose "
                     "store holds the spend and the reservations the budget is checked against."
                 )
-            from openrouter_attribution.usage.budget_guard import BudgetGuard
+            from openrouter_attribution.usage.budgets.guard import BudgetGuard
 
             budget = BudgetGuard(self.budget, self.ledger)
         return Invoker(

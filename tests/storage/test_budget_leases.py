@@ -10,9 +10,9 @@ import pytest
 
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
 from openrouter_attribution.langchain import ChatOpenRouter
-from openrouter_attribution.usage import budget_guard
-from openrouter_attribution.usage.budget import backend_of
-from openrouter_attribution.usage.budget_guard import LEASE_IDLE, LEASE_SETTLE_AFTER, BudgetGuard, LeaseHold
+from openrouter_attribution.usage.budgets import guard as budget_guard
+from openrouter_attribution.usage.budgets.budget import backend_of
+from openrouter_attribution.usage.budgets.guard import LEASE_IDLE, LEASE_SETTLE_AFTER, BudgetGuard, LeaseHold
 from tests.storage.test_budget_processes import one_call_cost
 from tests.storage.workers import budgeted_calls
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
-from openrouter_attribution.usage.budget import SupportsBudgets, SupportsQueuedSettles, backend_of, window
-from openrouter_attribution.usage.budget_guard import BudgetGuard
+from openrouter_attribution.usage.budgets.budget import SupportsBudgets, SupportsQueuedSettles, backend_of, window
+from openrouter_attribution.usage.budgets.guard import BudgetGuard
 from tests.storage.conftest import BACKENDS, make_backend
 from tests.third_party_store import DictBudgetStore
 
@@ -134,8 +134,8 @@ def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, bac
 def test_a_process_that_linked_many_records_sweeps_at_its_next_reserve_step(ledger, backend, monkeypatch):
     """A used-up lease links a row per call it served; once SWEEP_LINKS rows are linked, the next
     reserve step sweeps those whose records have landed, long before the SWEEP_EVERY-th step."""
-    from openrouter_attribution.usage import budget_guard
-    from openrouter_attribution.usage.settles import SWEEP_EVERY, SWEEP_LINKS
+    from openrouter_attribution.usage.budgets import guard as budget_guard
+    from openrouter_attribution.usage.budgets.settles import SWEEP_EVERY, SWEEP_LINKS
 
     monkeypatch.setattr(budget_guard, "LEASE_SETTLE_AFTER", 0.0)  # a used-up lease is settled at the next step
     linked = "SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL"

@@ -92,9 +92,10 @@ def _graph() -> dict[str, set[str]]:
 
 def test_the_graph_is_read_from_the_source():
     graph = _graph()
+    sqlite = "openrouter_attribution.usage.stores.sqlite"
     assert "openrouter_attribution.client" in graph["openrouter_attribution.options"]  # deferred: counted
-    assert "openrouter_attribution.usage.sqlite_billing" in graph["openrouter_attribution.usage.sqlite"]
-    assert "openrouter_attribution.usage.sqlite" not in graph["openrouter_attribution.usage.sqlite_billing"]
+    assert f"{sqlite}.budgets" in graph[f"{sqlite}.store"]
+    assert f"{sqlite}.store" not in graph[f"{sqlite}.budgets"]  # only under TYPE_CHECKING
 
 
 def test_no_import_cycle():

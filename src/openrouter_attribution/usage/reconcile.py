@@ -32,7 +32,7 @@ from typing import Any
 
 from openrouter_attribution import environment
 from openrouter_attribution.errors import APIError, AuthenticationError, ConfigurationError, InvalidResponseError
-from openrouter_attribution.usage.budget import backend_of
+from openrouter_attribution.usage.budgets.budget import backend_of
 from openrouter_attribution.usage.records import parse_cost
 
 __all__ = ["Billed", "Candidate", "ReconcileSummary", "reconcile"]

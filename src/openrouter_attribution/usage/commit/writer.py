@@ -42,10 +42,10 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Protocol
 
-from openrouter_attribution.usage.journal import Journal, encode_entries
+from openrouter_attribution.usage.commit.journal import Journal, encode_entries
+from openrouter_attribution.usage.commit.spool import Spool
 from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
-from openrouter_attribution.usage.spool import Spool
-from openrouter_attribution.usage.storage import UsageStore
+from openrouter_attribution.usage.stores.protocol import UsageStore
 
 __all__ = ["Handed", "InlineStore", "Writer"]
 

@@ -5,7 +5,7 @@ Install with ``pip install "openrouter-attribution[postgres]"``. Records go to t
 ``ON CONFLICT (record_id) DO NOTHING``, so two recorders of one call, a retried batch or a replayed
 spool keep one row. ``cost`` is ``NUMERIC`` (exact, summed exactly by SQL); ``time`` is epoch seconds
 (``double precision``), as in SQLite, so records read back exactly as written and UTC days are
-computed from ``floor(time)`` like :func:`~openrouter_attribution.usage.storage.group_key`.
+computed from ``floor(time)`` like :func:`~openrouter_attribution.usage.stores.protocol.group_key`.
 
 The schema is versioned in ``usage_schema``; opening the store applies missing migrations inside one
 transaction under a PostgreSQL advisory lock, so processes starting together migrate once.
@@ -13,7 +13,7 @@ transaction under a PostgreSQL advisory lock, so processes starting together mig
 Connections are opened on first use (a server that is down when the app starts does not fail it),
 one for writes and one for reads; a connection found closed or broken is replaced on the next use.
 Inserts run as statements prepared on the write connection, through psycopg's libpq layer
-(:mod:`~openrouter_attribution.usage.pq_insert`), and :meth:`PostgresUsageStore.write_within` bounds
+(:mod:`~openrouter_attribution.usage.stores.postgres.insert`), and :meth:`PostgresUsageStore.write_within` bounds
 how long an insert may wait for the server. Every message this module produces or passes on has the
 DSN's password redacted.
 """
@@ -28,14 +28,14 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.usage import pq_insert
-from openrouter_attribution.usage.location import redact
-from openrouter_attribution.usage.postgres_billing import POSTGRES_BILLING_MIGRATION
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
-from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
+from openrouter_attribution.usage.stores.location import redact
+from openrouter_attribution.usage.stores.postgres import insert as pq_insert
+from openrouter_attribution.usage.stores.postgres.budgets import POSTGRES_BILLING_MIGRATION
+from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
 
 if TYPE_CHECKING:
-    from openrouter_attribution.usage.postgres_billing import PostgresBilling
+    from openrouter_attribution.usage.stores.postgres.budgets import PostgresBilling
 
 __all__ = ["SCHEMA_VERSION", "PostgresUsageStore"]
 
@@ -70,7 +70,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records ((COALESCE(model_used, model_requested)))",
         "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
     ),
-    # Reconciliation columns, budget reservations and the two budget functions (usage/postgres_billing.py).
+    # Reconciliation columns, budget reservations and the two budget functions (usage/stores/postgres/budgets.py).
     POSTGRES_BILLING_MIGRATION,
 )
 
@@ -449,11 +449,12 @@ class PostgresUsageStore:
         return [totals_row(row) for row in self._fetch(sql, params)]
 
     def backend(self) -> PostgresBilling:
-        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.postgres_billing`),
-        created on first use: one per store, shared by every ledger and budget that uses the store."""
+        """This store's budget and reconciliation backend
+        (:mod:`~openrouter_attribution.usage.stores.postgres.budgets`), created on first use: one per
+        store, shared by every ledger and budget that uses the store."""
         backend = self._backend
         if backend is None:
-            from openrouter_attribution.usage.postgres_billing import PostgresBilling
+            from openrouter_attribution.usage.stores.postgres.budgets import PostgresBilling
 
             with self._lock:
                 backend = self._backend = self._backend or PostgresBilling(self)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openrouter_attribution.attribution import Attribution
-from openrouter_attribution.usage.observed import USAGE_RECORD_ID, claim_record_id, outcome_of
+from openrouter_attribution.usage.handler_records import USAGE_RECORD_ID, claim_record_id, outcome_of
 from openrouter_attribution.usage.records import UsageRecord, record_from_fields
 
 __all__ = ["USAGE_RECORD_ID", "arecord_call", "build_call_record", "record_call"]

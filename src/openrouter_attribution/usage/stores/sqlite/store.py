@@ -49,9 +49,9 @@ from openrouter_attribution.usage.records import (
     add_costs,
     format_cost,
 )
-from openrouter_attribution.usage.rows import COLUMNS, from_row, totals_row
-from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
-from openrouter_attribution.usage.sqlite_schema import (
+from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
+from openrouter_attribution.usage.stores.sqlite.schema import FOLD as _FOLD
+from openrouter_attribution.usage.stores.sqlite.schema import (
     FOLD_AT,
     INBOX_MAX,
     ROWS_AT_ONCE,
@@ -60,12 +60,12 @@ from openrouter_attribution.usage.sqlite_schema import (
     padded,
     page_sql,
 )
-from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
-from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
-from openrouter_attribution.usage.sqlite_schema import MIGRATIONS as _MIGRATIONS
+from openrouter_attribution.usage.stores.sqlite.schema import INBOX_INSERT as _INBOX_INSERT
+from openrouter_attribution.usage.stores.sqlite.schema import INBOX_WAITING as _INBOX_WAITING
+from openrouter_attribution.usage.stores.sqlite.schema import MIGRATIONS as _MIGRATIONS
 
 if TYPE_CHECKING:
-    from openrouter_attribution.usage.sqlite_billing import SQLiteBilling
+    from openrouter_attribution.usage.stores.sqlite.budgets import SQLiteBilling
 
 __all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
 
@@ -489,11 +489,11 @@ class SQLiteUsageStore:
         return [totals_row(row) for row in self._fetch(sql, params)]
 
     def backend(self) -> SQLiteBilling:
-        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.sqlite_billing`),
+        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.stores.sqlite.budgets`),
         created on first use: one per store, shared by every ledger and budget that uses the store."""
         backend = self._backend
         if backend is None:
-            from openrouter_attribution.usage.sqlite_billing import SQLiteBilling
+            from openrouter_attribution.usage.stores.sqlite.budgets import SQLiteBilling
 
             with self._lock:
                 backend = self._backend = self._backend or SQLiteBilling(self)

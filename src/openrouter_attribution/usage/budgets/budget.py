@@ -10,7 +10,7 @@ Every budgeted call goes through one atomic step in the store before any network
 reservations + this call's reservation stay within ``max_cost`` (and requests + calls in flight + 1
 within ``max_requests``), and insert the reservation. SQLite does it in one ``BEGIN IMMEDIATE``
 transaction; PostgreSQL in one statement under a per-user transaction-scoped advisory lock (see
-:mod:`~openrouter_attribution.usage.postgres_billing`). Two processes on two hosts sharing the ledger can
+:mod:`~openrouter_attribution.usage.stores.postgres.budgets`). Two processes on two hosts sharing the ledger can
 never both take the last slot.
 
 When the call ends, its reservation settles to the actual cost: it is linked to the call's usage record
@@ -18,7 +18,7 @@ and stops counting as soon as that record is in the store (a durable ledger comm
 returns; a spooled or buffered record keeps the reservation counting until it lands, so spend is never
 under-counted). A reservation whose process died expires after ``reservation_ttl`` seconds.
 
-Leases (see :mod:`~openrouter_attribution.usage.budget_guard`): far from the limit, one store write
+Leases (see :mod:`~openrouter_attribution.usage.budgets.guard`): far from the limit, one store write
 reserves :attr:`UserBudget.lease` calls for the process, which its next calls draw from without store
 I/O; near the limit every call is checked alone. A live lease over-counts, never under-counts.
 
