@@ -94,8 +94,8 @@ def test_the_graph_is_read_from_the_source():
     graph = _graph()
     sqlite = "openrouter_attribution.usage.stores.sqlite"
     assert "openrouter_attribution.client" in graph["openrouter_attribution.options"]  # deferred: counted
-    assert f"{sqlite}.budgets" in graph[f"{sqlite}.store"]
-    assert f"{sqlite}.store" not in graph[f"{sqlite}.budgets"]  # only under TYPE_CHECKING
+    assert f"{sqlite}.backend" in graph[f"{sqlite}.store"]
+    assert f"{sqlite}.store" not in graph[f"{sqlite}.backend"]  # only under TYPE_CHECKING
 
 
 def test_no_import_cycle():

@@ -10,7 +10,7 @@ Every budgeted call goes through one atomic step in the store before any network
 reservations + this call's reservation stay within ``max_cost`` (and requests + calls in flight + 1
 within ``max_requests``), and insert the reservation. SQLite does it in one ``BEGIN IMMEDIATE``
 transaction; PostgreSQL in one statement under a per-user transaction-scoped advisory lock (see
-:mod:`~openrouter_attribution.usage.stores.postgres.budgets`). Two processes on two hosts sharing the ledger can
+:mod:`~openrouter_attribution.usage.stores.postgres.backend`). Two processes on two hosts sharing the ledger can
 never both take the last slot.
 
 When the call ends, its reservation settles to the actual cost: it is linked to the call's usage record

@@ -31,11 +31,11 @@ from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
-from openrouter_attribution.usage.stores.postgres.budgets import POSTGRES_BILLING_MIGRATION
+from openrouter_attribution.usage.stores.postgres.backend import POSTGRES_BACKEND_MIGRATION
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
 
 if TYPE_CHECKING:
-    from openrouter_attribution.usage.stores.postgres.budgets import PostgresBilling
+    from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend
 
 __all__ = ["SCHEMA_VERSION", "PostgresUsageStore"]
 
@@ -70,8 +70,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records ((COALESCE(model_used, model_requested)))",
         "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
     ),
-    # Reconciliation columns, budget reservations and the two budget functions (usage/stores/postgres/budgets.py).
-    POSTGRES_BILLING_MIGRATION,
+    # Reconciliation columns, budget reservations and the two budget functions (usage/stores/postgres/backend.py).
+    POSTGRES_BACKEND_MIGRATION,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -171,7 +171,7 @@ class PostgresUsageStore:
         self._ready = False
         self._closed = False
         self._lock = threading.RLock()
-        self._backend: PostgresBilling | None = None
+        self._backend: PostgresBackend | None = None
         self._read_lock = threading.Lock()
         self._writer: Any = None
         self._reader: Any = None
@@ -448,16 +448,16 @@ class PostgresUsageStore:
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 
-    def backend(self) -> PostgresBilling:
+    def backend(self) -> PostgresBackend:
         """This store's budget and reconciliation backend
-        (:mod:`~openrouter_attribution.usage.stores.postgres.budgets`), created on first use: one per
+        (:mod:`~openrouter_attribution.usage.stores.postgres.backend`), created on first use: one per
         store, shared by every ledger and budget that uses the store."""
         backend = self._backend
         if backend is None:
-            from openrouter_attribution.usage.stores.postgres.budgets import PostgresBilling
+            from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend
 
             with self._lock:
-                backend = self._backend = self._backend or PostgresBilling(self)
+                backend = self._backend = self._backend or PostgresBackend(self)
         return backend
 
     def close_backend(self) -> None:

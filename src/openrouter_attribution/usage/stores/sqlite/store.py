@@ -65,7 +65,7 @@ from openrouter_attribution.usage.stores.sqlite.schema import INBOX_WAITING as _
 from openrouter_attribution.usage.stores.sqlite.schema import MIGRATIONS as _MIGRATIONS
 
 if TYPE_CHECKING:
-    from openrouter_attribution.usage.stores.sqlite.budgets import SQLiteBilling
+    from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
 
 __all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
 
@@ -182,7 +182,7 @@ class SQLiteUsageStore:
         self.migrated_from: int | None = None
         """The schema version the file had when opened, if it was migrated (``0``: a new file)."""
         self._lock = threading.RLock()
-        self._backend: SQLiteBilling | None = None
+        self._backend: SQLiteBackend | None = None
         self._read_lock = threading.Lock()
         self._memory = self.path == ":memory:"
         self._inboxed = 0
@@ -488,15 +488,15 @@ class SQLiteUsageStore:
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 
-    def backend(self) -> SQLiteBilling:
-        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.stores.sqlite.budgets`),
+    def backend(self) -> SQLiteBackend:
+        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.stores.sqlite.backend`),
         created on first use: one per store, shared by every ledger and budget that uses the store."""
         backend = self._backend
         if backend is None:
-            from openrouter_attribution.usage.stores.sqlite.budgets import SQLiteBilling
+            from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
 
             with self._lock:
-                backend = self._backend = self._backend or SQLiteBilling(self)
+                backend = self._backend = self._backend or SQLiteBackend(self)
         return backend
 
     def close_backend(self) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from openrouter_attribution.usage.reconcile import Billed, Candidate
     from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
-__all__ = ["SQLiteBilling"]
+__all__ = ["SQLiteBackend"]
 
 _CLEANUP = (
     "DELETE FROM budget_reservations WHERE user_key = ? AND (expires_at <= ? OR (record_id IS NOT NULL "
@@ -163,7 +163,7 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else format_cost(value)
 
 
-class SQLiteBilling:
+class SQLiteBackend:
     """Budget reservations and reconciliation results in an :class:`SQLiteUsageStore`."""
 
     def __init__(self, store: SQLiteUsageStore) -> None:

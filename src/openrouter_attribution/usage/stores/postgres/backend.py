@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from openrouter_attribution.usage.reconcile import Billed, Candidate
     from openrouter_attribution.usage.stores.postgres.store import PostgresUsageStore
 
-__all__ = ["POSTGRES_BILLING_MIGRATION", "PostgresBilling"]
+__all__ = ["POSTGRES_BACKEND_MIGRATION", "PostgresBackend"]
 
 _BUDGET_LOCK_CLASS = 0x6F726162  # first key of the per-user advisory locks ("orab")
 
@@ -110,7 +110,7 @@ BEGIN
 END
 $fn$"""
 
-POSTGRES_BILLING_MIGRATION: tuple[str, ...] = (
+POSTGRES_BACKEND_MIGRATION: tuple[str, ...] = (
     "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS billed_cost numeric",
     "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS cache_discount numeric",
     "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS native_prompt_tokens bigint",
@@ -170,7 +170,7 @@ _APPLY = (
 )
 
 
-class PostgresBilling:
+class PostgresBackend:
     """Budget reservations and reconciliation results in a :class:`PostgresUsageStore`."""
 
     def __init__(self, store: PostgresUsageStore) -> None:
