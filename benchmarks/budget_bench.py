@@ -37,8 +37,8 @@ from typing import Any
 import measure
 from clients import API_KEY, MODEL
 
-from openrouter_attribution.usage.budget import DEFAULT_LEASE
-from openrouter_attribution.usage.budget_guard import LEASE_SETTLE_AFTER
+from openrouter_attribution.usage.budgets.budget import DEFAULT_LEASE
+from openrouter_attribution.usage.budgets.guard import LEASE_SETTLE_AFTER
 
 TARGETS = {"sqlite": 0.03}
 LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -63,7 +63,7 @@ def _isolated(ledger: Any, n: int, tag: str, history: int, lease: int) -> float:
     """CPU µs of the budget step per call for a user with ``history`` records: reserve, settle to a record."""
     from openrouter_attribution import UserBudget
     from openrouter_attribution.usage import UsageRecord
-    from openrouter_attribution.usage.budget_guard import BudgetGuard
+    from openrouter_attribution.usage.budgets.guard import BudgetGuard
 
     guard = BudgetGuard(UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001"), lease=lease), ledger)
     records = [UsageRecord(user="bench_done", cost=Decimal("0.0000054"), record_id=f"{tag}-h{history}-l{lease}-{i}")

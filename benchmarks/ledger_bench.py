@@ -105,7 +105,7 @@ def _locations(folder: Path, pg: Any) -> dict[str, tuple[str, str] | None]:
 def _record_loop(ledger: Any, n: int) -> float:
     """CPU µs per call of the ledger's part of a call: build the record, record it (commit included)."""
     from openrouter_attribution.attribution import Attribution
-    from openrouter_attribution.usage.calls import record_call
+    from openrouter_attribution.usage.call_records import record_call
 
     body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "user": "app_1"}
     attribution = Attribution(user="app_1")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from openrouter_attribution.usage import BudgetUsage, MemoryUsageStore, UsageRecord
-from openrouter_attribution.usage.budget import BudgetCheck, Reservation
+from openrouter_attribution.usage.budgets.budget import BudgetCheck, Reservation
 
 __all__ = ["DictBudgetStore"]
 

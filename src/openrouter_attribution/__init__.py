@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from openrouter_attribution.identity import UserIdPolicy
     from openrouter_attribution.keys import OpenRouterUserKeys
     from openrouter_attribution.usage import UsageLedger, UsageRecord
-    from openrouter_attribution.usage.budget import UserBudget
+    from openrouter_attribution.usage.budgets.budget import UserBudget
 
 __version__ = "0.1.0"
 """The release; the one place it is written (``pyproject.toml`` reads it from here)."""
@@ -52,7 +52,7 @@ _LAZY = {
     "UserIdPolicy": "openrouter_attribution.identity",
     "UsageLedger": "openrouter_attribution.usage",
     "UsageRecord": "openrouter_attribution.usage",
-    "UserBudget": "openrouter_attribution.usage.budget",
+    "UserBudget": "openrouter_attribution.usage.budgets.budget",
     "OpenRouterUserKeys": "openrouter_attribution.keys",
 }
 

@@ -54,12 +54,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NoReturn, cast
 
-from openrouter_attribution import __version__, cli_billing, cli_keys
+from openrouter_attribution import __version__, cli_billing, cli_keys, environment
 from openrouter_attribution.errors import APIError, ConfigurationError
 from openrouter_attribution.usage import export, queries
+from openrouter_attribution.usage.commit.leftovers import commit_gone
 from openrouter_attribution.usage.ledger import open_store
-from openrouter_attribution.usage.leftovers import commit_gone
-from openrouter_attribution.usage.location import parse_location, redact
 from openrouter_attribution.usage.records import (
     TOTALS_BY,
     UsageQueryError,
@@ -68,7 +67,8 @@ from openrouter_attribution.usage.records import (
     format_cost,
     format_time,
 )
-from openrouter_attribution.usage.storage import UsageStore
+from openrouter_attribution.usage.stores.location import parse_location, redact
+from openrouter_attribution.usage.stores.protocol import UsageStore
 
 __all__ = ["main"]
 
@@ -413,8 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     secrets = _passwords(getattr(args, "db", None))
-    for variable in ("OPENROUTER_API_KEY", "OPENROUTER_MANAGEMENT_KEY"):
-        key = os.environ.get(variable)
+    for key in (environment.api_key(), environment.management_key()):
         if key:
             secrets.append(key)  # never echoed, whatever a message holds
     return _run(args, secrets)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -110,7 +109,7 @@ def _iso(moment: datetime | None) -> str:
 
 def budget_command(args: argparse.Namespace, out: IO[str], open_store: Callable[[str], Any]) -> int:
     """Print one user's budget window."""
-    from openrouter_attribution.usage.budget import UserBudget, budget_status
+    from openrouter_attribution.usage.budgets.budget import UserBudget, budget_status
     from openrouter_attribution.usage.records import format_cost
 
     budget = UserBudget(max_cost=args.max_cost, max_requests=args.max_requests, period=args.period)
@@ -150,11 +149,12 @@ def budget_command(args: argparse.Namespace, out: IO[str], open_store: Callable[
 
 def reconcile_command(args: argparse.Namespace, out: IO[str], open_store: Callable[[str], Any]) -> int:
     """Reconcile the ledger with OpenRouter's billed costs; prints the summary (exit 1 if lookups failed)."""
+    from openrouter_attribution import environment
     from openrouter_attribution.errors import ConfigurationError
     from openrouter_attribution.usage import queries
     from openrouter_attribution.usage.reconcile import reconcile
 
-    if not os.environ.get("OPENROUTER_API_KEY"):
+    if not environment.api_key():
         raise ConfigurationError("reconcile needs OpenRouter's API key in the OPENROUTER_API_KEY environment variable")
     store = open_store(args.db)
     progress = _progress if sys.stderr.isatty() else None

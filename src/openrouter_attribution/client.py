@@ -36,13 +36,13 @@ from openrouter_attribution.wire.request import (
 )
 from openrouter_attribution.wire.rerank import RerankResult, build_rerank_body, parse_rerank
 from openrouter_attribution.wire.response import Completion, parse_completion
-from openrouter_attribution.wire.stream import StreamMeta
+from openrouter_attribution.wire.stream import StreamAbandoned, StreamMeta
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
     from openrouter_attribution.keys import OpenRouterUserKeys
-    from openrouter_attribution.usage.budget_guard import BudgetGuard, Hold, LeaseHold
+    from openrouter_attribution.usage.budgets.guard import BudgetGuard, Hold, LeaseHold
     from openrouter_attribution.usage.records import UsageRecord
 
 __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
@@ -342,7 +342,11 @@ class Invoker:
         ledger = self.ledger
         if ledger is None:
             return None
-        record = _build_record(prepared.body, prepared.attribution, started, first, source, error, self.framework, kind)
+        # Imported here, not at the top: `import openrouter_attribution` stays free of the usage package.
+        from openrouter_attribution.usage.call_records import build_call_record
+
+        record = build_call_record(prepared.body, prepared.attribution, started, first, source, error, self.framework,
+                                   kind)  # fmt: skip
         ledger.record(record)
         return record
 
@@ -359,8 +363,10 @@ class Invoker:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
             return None
-        return await _arecord_call(self.ledger, prepared.body, prepared.attribution, started, first, source, error,
-                                   self.framework, kind)  # fmt: skip
+        from openrouter_attribution.usage.call_records import arecord_call
+
+        return await arecord_call(self.ledger, prepared.body, prepared.attribution, started, first, source, error,
+                                  self.framework, kind)  # fmt: skip
 
     # -- embeddings: the same attribution, transport, error translation and record path ---------------
 
@@ -460,36 +466,11 @@ class NoHold:
 NO_HOLD = NoHold()
 
 
-def _load_calls() -> None:
-    """The first recorded call imports ``usage.calls`` (which loads the whole usage package, kept out of
-    ``import openrouter_attribution``); later calls go straight to its functions."""
-    global _build_record, _arecord_call
-    from openrouter_attribution.usage.calls import arecord_call, build_call_record
-
-    _build_record, _arecord_call = build_call_record, arecord_call
-
-
-def _load_build_record(*args: Any) -> UsageRecord:
-    _load_calls()
-    return _build_record(*args)  # type: ignore[no-any-return]
-
-
-async def _load_arecord_call(*args: Any) -> UsageRecord:
-    _load_calls()
-    return await _arecord_call(*args)  # type: ignore[no-any-return]
-
-
-_build_record: Any = _load_build_record
-_arecord_call: Any = _load_arecord_call
-
-
-class _Abandoned(Exception):
-    """Marks a stream its consumer stopped reading (or cancelled) before its end."""
 
 
 def _stream_error(error: BaseException | None) -> BaseException | None:
     """What ended a stream, as its usage record tells it: a consumer that stopped reading or cancelled
     abandoned the stream."""
     if isinstance(error, (GeneratorExit, asyncio.CancelledError)):
-        return _Abandoned()
+        return StreamAbandoned()
     return error

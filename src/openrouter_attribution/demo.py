@@ -74,9 +74,9 @@ def dollars(cost: Decimal | float | None) -> str:
 def _endpoint(live: bool) -> Iterator[tuple[str, str, str]]:
     """Yields ``(base_url, api_key, model)``: OpenRouter itself, or the embedded local server."""
     if live:
-        from openrouter_attribution.options import DEFAULT_BASE_URL
+        from openrouter_attribution import environment
 
-        yield os.environ.get("OPENROUTER_BASE_URL", DEFAULT_BASE_URL), os.environ["OPENROUTER_API_KEY"], LIVE_MODEL
+        yield environment.base_url(), environment.api_key() or "", LIVE_MODEL
         return
     from openrouter_attribution.testing import FakeOpenRouter
 
@@ -176,8 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ledger", default=DEFAULT_LEDGER, help="SQLite usage ledger to write (default: %(default)s)")
     parser.add_argument("--append", action="store_true", help="keep the ledger's earlier records (default: fresh)")
     args = parser.parse_args(argv)
+    from openrouter_attribution import environment
+
     live = args.live
-    if live and not os.environ.get("OPENROUTER_API_KEY"):
+    if live and not environment.api_key():
         print("error: --live needs OPENROUTER_API_KEY (an OpenRouter API key) in the environment", file=sys.stderr)
         return 2
     with _endpoint(live) as (base_url, api_key, model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from openrouter_attribution import environment
 from openrouter_attribution.errors import ConfigurationError, UserIdError
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 
 MAX_ID_LENGTH = 256
 """OpenRouter's limit for ``user`` and ``session_id``."""
-HASH_KEY_ENV = "OPENROUTER_USER_HASH_KEY"
+HASH_KEY_ENV = environment.HASH_KEY_ENV
 """Environment variable read by :class:`UserIdPolicy` when ``hash_key`` is not given."""
 MAX_PREFIX_LENGTH = 64
 

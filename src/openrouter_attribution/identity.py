@@ -14,10 +14,10 @@ refused. Framework-neutral: only the standard library is used.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from openrouter_attribution import environment
 from openrouter_attribution.errors import ConfigurationError, UserIdError
 from openrouter_attribution.id_rules import (
     HASH_KEY_ENV,
@@ -154,7 +154,7 @@ class UserIdPolicy:
             raise ConfigurationError("hash_all must be True, False or None and require_user a bool.")
         key_from_env = hash_key is None
         if key_from_env:
-            hash_key = os.environ.get(HASH_KEY_ENV) or None
+            hash_key = environment.hash_key()
         source = f"the {HASH_KEY_ENV} environment variable" if key_from_env else "hash_key"
         secret = None if hash_key is None else load_secret(hash_key, source)
         resolved = secret is not None if hash_all is None else hash_all
@@ -367,8 +367,9 @@ class UserIdPolicy:
 def _restore_policy(prefix: str, pii: PiiMode, transform: Callable[[str], str] | None, hash_all: bool,
                     require_user: bool, fingerprint: bytes | None, key_from_env: bool) -> UserIdPolicy:
     secret = None if fingerprint is None else find_secret(fingerprint)
-    if fingerprint is not None and secret is None and os.environ.get(HASH_KEY_ENV):
-        candidate = load_secret(os.environ[HASH_KEY_ENV], f"the {HASH_KEY_ENV} environment variable")
+    env_key = environment.hash_key() if fingerprint is not None and secret is None else None
+    if env_key is not None:
+        candidate = load_secret(env_key, f"the {HASH_KEY_ENV} environment variable")
         secret = candidate if candidate.fingerprint == fingerprint else None
     if fingerprint is not None and secret is None:
         raise ConfigurationError(

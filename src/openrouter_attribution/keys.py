@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,14 +26,15 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
 
+from openrouter_attribution import environment
 from openrouter_attribution.errors import APIError, AuthenticationError, BudgetExceededError, ConfigurationError
 from openrouter_attribution.keywords import checked_keywords
 
 __all__ = ["MANAGEMENT_KEY_ENV", "SECRET_ENV", "KeyManager", "OpenRouterUserKeys", "UserKeyUsage"]
 
-MANAGEMENT_KEY_ENV = "OPENROUTER_MANAGEMENT_KEY"
+MANAGEMENT_KEY_ENV = environment.MANAGEMENT_KEY_ENV
 """Environment variable read for ``management_key`` when it is not given."""
-SECRET_ENV = "OPENROUTER_USER_KEY_SECRET"
+SECRET_ENV = environment.USER_KEY_SECRET_ENV
 """Environment variable read for ``secret`` when it is not given."""
 MIN_SECRET_LENGTH = 32
 KEY_PREFIX = "sk-or-v1-"
@@ -136,7 +136,7 @@ class OpenRouterUserKeys:
         base_url: str | None = None,
         timeout: float | None = 30.0,
     ) -> None:
-        secret = _secret_value(secret) or os.environ.get(SECRET_ENV, "")
+        secret = _secret_value(secret) or environment.user_key_secret() or ""
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigurationError(
                 f"OpenRouterUserKeys needs secret=... (or {SECRET_ENV}) of at least {MIN_SECRET_LENGTH} characters: "
@@ -301,10 +301,10 @@ class KeyManager:
         name_prefix: str = DEFAULT_NAME_PREFIX,
         timeout: float | None = 30.0,
     ) -> None:
-        from openrouter_attribution.options import _base_url_from_env, _checked_base_url
+        from openrouter_attribution.options import _checked_base_url
         from openrouter_attribution.transport import ConnectionSettings
 
-        management = _secret_value(management_key) or os.environ.get(MANAGEMENT_KEY_ENV, "")
+        management = _secret_value(management_key) or environment.management_key() or ""
         if not management:
             raise ConfigurationError(
                 f"Per-user keys need management_key=... (or {MANAGEMENT_KEY_ENV}): an OpenRouter management key, "
@@ -312,7 +312,7 @@ class KeyManager:
             )
         self.name_prefix = name_prefix
         self._connection = ConnectionSettings(
-            api_key=management, base_url=_checked_base_url(base_url or _base_url_from_env()), timeout=timeout,
+            api_key=management, base_url=_checked_base_url(base_url or environment.base_url()), timeout=timeout,
             max_retries=2,
         )  # fmt: skip
 

@@ -10,13 +10,13 @@ build their requests through the same :class:`~openrouter_attribution.client.Inv
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_serializer
 
+from openrouter_attribution import environment
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.errors import ConfigurationError, UserIdError
 from openrouter_attribution.keywords import unknown_keywords_error
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "ClientOptions", "OpenRouterOptions"]
 
-DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_BASE_URL = environment.DEFAULT_BASE_URL
 DEFAULT_MODEL = "openrouter/auto"
 
 # Chat model fields sent as they are (when set) in every chat request body.
@@ -39,12 +39,12 @@ _BODY_FIELDS = (
 
 
 def _key_from_env() -> SecretStr | None:
-    value = os.environ.get("OPENROUTER_API_KEY")
+    value = environment.api_key()
     return SecretStr(value) if value else None
 
 
 def _base_url_from_env() -> str:
-    return os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+    return environment.base_url()
 
 
 def _checked_base_url(url: str) -> str:
@@ -266,7 +266,7 @@ class ClientOptions(BaseModel):
                     "budget= needs ledger=: pass ledger=UsageLedger('usage.db') (or a PostgreSQL DSN), whose "
                     "store holds the spend and the reservations the budget is checked against."
                 )
-            from openrouter_attribution.usage.budget_guard import BudgetGuard
+            from openrouter_attribution.usage.budgets.guard import BudgetGuard
 
             budget = BudgetGuard(self.budget, self.ledger)
         return Invoker(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
-from openrouter_attribution.usage.sqlite import SQLiteUsageStore
+from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
 BACKENDS = ["sqlite", "postgres"]
 _databases = itertools.count()

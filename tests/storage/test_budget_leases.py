@@ -10,9 +10,9 @@ import pytest
 
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
 from openrouter_attribution.langchain import ChatOpenRouter
-from openrouter_attribution.usage import budget_guard
-from openrouter_attribution.usage.budget import billing_for
-from openrouter_attribution.usage.budget_guard import LEASE_IDLE, LEASE_SETTLE_AFTER, BudgetGuard, LeaseHold
+from openrouter_attribution.usage.budgets import guard as budget_guard
+from openrouter_attribution.usage.budgets.budget import backend_of
+from openrouter_attribution.usage.budgets.guard import LEASE_IDLE, LEASE_SETTLE_AFTER, BudgetGuard, LeaseHold
 from tests.storage.test_budget_processes import one_call_cost
 from tests.storage.workers import budgeted_calls
 
@@ -62,7 +62,7 @@ def test_a_lease_whose_records_wait_in_the_journal_keeps_each_call_counted_until
         call(guard, ledger, 8)
         guard.reserve("app_1", lambda: None).settle()  # a new lease: it does not wait for the journal
         assert reservations(backend) == [(8, False)] * 2  # the used-up lease waits to be settled
-        billing_for(ledger.store).settles.flush()  # settled before the journal is committed:
+        backend_of(ledger.store).settles.flush()  # settled before the journal is committed:
         assert reservations(backend) == [(1, True)] * 8 + [(8, False)]  # each call keeps its reserve
         assert backend.rows("SELECT COUNT(*) FROM usage_records") == [(0,)]
         usage = ledger.budget_status("app_1").usage  # a read commits the journal first
@@ -153,7 +153,7 @@ def test_settling_a_large_lease_links_exactly_the_calls_whose_records_are_not_st
     for hold, rec in zip(holds, records, strict=True):
         hold.record = rec
         hold.settle()
-    billing_for(ledger.store).settles.flush()
+    backend_of(ledger.store).settles.flush()
     linked = backend.rows("SELECT record_id FROM budget_reservations WHERE record_id IS NOT NULL")
     assert sorted(rid for (rid,) in linked) == sorted(rec.record_id for rec in records[1::2])
     assert reservations(backend) == [(1, True)] * 150  # the lease itself is released

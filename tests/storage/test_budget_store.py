@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from openrouter_attribution import BudgetExceededError, UsageLedger, UsageRecord, UserBudget
-from openrouter_attribution.usage.budget import SupportsBudgets, SupportsQueuedSettles, billing_for, window
-from openrouter_attribution.usage.budget_guard import BudgetGuard
+from openrouter_attribution.usage.budgets.budget import SupportsBudgets, SupportsQueuedSettles, backend_of, window
+from openrouter_attribution.usage.budgets.guard import BudgetGuard
 from tests.storage.conftest import BACKENDS, make_backend
 from tests.third_party_store import DictBudgetStore
 
@@ -93,7 +93,7 @@ def test_a_settled_reservation_gives_way_to_its_record(any_ledger):
 
 def test_settles_travel_with_the_next_reserve_step(ledger, backend):
     g = guard(ledger, max_requests=2)
-    billing_for(ledger.store).settles.delay = 3600  # no background apply during this test
+    backend_of(ledger.store).settles.delay = 3600  # no background apply during this test
     g.reserve("app_1", no_estimate).settle()
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(1,)]  # queued, still counting
     second = g.reserve("app_1", no_estimate)  # within 2 requests: the first call's release came along
@@ -134,8 +134,8 @@ def test_a_reservation_whose_record_is_not_stored_yet_keeps_counting(ledger, bac
 def test_a_process_that_linked_many_records_sweeps_at_its_next_reserve_step(ledger, backend, monkeypatch):
     """A used-up lease links a row per call it served; once SWEEP_LINKS rows are linked, the next
     reserve step sweeps those whose records have landed, long before the SWEEP_EVERY-th step."""
-    from openrouter_attribution.usage import budget_guard
-    from openrouter_attribution.usage.settles import SWEEP_EVERY, SWEEP_LINKS
+    from openrouter_attribution.usage.budgets import guard as budget_guard
+    from openrouter_attribution.usage.budgets.settles import SWEEP_EVERY, SWEEP_LINKS
 
     monkeypatch.setattr(budget_guard, "LEASE_SETTLE_AFTER", 0.0)  # a used-up lease is settled at the next step
     linked = "SELECT COUNT(*) FROM budget_reservations WHERE record_id IS NOT NULL"
@@ -269,7 +269,7 @@ def test_a_store_written_to_the_protocol_alone_reserves_every_call_and_refuses_w
 def test_stores_without_budgets_are_reported():
     from openrouter_attribution.usage import MemoryUsageStore
 
-    assert billing_for(MemoryUsageStore()) is None
+    assert backend_of(MemoryUsageStore()) is None
 
 
 def test_the_budget_command_shows_spend_reservations_limit_and_reset(backend, capsys):

@@ -16,7 +16,7 @@ import pytest
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import UsageLedger, UsageRecord, open_store
-from openrouter_attribution.usage.journal import Journal, decode_entries, encode_entries, encode_entry
+from openrouter_attribution.usage.commit.journal import Journal, decode_entries, encode_entries, encode_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 NEVER = 3600.0  # a commit_interval no test waits for: only flushes, reads and close commit

@@ -18,7 +18,7 @@ from openrouter_attribution import AuthenticationError, ConfigurationError, Usag
 from openrouter_attribution.cli import main
 from openrouter_attribution.langchain import ChatOpenRouter
 from openrouter_attribution.usage.reconcile import reconcile
-from openrouter_attribution.usage.storage import MemoryUsageStore
+from openrouter_attribution.usage.stores.protocol import MemoryUsageStore
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "openai/gpt-4o-mini"

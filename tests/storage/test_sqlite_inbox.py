@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from openrouter_attribution.usage import UsageLedger, UsageRecord
-from openrouter_attribution.usage.sqlite import FOLD_AT, SQLiteUsageStore
+from openrouter_attribution.usage.stores.sqlite.store import FOLD_AT, SQLiteUsageStore
 
 
 def counts(path: Path) -> tuple[int, int]:

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from openrouter_attribution.usage import UsageRecord
-from openrouter_attribution.usage.sqlite import _KEY_SQL, SCHEMA_VERSION, SQLiteUsageStore
-from openrouter_attribution.usage.sqlite_schema import MIGRATIONS, page_sql
+from openrouter_attribution.usage.stores.sqlite.schema import MIGRATIONS, page_sql
+from openrouter_attribution.usage.stores.sqlite.store import _KEY_SQL, SCHEMA_VERSION, SQLiteUsageStore
 
 INDEXES_5 = {"sqlite_autoindex_usage_records_1", "usage_records_time", "usage_records_user_time",
              "usage_records_unreconciled"}  # fmt: skip

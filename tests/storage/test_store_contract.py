@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from openrouter_attribution.usage import UsageLedger, UsageRecord, UsageStoreError, open_store
-from openrouter_attribution.usage.storage import aggregate_records
+from openrouter_attribution.usage.stores.protocol import aggregate_records
 
 MIDNIGHT = 1767225600.0  # 2026-01-01T00:00:00Z
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.errors import RateLimitError
-from openrouter_attribution.usage.calls import build_call_record
-from openrouter_attribution.usage.observed import USAGE_RECORD_ID
+from openrouter_attribution.usage.call_records import build_call_record
+from openrouter_attribution.usage.handler_records import USAGE_RECORD_ID
 from openrouter_attribution.usage.records import UsageRecord
 from openrouter_attribution.wire.embeddings import parse_embeddings
 from openrouter_attribution.wire.response import parse_completion

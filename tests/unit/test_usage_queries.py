@@ -19,7 +19,7 @@ from openrouter_attribution.usage import (
     parse_time,
     queries,
 )
-from openrouter_attribution.usage.storage import aggregate_records
+from openrouter_attribution.usage.stores.protocol import aggregate_records
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 DAY = 86_400.0

@@ -13,8 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openrouter_attribution import usage
-from openrouter_attribution.usage import export, ledger, leftovers, records, sqlite, storage
+from openrouter_attribution.usage import export, ledger, records
+from openrouter_attribution.usage.commit import leftovers
 from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, add_costs, parse_cost, sort_totals
+from openrouter_attribution.usage.stores import protocol as storage
+from openrouter_attribution.usage.stores.sqlite import store as sqlite
 
 texts = st.none() | st.text(max_size=40)
 counts = st.none() | st.integers(min_value=0, max_value=10**9)

@@ -232,7 +232,7 @@ def test_a_refused_call_leaves_no_record_through_the_usage_handler(fake_openrout
     assert sorted(r.outcome for r in ledger.records()) == ["abandoned", "ok"]
 
 
-@pytest.mark.parametrize("module", ["usage.budget", "usage.reconcile"])
+@pytest.mark.parametrize("module", ["usage.budgets.budget", "usage.reconcile"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -5,7 +5,7 @@ library's :class:`~openrouter_attribution.langchain.ChatOpenRouter`, ``ChatOpenA
 pointed at OpenRouter, a fake model in tests, ...) through ``config={"callbacks":
 [handler]}``, ``model.with_config(callbacks=[handler])`` or ``callbacks=[handler]``
 at construction. Glue only: the record is built by
-:mod:`openrouter_attribution.usage.observed`.
+:mod:`openrouter_attribution.usage.handler_records`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from langchain_core.outputs import LLMResult
 from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.errors import BudgetExceededError
 from openrouter_attribution.langchain.config import call_layers
-from openrouter_attribution.usage.observed import (
+from openrouter_attribution.usage.handler_records import (
     EMPTY,
     CallTracker,
     Observed,

@@ -5,7 +5,7 @@ LlamaIndex's instrumentation emits ``LLMChatStartEvent`` / ``LLMChatInProgressEv
 span of the call. :class:`UsageEventHandler` turns them into one
 :class:`~openrouter_attribution.usage.UsageRecord` per call; :func:`attach_usage_handler`
 registers it on the root dispatcher so it sees every LLM of the process. Glue only: the record
-is built by :mod:`openrouter_attribution.usage.observed`.
+is built by :mod:`openrouter_attribution.usage.handler_records`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pydantic import Field, PrivateAttr
 
 from openrouter_attribution.attribution import Attribution, resolve
 from openrouter_attribution.errors import BudgetExceededError
-from openrouter_attribution.usage.observed import (
+from openrouter_attribution.usage.handler_records import (
     CallTracker,
     Observed,
     ObservedCall,

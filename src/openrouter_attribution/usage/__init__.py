@@ -1,10 +1,9 @@
 """Per-user usage ledger: records, storage, queries and exports (framework-neutral)."""
 
-from openrouter_attribution.usage.budget import BudgetStatus, BudgetUsage, UserBudget
+from openrouter_attribution.usage.budgets.budget import BudgetStatus, BudgetUsage, UserBudget
+from openrouter_attribution.usage.commit.spool import Spool
 from openrouter_attribution.usage.export import export_csv, export_jsonl, totals_to_json, write_totals_csv
 from openrouter_attribution.usage.ledger import DEFAULT_COMMIT_TIMEOUT, UsageLedger, default_spool_folder, open_store
-from openrouter_attribution.usage.location import redact
-from openrouter_attribution.usage.postgres import PostgresUsageStore
 from openrouter_attribution.usage.queries import TimeBound, parse_time
 from openrouter_attribution.usage.reconcile import ReconcileSummary
 from openrouter_attribution.usage.records import (
@@ -14,9 +13,10 @@ from openrouter_attribution.usage.records import (
     UsageStoreError,
     UsageTotals,
 )
-from openrouter_attribution.usage.spool import Spool
-from openrouter_attribution.usage.sqlite import SQLiteUsageStore
-from openrouter_attribution.usage.storage import MemoryUsageStore, SupportsTotals, UsageStore
+from openrouter_attribution.usage.stores.location import redact
+from openrouter_attribution.usage.stores.postgres.store import PostgresUsageStore
+from openrouter_attribution.usage.stores.protocol import MemoryUsageStore, SupportsTotals, UsageStore
+from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
 __all__ = [
     "BudgetStatus",

@@ -1,11 +1,11 @@
 """The usage ledger: every model call's record, on disk before the call returns (or spooled).
 
 Durable mode (the default): ``record()`` writes the record to this process's journal
-(:mod:`~openrouter_attribution.usage.journal`, beside the spool) and returns; the writer thread commits
+(:mod:`~openrouter_attribution.usage.commit.journal`, beside the spool) and returns; the writer thread commits
 the journal to the store every ``commit_interval`` seconds, many calls in one transaction. Committed
 mode: ``record()`` returns once the record is committed to the store itself; calls that finish together
 share one commit (group commit: the first caller commits on its own thread for every caller waiting,
-see :mod:`~openrouter_attribution.usage.writer`). In both, a store that is down or slow never fails a
+see :mod:`~openrouter_attribution.usage.commit.writer`). In both, a store that is down or slow never fails a
 call and never delays it past ``commit_timeout``: the record goes to the spool, an append-only fsynced
 file replayed into the store when it answers again or when the next process opens the ledger.
 Buffered mode: ``record()`` only queues; the writer thread commits every ``flush_interval``.
@@ -25,26 +25,26 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from openrouter_attribution import environment
 from openrouter_attribution.errors import ConfigurationError, UsageStoreWarning
 from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.usage import export, queries
-from openrouter_attribution.usage.journal import Journal
-from openrouter_attribution.usage.location import parse_location
+from openrouter_attribution.usage.commit.journal import Journal
+from openrouter_attribution.usage.commit.spool import Spool
+from openrouter_attribution.usage.commit.writer import Handed, Writer
 from openrouter_attribution.usage.queries import TimeBound
 from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageStoreError, UsageTotals
-from openrouter_attribution.usage.spool import Spool
-from openrouter_attribution.usage.sqlite import SQLiteUsageStore
-from openrouter_attribution.usage.storage import UsageStore
-from openrouter_attribution.usage.writer import Writer
+from openrouter_attribution.usage.stores.location import parse_location
+from openrouter_attribution.usage.stores.protocol import UsageStore
+from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
 # The event loop running in this thread, or None: no exception on the common path, no Python frame.
 _running_loop = asyncio._get_running_loop
 
 if TYPE_CHECKING:
-    from openrouter_attribution.usage.budget import BudgetStatus, UserBudget
+    from openrouter_attribution.usage.budgets.budget import BudgetStatus, UserBudget
     from openrouter_attribution.usage.reconcile import ReconcileSummary
 
 logger = logging.getLogger("openrouter_attribution.usage")
@@ -69,7 +69,7 @@ def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Usag
     """
     where = parse_location(location)
     if where.backend == "postgres":
-        from openrouter_attribution.usage.postgres import PostgresUsageStore
+        from openrouter_attribution.usage.stores.postgres.store import PostgresUsageStore
 
         return PostgresUsageStore(where.target, create=create)
     return SQLiteUsageStore(where.target, create=create)
@@ -87,7 +87,7 @@ def default_spool_folder(location: str | os.PathLike[str]) -> str | None:
         return None
     if where.backend == "sqlite":
         return os.path.abspath(where.target) + "-spool"
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    state = environment.state_home()
     digest = hashlib.sha256(where.display.encode()).hexdigest()[:16]
     return os.path.join(state, "openrouter-attribution", "spool", digest)
 
@@ -309,12 +309,12 @@ class UsageLedger:
             w = self._writer
             if not self._durable:
                 queued = w.buffer(batch)
-            elif self._journal is not None and (journaled := w.journal_write(batch)) is not False:
-                queued = journaled is not None
+            elif self._journal is not None and (journaled := w.journal_write(batch)) is not Handed.BACK:
+                queued = journaled is Handed.TAKEN
             elif (loop := _running_loop()) is None:
                 done = w.commit(batch)
-                queued = done is not None
-                if done is False:
+                queued = done is not Handed.REFUSED
+                if done is Handed.BACK:
                     w.spool_late(batch)
             else:
                 fut = w.submit(batch, loop)
@@ -338,8 +338,8 @@ class UsageLedger:
                 if not w.buffer(batch):
                     self._refused(1)
                 return
-            if self._journal is not None and (journaled := w.journal_write(batch)) is not False:
-                if journaled is None:
+            if self._journal is not None and (journaled := w.journal_write(batch)) is not Handed.BACK:
+                if journaled is Handed.REFUSED:
                     self._refused(1)
                 return
             fut = w.submit(batch, asyncio.get_running_loop())
@@ -401,7 +401,7 @@ class UsageLedger:
         if self.pending <= 0 or not self._durable or w.on_writer_thread():
             return False
         try:
-            if _running_loop() is not None or w.commit(()) is not True:
+            if _running_loop() is not None or w.commit(()) is not Handed.TAKEN:
                 self.flush(w.commit_timeout)
         except Exception as err:  # called inside model calls: it must never raise
             w.fail("record", err, dropped=0)
@@ -417,9 +417,9 @@ class UsageLedger:
         atexit.unregister(self.close)
         self._buffer = None  # record() now goes through the writer's lock, which refuses once it is closed
         self._writer.close(timeout)
-        from openrouter_attribution.usage.budget import close_billing
+        from openrouter_attribution.usage.budgets.budget import close_backend
 
-        close_billing(self._store)  # budget reservations of this process's last calls settle to their records
+        close_backend(self._store)  # budget reservations of this process's last calls settle to their records
         if self._owns_store:
             self._store.close()
 
@@ -483,7 +483,7 @@ class UsageLedger:
 
         ``budget`` gives the period and limits (default: a UTC day, no limit); see :class:`UserBudget`.
         """
-        from openrouter_attribution.usage.budget import budget_status
+        from openrouter_attribution.usage.budgets.budget import budget_status
 
         return budget_status(self._readable(), user, budget)
 

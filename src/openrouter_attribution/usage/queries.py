@@ -19,7 +19,7 @@ from openrouter_attribution.usage.records import (
     UsageTotals,
     sort_totals,
 )
-from openrouter_attribution.usage.storage import SupportsTotals, UsageStore, aggregate_records
+from openrouter_attribution.usage.stores.protocol import SupportsTotals, UsageStore, aggregate_records
 
 __all__ = ["TimeBound", "iter_records", "parse_time", "top_users", "totals"]
 

@@ -22,7 +22,6 @@ reported one beside it (``reported_cost``).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +30,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from openrouter_attribution import environment
 from openrouter_attribution.errors import APIError, AuthenticationError, ConfigurationError, InvalidResponseError
-from openrouter_attribution.usage.budget import billing_for
+from openrouter_attribution.usage.budgets.budget import backend_of
 from openrouter_attribution.usage.records import parse_cost
 
 __all__ = ["Billed", "Candidate", "ReconcileSummary", "reconcile"]
@@ -238,18 +238,17 @@ def reconcile(
         ConfigurationError: no API key, a bad option, or a store that cannot hold billed costs.
         AuthenticationError: OpenRouter refused the key (results so far are kept).
     """
-    from openrouter_attribution.options import DEFAULT_BASE_URL
     from openrouter_attribution.transport import ConnectionSettings
 
-    backend = billing_for(store)
+    backend = backend_of(store)
     if backend is None or not hasattr(backend, "reconcile_apply"):
         raise ConfigurationError(f"{type(store).__name__} cannot hold billed costs; use an SQLite or PostgreSQL ledger")
-    key = api_key or os.environ.get("OPENROUTER_API_KEY")
+    key = api_key or environment.api_key()
     if not key:
         raise ConfigurationError("No OpenRouter API key: pass api_key=... or set OPENROUTER_API_KEY.")
     if concurrency < 1:
         raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
-    url = (base_url or os.environ.get("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    url = (base_url or environment.base_url()).rstrip("/")
     settings = ConnectionSettings(api_key=key, base_url=url, timeout=timeout, max_retries=max_retries)
     summary = ReconcileSummary(pending=backend.reconcile_pending(since, retry_not_found=retry_not_found))
     stop = threading.Event()

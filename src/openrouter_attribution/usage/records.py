@@ -27,6 +27,7 @@ from openrouter_attribution.errors import OpenRouterError
 
 __all__ = [
     "FIELDS",
+    "record_from_fields",
     "TotalsBy",
     "UsageQueryError",
     "UsageRecord",
@@ -219,7 +220,7 @@ class UsageRecord(_UsageRecordFields):
     ) -> UsageRecord:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        return _new_record(cls, (
+        return record_from_fields(cls, (
             _time.time() if time is None else time, user, session_id, model_requested, model_used, provider,
             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, parse_cost(cost), latency_s, ttft_s,
             generation_id, streamed, outcome, framework, kind, record_id or generation_id or uuid.uuid4().hex,
@@ -227,7 +228,7 @@ class UsageRecord(_UsageRecordFields):
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # Pickle and copy rebuild the tuple as it is (the keyword-only constructor takes no positions).
-        return _new_record, (UsageRecord, tuple(self))
+        return record_from_fields, (UsageRecord, tuple(self))
 
     def replace(self, **changes: Any) -> UsageRecord:
         """A copy with ``changes`` applied, checked as the constructor checks its arguments (the
@@ -259,8 +260,8 @@ class UsageRecord(_UsageRecordFields):
         return cls(**kwargs)
 
 
-_new_record = tuple.__new__
-"""``_new_record(UsageRecord, values)``: a record from its field values in declaration order, unchecked
+record_from_fields = tuple.__new__
+"""``record_from_fields(UsageRecord, values)``: a record from its field values in declaration order, unchecked
 (the call path builds records from values it parsed itself)."""
 
 FIELDS: tuple[str, ...] = UsageRecord._fields

@@ -14,7 +14,12 @@ from typing import Any
 from openrouter_attribution.errors import InvalidResponseError, TruncatedStreamError
 from openrouter_attribution.wire.response import Usage, parse_chunk
 
-__all__ = ["StreamMeta"]
+__all__ = ["StreamAbandoned", "StreamMeta"]
+
+
+class StreamAbandoned(Exception):
+    """How a stream ended, in its usage record, when its consumer stopped reading (closed the generator)
+    or cancelled the call before the end: outcome ``"abandoned"``. Never raised to the app."""
 
 
 class StreamMeta:

@@ -10,7 +10,7 @@ its own file when the store answers again, and the files of processes that are g
 free) when it opens the ledger and every few seconds after, deleting each file once all of it is
 committed. A live process's file is never replayed by another process: its lock is held, and a new file
 is locked before it gets its name. A last line cut short by a crash mid-append was never acknowledged
-to a caller and is skipped. :class:`~openrouter_attribution.usage.journal.Journal` files share this
+to a caller and is skipped. :class:`~openrouter_attribution.usage.commit.journal.Journal` files share this
 locking and replay, with their own format.
 """
 

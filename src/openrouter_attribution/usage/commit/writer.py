@@ -39,14 +39,27 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
+from enum import Enum
 from typing import Protocol
 
-from openrouter_attribution.usage.journal import Journal, encode_entries
+from openrouter_attribution.usage.commit.journal import Journal, encode_entries
+from openrouter_attribution.usage.commit.spool import Spool
 from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
-from openrouter_attribution.usage.spool import Spool
-from openrouter_attribution.usage.storage import UsageStore
+from openrouter_attribution.usage.stores.protocol import UsageStore
 
-__all__ = ["InlineStore", "Writer"]
+__all__ = ["Handed", "InlineStore", "Writer"]
+
+
+class Handed(Enum):
+    """What became of records handed to the writer by :meth:`Writer.journal_write` or :meth:`Writer.commit`."""
+
+    TAKEN = "taken"
+    """The writer has them: in the journal, or committed (or spooled by the writer thread)."""
+    BACK = "back"
+    """Handed back: the journal failed (the caller commits them) or the commit timed out (the caller spools
+    them)."""
+    REFUSED = "refused"
+    """Refused: the writer is closed or its queue is full (the caller counts them dropped)."""
 
 logger = logging.getLogger("openrouter_attribution.usage")
 
@@ -210,31 +223,31 @@ class Writer:
                 self._work.notify()
             return True
 
-    def journal_write(self, records: Sequence[UsageRecord]) -> bool | None:
+    def journal_write(self, records: Sequence[UsageRecord]) -> Handed:
         """Durable mode with a journal, from any thread: write ``records`` to the journal and queue them
-        for the writer thread, which commits them within ``commit_interval``. True once written, False
-        when the journal failed (the caller commits them instead), ``None`` when refused (closed, full).
+        for the writer thread, which commits them within ``commit_interval``. ``TAKEN`` once written,
+        ``BACK`` when the journal failed (the caller commits them instead), ``REFUSED`` (closed, full).
         Runs in every durable call: one record is copied straight into the journal file."""
         journal = self.journal
         assert journal is not None
         with self.lock:
             if self._closed or len(self._queue) + len(records) > self.max_queue:
-                return None
+                return Handed.REFUSED
             try:
                 if self._fork != _forks or self._stopped:  # not live(), inlined: a forked child
                     journal.write_forked(encode_entries(records))  # its own file, replayed once it exits
                     self.spooled += len(records)
-                    return True
+                    return Handed.TAKEN
                 if len(records) == 1:
                     journal.write_record(records[0], self.queued + 1)
                 else:
                     journal.write(encode_entries(records), self.queued + len(records))
                 self._queue_journaled(records)
-                return True
+                return Handed.TAKEN
             except OSError as err:
                 failure = err
         self.fail("journal", failure, dropped=0)
-        return False
+        return Handed.BACK
 
     def _queue_journaled(self, records: Sequence[UsageRecord]) -> None:
         """Queue records just written to the journal (caller holds ``lock``); the first of a batch starts
@@ -244,17 +257,17 @@ class Writer:
             self._work.notify()
         self._queue.extend(records)
 
-    def commit(self, records: Sequence[UsageRecord]) -> bool | None:
+    def commit(self, records: Sequence[UsageRecord]) -> Handed:
         """Durable mode, from a thread that may block: queue ``records`` and lead or follow commits until
-        they are handled (True: committed, or spooled by the writer thread) or ``commit_timeout`` has
-        passed (False: the caller spools them). ``None`` when refused (closed, queue full)."""
+        they are handled (``TAKEN``: committed, or spooled by the writer thread) or ``commit_timeout`` has
+        passed (``BACK``: the caller spools them). ``REFUSED`` when closed or the queue is full."""
         with self.lock:
             if self._closed or len(self._queue) + len(records) > self.max_queue:
-                return None
+                return Handed.REFUSED
             self._queue.extend(records)
             seq = self.queued
             if self._fork != _forks or self._stopped:  # not live(): nobody may use the store here
-                return False
+                return Handed.BACK
             deadline = time.monotonic() + self.commit_timeout
             if not self._inline_ok:
                 self._wake()
@@ -266,7 +279,7 @@ class Writer:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         self._wake()  # its records stay queued: someone must still commit them
-                        return False
+                        return Handed.BACK
                     self._followers += 1
                     self._sleepers += 1
                     try:
@@ -277,7 +290,7 @@ class Writer:
             except BaseException:  # interrupted while waiting: leave the queued records to the writer thread
                 self._wake()
                 raise
-            return True
+            return Handed.TAKEN
 
     def _lead(self, deadline: float) -> None:
         """Commit what is queued on this thread (caller holds ``lock``, released during the write)."""

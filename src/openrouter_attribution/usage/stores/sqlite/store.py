@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.usage.records import (
     FIELDS,
@@ -49,9 +49,9 @@ from openrouter_attribution.usage.records import (
     add_costs,
     format_cost,
 )
-from openrouter_attribution.usage.rows import COLUMNS, from_row, totals_row
-from openrouter_attribution.usage.sqlite_schema import FOLD as _FOLD
-from openrouter_attribution.usage.sqlite_schema import (
+from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
+from openrouter_attribution.usage.stores.sqlite.schema import FOLD as _FOLD
+from openrouter_attribution.usage.stores.sqlite.schema import (
     FOLD_AT,
     INBOX_MAX,
     ROWS_AT_ONCE,
@@ -60,9 +60,12 @@ from openrouter_attribution.usage.sqlite_schema import (
     padded,
     page_sql,
 )
-from openrouter_attribution.usage.sqlite_schema import INBOX_INSERT as _INBOX_INSERT
-from openrouter_attribution.usage.sqlite_schema import INBOX_WAITING as _INBOX_WAITING
-from openrouter_attribution.usage.sqlite_schema import MIGRATIONS as _MIGRATIONS
+from openrouter_attribution.usage.stores.sqlite.schema import INBOX_INSERT as _INBOX_INSERT
+from openrouter_attribution.usage.stores.sqlite.schema import INBOX_WAITING as _INBOX_WAITING
+from openrouter_attribution.usage.stores.sqlite.schema import MIGRATIONS as _MIGRATIONS
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
 
 __all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
 
@@ -179,6 +182,7 @@ class SQLiteUsageStore:
         self.migrated_from: int | None = None
         """The schema version the file had when opened, if it was migrated (``0``: a new file)."""
         self._lock = threading.RLock()
+        self._backend: SQLiteBackend | None = None
         self._read_lock = threading.Lock()
         self._memory = self.path == ":memory:"
         self._inboxed = 0
@@ -483,6 +487,23 @@ class SQLiteUsageStore:
             f"FROM usage_all{where} GROUP BY k"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def backend(self) -> SQLiteBackend:
+        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.stores.sqlite.backend`),
+        created on first use: one per store, shared by every ledger and budget that uses the store."""
+        backend = self._backend
+        if backend is None:
+            from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
+
+            with self._lock:
+                backend = self._backend = self._backend or SQLiteBackend(self)
+        return backend
+
+    def close_backend(self) -> None:
+        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
     def close(self) -> None:
         """Close the connections (folding what this store left in the inbox first); idempotent."""

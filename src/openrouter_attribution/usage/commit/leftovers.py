@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from openrouter_attribution.usage.journal import Journal
+from openrouter_attribution.usage.commit.journal import Journal
+from openrouter_attribution.usage.commit.spool import Spool
 from openrouter_attribution.usage.ledger import UsageLedger, default_spool_folder
 from openrouter_attribution.usage.records import UsageRecord
-from openrouter_attribution.usage.spool import Spool
-from openrouter_attribution.usage.storage import UsageStore
+from openrouter_attribution.usage.stores.protocol import UsageStore
 
 __all__ = ["GoneRecords", "commit_gone"]
 

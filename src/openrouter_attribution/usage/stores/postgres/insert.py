@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from openrouter_attribution.usage.records import UsageRecord
-from openrouter_attribution.usage.rows import COLUMNS, to_row
+from openrouter_attribution.usage.stores.rows import COLUMNS, to_row
 
 __all__ = ["MANY", "ONE", "encode", "prepare", "run"]
 

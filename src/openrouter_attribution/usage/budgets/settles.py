@@ -22,7 +22,7 @@ every later reserve step of its user a look-up until it is swept, and a used-up 
 call it served (its records wait in the ledger's journal for up to ``commit_interval``).
 
 The same thread ticks the leases of this process's budgets (see
-:class:`~openrouter_attribution.usage.budget_guard.BudgetGuard`) twice a second, so a lease that
+:class:`~openrouter_attribution.usage.budgets.guard.BudgetGuard`) twice a second, so a lease that
 is no longer drawn from is released.
 """
 

@@ -9,13 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from openrouter_attribution.attribution import Attribution
-from openrouter_attribution.usage.observed import USAGE_RECORD_ID, claim_record_id
-from openrouter_attribution.usage.records import UsageRecord, _new_record
+from openrouter_attribution.usage.handler_records import USAGE_RECORD_ID, claim_record_id, outcome_of
+from openrouter_attribution.usage.records import UsageRecord, record_from_fields
 
 __all__ = ["USAGE_RECORD_ID", "arecord_call", "build_call_record", "record_call"]
-
-_ABANDONED = "_Abandoned"
-
 
 def build_call_record(
     body: Mapping[str, Any],
@@ -45,7 +42,7 @@ def build_call_record(
         outcome = "ok"
         record_id = None
     else:
-        outcome = "abandoned" if type(error).__name__ == _ABANDONED else type(error).__name__
+        outcome = outcome_of(error)
         generation_id = generation_id or getattr(error, "generation_id", None)
         record_id = getattr(error, USAGE_RECORD_ID, None)
     if streamed and not record_id:
@@ -55,7 +52,7 @@ def build_call_record(
     else:
         prompt, completion, cost = usage.prompt_tokens, usage.completion_tokens, usage.cost
         cached, reasoning = usage.cached_tokens, usage.reasoning_tokens
-    record = _new_record(UsageRecord, (
+    record = record_from_fields(UsageRecord, (
         time.time() - (now - started), attribution.user, attribution.session_id, body.get("model"), model_used,
         provider, prompt, completion, cached, reasoning, cost, now - started,
         None if first is None else first - started, generation_id, streamed, outcome, framework, kind,

@@ -5,7 +5,7 @@ Install with ``pip install "openrouter-attribution[postgres]"``. Records go to t
 ``ON CONFLICT (record_id) DO NOTHING``, so two recorders of one call, a retried batch or a replayed
 spool keep one row. ``cost`` is ``NUMERIC`` (exact, summed exactly by SQL); ``time`` is epoch seconds
 (``double precision``), as in SQLite, so records read back exactly as written and UTC days are
-computed from ``floor(time)`` like :func:`~openrouter_attribution.usage.storage.group_key`.
+computed from ``floor(time)`` like :func:`~openrouter_attribution.usage.stores.protocol.group_key`.
 
 The schema is versioned in ``usage_schema``; opening the store applies missing migrations inside one
 transaction under a PostgreSQL advisory lock, so processes starting together migrate once.
@@ -13,7 +13,7 @@ transaction under a PostgreSQL advisory lock, so processes starting together mig
 Connections are opened on first use (a server that is down when the app starts does not fail it),
 one for writes and one for reads; a connection found closed or broken is replaced on the next use.
 Inserts run as statements prepared on the write connection, through psycopg's libpq layer
-(:mod:`~openrouter_attribution.usage.pq_insert`), and :meth:`PostgresUsageStore.write_within` bounds
+(:mod:`~openrouter_attribution.usage.stores.postgres.insert`), and :meth:`PostgresUsageStore.write_within` bounds
 how long an insert may wait for the server. Every message this module produces or passes on has the
 DSN's password redacted.
 """
@@ -25,14 +25,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.usage import pq_insert
-from openrouter_attribution.usage.location import redact
-from openrouter_attribution.usage.postgres_billing import POSTGRES_BILLING_MIGRATION
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
-from openrouter_attribution.usage.rows import COLUMNS, from_row, to_row, totals_row
+from openrouter_attribution.usage.stores.location import redact
+from openrouter_attribution.usage.stores.postgres import insert as pq_insert
+from openrouter_attribution.usage.stores.postgres.backend import POSTGRES_BACKEND_MIGRATION
+from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend
 
 __all__ = ["SCHEMA_VERSION", "PostgresUsageStore"]
 
@@ -67,8 +70,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS usage_records_model ON usage_records ((COALESCE(model_used, model_requested)))",
         "CREATE INDEX IF NOT EXISTS usage_records_session_time ON usage_records (session_id, time)",
     ),
-    # Reconciliation columns, budget reservations and the two budget functions (usage/postgres_billing.py).
-    POSTGRES_BILLING_MIGRATION,
+    # Reconciliation columns, budget reservations and the two budget functions (usage/stores/postgres/backend.py).
+    POSTGRES_BACKEND_MIGRATION,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -168,6 +171,7 @@ class PostgresUsageStore:
         self._ready = False
         self._closed = False
         self._lock = threading.RLock()
+        self._backend: PostgresBackend | None = None
         self._read_lock = threading.Lock()
         self._writer: Any = None
         self._reader: Any = None
@@ -443,6 +447,24 @@ class PostgresUsageStore:
             f"COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch) FROM usage_records{where} GROUP BY 1"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def backend(self) -> PostgresBackend:
+        """This store's budget and reconciliation backend
+        (:mod:`~openrouter_attribution.usage.stores.postgres.backend`), created on first use: one per
+        store, shared by every ledger and budget that uses the store."""
+        backend = self._backend
+        if backend is None:
+            from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend
+
+            with self._lock:
+                backend = self._backend = self._backend or PostgresBackend(self)
+        return backend
+
+    def close_backend(self) -> None:
+        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
     def close(self) -> None:
         """Close the connections; idempotent."""

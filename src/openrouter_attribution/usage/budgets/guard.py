@@ -3,7 +3,7 @@
 :class:`BudgetGuard` is built once per model (``budget=`` with ``ledger=``). Its :meth:`~BudgetGuard.reserve`
 returns a hold, a context manager wrapped around the call: the call's usage record is set on it, and on
 exit the reservation settles to that record (or is released). Calls that are not budgeted get the
-model's no-op hold instead. See :mod:`openrouter_attribution.usage.budget` for the rules.
+model's no-op hold instead. See :mod:`openrouter_attribution.usage.budgets.budget` for the rules.
 
 Leases: while a user is far from their limit (room for at least twice ``UserBudget.lease`` calls in
 every limit), one store write reserves ``lease`` calls for this process at once (one reservation of
@@ -41,13 +41,13 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from openrouter_attribution.errors import BudgetExceededError, ConfigurationError, MissingUserError
-from openrouter_attribution.usage.budget import (
+from openrouter_attribution.usage.budgets.budget import (
     BudgetCheck,
     QueuedSettles,
     Reservation,
     SupportsQueuedSettles,
     UserBudget,
-    billing_for,
+    backend_of,
     window,
 )
 from openrouter_attribution.usage.records import UsageRecord, format_cost
@@ -66,7 +66,7 @@ LEASE_GROW = 1.0
 LEASE_SETTLE_AFTER = 1.25
 """Seconds a used-up lease waits to be settled: the durable ledger commits its journal every second by
 default, so by then the lease's records are in the store and settling it links none (see
-:mod:`~openrouter_attribution.usage.settles`)."""
+:mod:`~openrouter_attribution.usage.budgets.settles`)."""
 _ids = itertools.count()
 _prefix = ("", 0)
 
@@ -92,8 +92,8 @@ class _Plan(NamedTuple):
 class BudgetGuard:
     """The budget step of one model: reserve before a call, settle after (built by the model's options).
 
-    It uses only :class:`~openrouter_attribution.usage.budget.SupportsBudgets` of the store's backend,
-    and its ``settles`` where the backend has them (:class:`~openrouter_attribution.usage.budget.
+    It uses only :class:`~openrouter_attribution.usage.budgets.budget.SupportsBudgets` of the store's backend,
+    and its ``settles`` where the backend has them (:class:`~openrouter_attribution.usage.budgets.budget.
     SupportsQueuedSettles`): leases need them, so without them every call reserves alone.
 
     Raises:
@@ -108,7 +108,7 @@ class BudgetGuard:
         if not isinstance(budget, UserBudget):
             raise ConfigurationError(f"budget must be a UserBudget, not {type(budget).__name__}")
         store = getattr(ledger, "store", None)
-        backend = billing_for(store) if store is not None else None
+        backend = backend_of(store) if store is not None else None
         if backend is None:
             raise ConfigurationError(
                 f"budget= needs a ledger whose store can hold reservations atomically (SQLite, PostgreSQL, or a "

@@ -15,6 +15,7 @@ does not report stays ``None`` (an unknown cost is never ``0``).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import logging
@@ -28,6 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.usage.records import UsageRecord, parse_cost
+from openrouter_attribution.wire.stream import StreamAbandoned
 
 __all__ = [
     "USAGE_RECORD_ID",
@@ -51,8 +53,8 @@ K = TypeVar("K", bound=Hashable)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Stream consumers that stop reading (generator closed) or cancel the call: the call was abandoned,
-# as the models' own ledger records it (see `client._Abandoned`).
-_ABANDONED = frozenset({"GeneratorExit", "CancelledError", "_Abandoned"})
+# as the models' own pipeline records it (StreamAbandoned).
+_ABANDONED = (GeneratorExit, asyncio.CancelledError, StreamAbandoned)
 
 USAGE_RECORD_ID = "usage_record_id"
 """The attribute a failed call's exception carries: the ``record_id`` its usage record was written under."""
@@ -161,8 +163,7 @@ def outcome_of(error: BaseException | None) -> str:
     """``"ok"``, ``"abandoned"`` (closed stream, cancelled call) or the error class name."""
     if error is None:
         return "ok"
-    name = type(error).__name__
-    return "abandoned" if name in _ABANDONED else name
+    return "abandoned" if isinstance(error, _ABANDONED) else type(error).__name__
 
 
 def read(source: Any, key: str) -> Any:

@@ -10,7 +10,7 @@ Every budgeted call goes through one atomic step in the store before any network
 reservations + this call's reservation stay within ``max_cost`` (and requests + calls in flight + 1
 within ``max_requests``), and insert the reservation. SQLite does it in one ``BEGIN IMMEDIATE``
 transaction; PostgreSQL in one statement under a per-user transaction-scoped advisory lock (see
-:mod:`~openrouter_attribution.usage.postgres_billing`). Two processes on two hosts sharing the ledger can
+:mod:`~openrouter_attribution.usage.stores.postgres.backend`). Two processes on two hosts sharing the ledger can
 never both take the last slot.
 
 When the call ends, its reservation settles to the actual cost: it is linked to the call's usage record
@@ -18,7 +18,7 @@ and stops counting as soon as that record is in the store (a durable ledger comm
 returns; a spooled or buffered record keeps the reservation counting until it lands, so spend is never
 under-counted). A reservation whose process died expires after ``reservation_ttl`` seconds.
 
-Leases (see :mod:`~openrouter_attribution.usage.budget_guard`): far from the limit, one store write
+Leases (see :mod:`~openrouter_attribution.usage.budgets.guard`): far from the limit, one store write
 reserves :attr:`UserBudget.lease` calls for the process, which its next calls draw from without store
 I/O; near the limit every call is checked alone. A live lease over-counts, never under-counts.
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,15 +45,16 @@ __all__ = [
     "BudgetCheck",
     "BudgetStatus",
     "BudgetUsage",
+    "OwnsBackend",
     "Period",
     "Reservation",
     "QueuedSettles",
     "SupportsBudgets",
     "SupportsQueuedSettles",
     "UserBudget",
-    "billing_for",
+    "backend_of",
     "budget_status",
-    "close_billing",
+    "close_backend",
     "window",
 ]
 
@@ -338,43 +338,35 @@ class SupportsQueuedSettles(Protocol):
     """The held-back settles, and the ticker of the leases."""
 
 
-_billing: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+@runtime_checkable
+class OwnsBackend(Protocol):
+    """A store that serves budgets and reconciliation through a backend of its own (the SQLite and
+    PostgreSQL stores: their reservation tables, queued settles and billed-cost columns)."""
+
+    def backend(self) -> Any:
+        """The store's budget and reconciliation backend, created on first use (one per store)."""
+        ...
+
+    def close_backend(self) -> None:
+        """Apply what the backend still holds (settles of this process's last calls)."""
+        ...
 
 
-def billing_for(store: Any) -> Any:
+def backend_of(store: Any) -> Any:
     """The budget and reconciliation backend of ``store``; ``None`` when it has none.
 
-    The SQL stores get theirs from :mod:`~openrouter_attribution.usage.sqlite_billing` and
-    :mod:`~openrouter_attribution.usage.postgres_billing`; a custom store that implements
-    :class:`SupportsBudgets` is its own backend.
+    A store that owns one (:class:`OwnsBackend`: SQLite, PostgreSQL) hands it out; a store that
+    implements :class:`SupportsBudgets` itself is its own backend.
     """
-    if isinstance(store, SupportsBudgets):
-        return store
-    from openrouter_attribution.usage.postgres import PostgresUsageStore
-    from openrouter_attribution.usage.sqlite import SQLiteUsageStore
-
-    if not isinstance(store, (SQLiteUsageStore, PostgresUsageStore)):
-        return None
-    backend = _billing.get(store)
-    if backend is None:
-        if isinstance(store, SQLiteUsageStore):
-            from openrouter_attribution.usage.sqlite_billing import SQLiteBilling
-
-            backend = SQLiteBilling(store)
-        else:
-            from openrouter_attribution.usage.postgres_billing import PostgresBilling
-
-            backend = PostgresBilling(store)
-        backend = _billing.setdefault(store, backend)
-    return backend
+    if isinstance(store, OwnsBackend):
+        return store.backend()
+    return store if isinstance(store, SupportsBudgets) else None
 
 
-def close_billing(store: Any) -> None:
+def close_backend(store: Any) -> None:
     """Apply the settles ``store``'s backend still holds (called when a ledger closes)."""
-    backend = _billing.pop(store, None)
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    if isinstance(store, OwnsBackend):
+        store.close_backend()
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +420,7 @@ def budget_status(store: Any, user: str | None, budget: UserBudget | None = None
             :class:`SupportsBudgets` store).
     """
     budget = (budget or UserBudget()).for_user(user)
-    backend = billing_for(store)
+    backend = backend_of(store)
     if backend is None:
         raise ConfigurationError(f"{type(store).__name__} holds no budgets; use an SQLite or PostgreSQL ledger, or a "
                                  "store that implements SupportsBudgets")

@@ -1,6 +1,6 @@
 """The SQLite ledger's schema: its migrations and the statements that write and fold records (no I/O).
 
-:class:`~openrouter_attribution.usage.sqlite.SQLiteUsageStore` runs them; see its module for how the
+:class:`~openrouter_attribution.usage.stores.sqlite.store.SQLiteUsageStore` runs them; see its module for how the
 store uses the inbox of small commits.
 """
 
@@ -10,7 +10,7 @@ import functools
 from typing import TypeVar
 
 from openrouter_attribution.usage.records import FIELDS
-from openrouter_attribution.usage.rows import COLUMNS
+from openrouter_attribution.usage.stores.rows import COLUMNS
 
 __all__ = [
     "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_MAX", "INBOX_ONCE", "INBOX_WAITING", "MIGRATIONS",
@@ -94,7 +94,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE usage_records ADD COLUMN reconciled_at REAL",
         "CREATE INDEX IF NOT EXISTS usage_records_unreconciled ON usage_records (time, record_id) "
         "WHERE generation_id IS NOT NULL AND reconcile_status IS NULL",
-        # Budgets (usage/budget.py): reservations of calls in flight; user_key '' is the unattributed budget.
+        # Budgets (usage/budgets/budget.py): reservations of calls in flight; user_key '' is the unattributed budget.
         # One b-tree clustered by user (WITHOUT ROWID): a reserve step writes one page, reads one range.
         """CREATE TABLE IF NOT EXISTS budget_reservations (
             user_key TEXT NOT NULL,

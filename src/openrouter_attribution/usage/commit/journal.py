@@ -12,11 +12,11 @@ Files are named ``journal-<pid>-<random>.rows`` and live in the spool folder. Ea
 disk (``posix_fallocate``) when it is created, so that a full disk is an error then (the calls commit
 to the store instead, as ``durability="committed"`` does) and never a fault at a later copy. An entry
 holds one record: its length (4 bytes, little-endian), then the tuple of its column values
-(:data:`~openrouter_attribution.usage.rows.COLUMNS`) in :mod:`marshal` format, which holds only
+(:data:`~openrouter_attribution.usage.stores.rows.COLUMNS`) in :mod:`marshal` format, which holds only
 strings, numbers, booleans and ``None`` and takes a fraction of a microsecond to write (a JSON line
 takes several times as long, and this runs in every call). A length of 0 ends the entries; an entry
 cut short (a power loss) ends the file's replay with a warning. Files are locked as spool files are
-(:mod:`~openrouter_attribution.usage.spool`): the process that writes a file holds an exclusive
+(:mod:`~openrouter_attribution.usage.commit.spool`): the process that writes a file holds an exclusive
 ``flock`` on it, and the files of processes that are gone are committed (and removed) by the next
 ledger that opens on the same folder, or by a live one within its next orphan scan (every few
 seconds). Record ids keep a record that is committed twice (the store answered, then the process died
@@ -41,9 +41,9 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 
+from openrouter_attribution.usage.commit.spool import Spool, _fsync_folder, process_id
 from openrouter_attribution.usage.records import FIELDS, UsageRecord
-from openrouter_attribution.usage.rows import COLUMNS, from_row
-from openrouter_attribution.usage.spool import Spool, _fsync_folder, process_id
+from openrouter_attribution.usage.stores.rows import COLUMNS, from_row
 
 __all__ = ["Journal", "decode_entries", "encode_entries", "encode_entry"]
 

@@ -15,7 +15,7 @@ written costs the writer about 3 µs more. Ledgers that never use a budget have 
 (``ROUND(CAST(cost AS REAL) * 1e12)``) are exact for costs with up to 12 decimals and below 9,000 USD a
 record, which OpenRouter's costs are; reports keep their exact decimal sums.
 
-Settles are gathered (:class:`~openrouter_attribution.usage.settles.SettleQueue`) and applied inside the
+Settles are gathered (:class:`~openrouter_attribution.usage.budgets.settles.SettleQueue`) and applied inside the
 next reserve transaction.
 """
 
@@ -27,16 +27,16 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
-from openrouter_attribution.usage.settles import Settle, SettleQueue, SweepClock
-from openrouter_attribution.usage.sqlite_schema import padded, page_sql
+from openrouter_attribution.usage.stores.sqlite.schema import padded, page_sql
 
 if TYPE_CHECKING:
     from openrouter_attribution.usage.reconcile import Billed, Candidate
-    from openrouter_attribution.usage.sqlite import SQLiteUsageStore
+    from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
-__all__ = ["SQLiteBilling"]
+__all__ = ["SQLiteBackend"]
 
 _CLEANUP = (
     "DELETE FROM budget_reservations WHERE user_key = ? AND (expires_at <= ? OR (record_id IS NOT NULL "
@@ -163,7 +163,7 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else format_cost(value)
 
 
-class SQLiteBilling:
+class SQLiteBackend:
     """Budget reservations and reconciliation results in an :class:`SQLiteUsageStore`."""
 
     def __init__(self, store: SQLiteUsageStore) -> None:

@@ -12,7 +12,7 @@ committed meanwhile by a ledger writer is never missed on both sides. A row lock
 user and SERIALIZABLE would need retries; the advisory lock needs neither.
 
 Cost per call: the settles of this process's ended calls travel with its next reserve step (see
-:class:`~openrouter_attribution.usage.settles.SettleQueue`), so a call costs one round trip. Reservations
+:class:`~openrouter_attribution.usage.budgets.settles.SettleQueue`), so a call costs one round trip. Reservations
 are committed with ``synchronous_commit = off``: visibility to every other session, and so the
 atomicity above, is unchanged; only if the PostgreSQL server itself crashes within a fraction of a
 second of a commit can a reservation be lost (the calls' usage records stay durable). That halves the
@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from openrouter_attribution.usage.budget import BudgetCheck, BudgetUsage, Reservation
-from openrouter_attribution.usage.settles import Settle, SettleQueue, SweepClock
+from openrouter_attribution.usage.budgets.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 
 if TYPE_CHECKING:
-    from openrouter_attribution.usage.postgres import PostgresUsageStore
     from openrouter_attribution.usage.reconcile import Billed, Candidate
+    from openrouter_attribution.usage.stores.postgres.store import PostgresUsageStore
 
-__all__ = ["POSTGRES_BILLING_MIGRATION", "PostgresBilling"]
+__all__ = ["POSTGRES_BACKEND_MIGRATION", "PostgresBackend"]
 
 _BUDGET_LOCK_CLASS = 0x6F726162  # first key of the per-user advisory locks ("orab")
 
@@ -110,7 +110,7 @@ BEGIN
 END
 $fn$"""
 
-POSTGRES_BILLING_MIGRATION: tuple[str, ...] = (
+POSTGRES_BACKEND_MIGRATION: tuple[str, ...] = (
     "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS billed_cost numeric",
     "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS cache_discount numeric",
     "ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS native_prompt_tokens bigint",
@@ -170,7 +170,7 @@ _APPLY = (
 )
 
 
-class PostgresBilling:
+class PostgresBackend:
     """Budget reservations and reconciliation results in a :class:`PostgresUsageStore`."""
 
     def __init__(self, store: PostgresUsageStore) -> None:
