@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from openrouter_attribution.testing.catalog import DEFAULT_MODEL, ModelInfo, embedding_models_payload
@@ -30,6 +29,14 @@ from openrouter_attribution.testing.faults import (
 )
 from openrouter_attribution.testing.keys import is_management_path, management_reply, reply_cost
 from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RERANK_PATH, RecordedRequest
+from openrouter_attribution.testing.replies import (
+    DropReply,
+    JsonReply,
+    RawReply,
+    Reply,
+    StreamReply,
+    error_reply,
+)
 from openrouter_attribution.testing.rerank import build_rerank_body, build_rerank_generation, validate_rerank_request
 from openrouter_attribution.testing.responses import (
     SSE_COMMENT,
@@ -54,66 +61,11 @@ from openrouter_attribution.testing.validation import (
     validate_chat_request,
 )
 
-__all__ = ["DropReply", "JsonReply", "RawReply", "Reply", "StreamReply", "handle"]
+__all__ = ["handle"]
 
 API_PREFIX = "/api/v1"
 _OWN_CATALOGS = (EMBEDDINGS_PATH, RERANK_PATH)
 _GOOD_CHUNKS_BEFORE_FAULT = 2
-
-
-@dataclass(frozen=True)
-class JsonReply:
-    """A complete JSON response."""
-
-    status: int
-    payload: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RawReply:
-    """A complete response with arbitrary bytes (used for a malformed body)."""
-
-    status: int
-    data: bytes
-    content_type: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StreamReply:
-    """A ``text/event-stream`` response, sent with chunked transfer encoding.
-
-    Attributes:
-        events: SSE pieces, each written as one HTTP chunk.
-        headers: Extra response headers.
-        drop_after: When set, close the socket abruptly after that many events,
-            without ending the chunked body.
-    """
-
-    events: list[bytes]
-    headers: dict[str, str] = field(default_factory=dict)
-    drop_after: int | None = None
-
-
-@dataclass(frozen=True)
-class DropReply:
-    """Close the connection without sending anything."""
-
-
-Reply = JsonReply | RawReply | StreamReply | DropReply
-
-
-def error_reply(code: int, message: str, headers: dict[str, str] | None = None) -> JsonReply:
-    """Return OpenRouter's error body with HTTP status ``code``."""
-    return JsonReply(code, build_error_body(code, message), headers or {})
-
-
-def reply_status(reply: Reply) -> str:
-    """The HTTP status a reply is sent with, as logged (``"dropped"`` for a closed connection)."""
-    if isinstance(reply, DropReply):
-        return "dropped"
-    return "200" if isinstance(reply, StreamReply) else str(reply.status)
 
 
 def handle(state: ServerState, request: RecordedRequest) -> Reply:

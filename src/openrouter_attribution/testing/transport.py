@@ -21,16 +21,9 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from openrouter_attribution.testing.recording import HeaderMap, RecordedRequest
+from openrouter_attribution.testing.replies import DropReply, RawReply, Reply, StreamReply, error_reply, reply_status
 from openrouter_attribution.testing.responses import encode_json
-from openrouter_attribution.testing.routes import (
-    DropReply,
-    RawReply,
-    Reply,
-    StreamReply,
-    error_reply,
-    handle,
-    reply_status,
-)
+from openrouter_attribution.testing.routes import handle
 from openrouter_attribution.testing.state import ServerState
 
 __all__ = ["HTTPServer", "logger"]
