@@ -19,23 +19,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from openrouter_attribution import pricing
 from openrouter_attribution.attribution import Attribution, resolve
+from openrouter_attribution.endpoints import CHAT, Endpoint
 from openrouter_attribution.identity import DEFAULT_POLICY, SentId
 from openrouter_attribution.missing_user import report_missing_user
 from openrouter_attribution.sending import Sender
-from openrouter_attribution.transport import CHAT_PATH, EMBEDDINGS_PATH, RERANK_PATH, STREAM_END, ConnectionSettings
+from openrouter_attribution.transport import EMBEDDINGS_PATH, RERANK_PATH, STREAM_END, ConnectionSettings
 from openrouter_attribution.wire.embeddings import (
     build_embedding_bodies,
     check_same_dimensions,
     parse_embeddings,
 )
-from openrouter_attribution.wire.request import (
-    build_attribution_fields,
-    build_body,
-    check_parameter_ranges,
-    check_request_fields,
-)
+from openrouter_attribution.wire.request import build_attribution_fields, check_parameter_ranges
 from openrouter_attribution.wire.rerank import RerankResult, build_rerank_body, parse_rerank
-from openrouter_attribution.wire.response import Completion, parse_completion
+from openrouter_attribution.wire.response import Completion
 from openrouter_attribution.wire.stream import StreamAbandoned, StreamMeta
 
 if TYPE_CHECKING:
@@ -56,16 +52,16 @@ class Prepared(NamedTuple):
     """A request ready to send."""
 
     body: dict[str, Any]
-    """The JSON body for ``POST /chat/completions``."""
+    """The JSON body for the endpoint (``POST /chat/completions``, ``/responses``, ``/embeddings``, ``/rerank``)."""
     attribution: Attribution
     """The attribution that goes out (after the identity policy)."""
 
 
 class Invoker:
-    """Sends chat completions for one configured model. Built by ``OpenRouterOptions``."""
+    """Sends chat completions (or Responses API calls) for one configured model. Built by ``OpenRouterOptions``."""
 
-    __slots__ = ("budget", "connection", "default", "extra_body", "framework", "ids", "ledger", "params",
-                 "require_user", "send", "sends_metadata")  # fmt: skip
+    __slots__ = ("budget", "connection", "default", "endpoint", "extra_body", "framework", "ids", "ledger",
+                 "params", "require_user", "send", "sends_metadata")  # fmt: skip
 
     def __init__(
         self,
@@ -81,6 +77,7 @@ class Invoker:
         budget: BudgetGuard | None = None,
         sends_metadata: bool = True,
         user_keys: OpenRouterUserKeys | None = None,
+        endpoint: Endpoint = CHAT,
     ) -> None:
         self.budget = budget
         """The budget step (``None``: no budget), see :meth:`hold`."""
@@ -95,6 +92,8 @@ class Invoker:
         """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
         self.send = Sender(connection, user_keys)
         """Sends each request with the model's key, or with its user's own key (``user_keys``)."""
+        self.endpoint = endpoint
+        """What a model call goes to: chat completions or the Responses API (``endpoints.RESPONSES``)."""
         self.sends_metadata = sends_metadata
         """False for embeddings and rerank: OpenRouter's ``/embeddings`` and ``/rerank`` take no ``metadata``,
         so a resolved one is dropped here (neither checked nor sent)."""
@@ -171,17 +170,16 @@ class Invoker:
 
     # -- building ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def split_call_kwargs(kwargs: dict[str, Any], *, where: str) -> Attribution | None:
+    def split_call_kwargs(self, kwargs: dict[str, Any], *, where: str) -> Attribution | None:
         """Take the attribution keywords out of a call's ``kwargs`` and check what is left.
 
         ``user``, ``session_id``, ``trace`` and ``openrouter_metadata`` become the ``explicit``
         layer; ``stream`` is dropped (the call style decides); every other keyword must be an
-        OpenRouter request field and stays in ``kwargs`` as a per-call override.
+        OpenRouter request field of the endpoint and stays in ``kwargs`` as a per-call override.
 
         Raises:
-            ConfigurationError: a keyword OpenRouter does not document, or a value outside its documented
-                range (before any I/O).
+            ConfigurationError: a keyword the endpoint does not take, a value outside OpenRouter's documented
+                range, or a stateful Responses option (``previous_response_id``), before any I/O.
         """
         explicit = None
         if any(name in kwargs for name in ATTRIBUTION_KWARGS):
@@ -193,7 +191,7 @@ class Invoker:
             )
         kwargs.pop("stream", None)
         if kwargs:
-            check_request_fields(kwargs, where=where)
+            self.endpoint.check(kwargs, where=where)
             check_parameter_ranges(kwargs, where=where)
         return explicit
 
@@ -206,7 +204,7 @@ class Invoker:
         stream: bool = False,
     ) -> Prepared:
         """Build the request body; validates the attribution fields against OpenRouter's limits."""
-        body = build_body(
+        body = self.endpoint.build(
             messages=messages,
             params=self.params,
             overrides=overrides,
@@ -218,15 +216,21 @@ class Invoker:
 
     # -- calling -------------------------------------------------------------------------------------
 
+    def stream_meta(self) -> StreamMeta:
+        """A new reader for one stream of this model's endpoint (pass it to :meth:`stream`)."""
+        return self.endpoint.stream_meta()
+
     def complete(self, prepared: Prepared) -> Completion:
         """Send a non-streamed request and parse the answer."""
+        endpoint = self.endpoint
         with self.hold(prepared) as hold:
-            return self._exchange(prepared, hold, CHAT_PATH, parse_completion, "chat")
+            return self._exchange(prepared, hold, endpoint.path, endpoint.parse, endpoint.kind)
 
     async def acomplete(self, prepared: Prepared) -> Completion:
         """Async :meth:`complete`."""
+        endpoint = self.endpoint
         async with await self.ahold(prepared) as hold:
-            return await self._aexchange(prepared, hold, CHAT_PATH, parse_completion, "chat")
+            return await self._aexchange(prepared, hold, endpoint.path, endpoint.parse, endpoint.kind)
 
     def _exchange(self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str) -> Any:
         """One JSON request inside its budget ``hold``: send, parse, record (errors too); returns the parsed answer."""
@@ -263,7 +267,7 @@ class Invoker:
         with self.hold(prepared) as hold:
             error: BaseException | None = None
             try:
-                for chunk in self.send.stream(prepared.body, prepared.attribution.user):
+                for chunk in self.send.stream(prepared.body, prepared.attribution.user, self.endpoint.path):
                     if chunk is STREAM_END:
                         meta.done = True
                         continue
@@ -274,7 +278,7 @@ class Invoker:
                 raise
             finally:
                 hold.record = self._record(prepared, meta.started, meta.first, source=meta,
-                                           error=_stream_error(error))  # fmt: skip
+                                           error=_stream_error(error), kind=self.endpoint.kind)  # fmt: skip
 
     async def astream(
         self, prepared: Prepared, meta: StreamMeta
@@ -283,7 +287,7 @@ class Invoker:
         async with await self.ahold(prepared) as hold:
             error: BaseException | None = None
             try:
-                async for chunk in self.send.astream(prepared.body, prepared.attribution.user):
+                async for chunk in self.send.astream(prepared.body, prepared.attribution.user, self.endpoint.path):
                     if chunk is STREAM_END:
                         meta.done = True
                         continue
@@ -294,7 +298,7 @@ class Invoker:
                 raise
             finally:
                 hold.record = await self._arecord(prepared, meta.started, meta.first, source=meta,
-                                                  error=_stream_error(error))  # fmt: skip
+                                                  error=_stream_error(error), kind=self.endpoint.kind)  # fmt: skip
 
     # -- budget: one step around every request (chat, embeddings and rerank alike) -------------------
 
@@ -319,10 +323,12 @@ class Invoker:
         if guard is None:
             return NO_HOLD
         if guard.prices_needed(prepared.attribution.user):
-            await pricing.aprices(self.connection, pricing.listing_for(prepared.body))  # the estimate reads the cache
+            listing = pricing.listing_for(self.endpoint.priced(prepared.body))
+            await pricing.aprices(self.connection, listing)  # the estimate reads the cache
         return await guard.areserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
 
     def _ceiling(self, body: Mapping[str, Any]) -> Decimal | None:
+        body = self.endpoint.priced(body)
         return pricing.ceiling(pricing.prices(self.connection, pricing.listing_for(body)), body)
 
     # -- usage records -------------------------------------------------------------------------------

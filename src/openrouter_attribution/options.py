@@ -184,6 +184,12 @@ class ClientOptions(BaseModel):
         """Fields sent as they are in every request body (subclasses add theirs)."""
         return {"model": self.model}
 
+    def _endpoint(self) -> Any:
+        """The :class:`~openrouter_attribution.endpoints.Endpoint` calls go to: chat completions here."""
+        from openrouter_attribution.endpoints import CHAT
+
+        return CHAT
+
     def _default_attribution(self) -> Attribution:
         """The ``default`` attribution layer: the fields set on the model itself."""
         return Attribution(user=self.user, session_id=self.session_id)
@@ -259,6 +265,7 @@ class ClientOptions(BaseModel):
         if default.user is not None:
             default = Attribution(SentId(default.user), default.session_id, default.trace, default.metadata)
         self._invoker_args = (framework,)
+        endpoint = self._endpoint()
         budget = None
         if self.budget is not None:
             if self.ledger is None:
@@ -281,6 +288,7 @@ class ClientOptions(BaseModel):
             budget=budget,
             sends_metadata=self._SENDS_METADATA,
             user_keys=self.user_keys,
+            endpoint=endpoint,
         )
 
     def _check_bypasses(self) -> None:

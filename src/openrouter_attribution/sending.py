@@ -63,35 +63,35 @@ class Sender:
             key = await asyncio.to_thread(self._again, err, keys, user)
         return await apost_json(self.connection, body, path=path, key=key)
 
-    def stream(self, body: dict[str, Any], user: str | None) -> Iterator[Any]:
-        """POST a streamed request; yields each event (a refused key is handled before the first)."""
+    def stream(self, body: dict[str, Any], user: str | None, path: str = CHAT_PATH) -> Iterator[Any]:
+        """POST a streamed request to ``path``; yields each event (a refused key is handled before the first)."""
         keys = self.user_keys
         if keys is None or user is None:
-            yield from post_stream(self.connection, body)
+            yield from post_stream(self.connection, body, path=path)
             return
-        events = post_stream(self.connection, body, key=keys.key_for(user))
+        events = post_stream(self.connection, body, path=path, key=keys.key_for(user))
         try:
             first = next(events, _NONE)  # a refused request raises here, before anything was delivered
         except APIError as err:
-            events = post_stream(self.connection, body, key=self._again(err, keys, user))
+            events = post_stream(self.connection, body, path=path, key=self._again(err, keys, user))
             first = next(events, _NONE)
         if first is not _NONE:
             yield first
             yield from events
 
-    async def astream(self, body: dict[str, Any], user: str | None) -> AsyncIterator[Any]:
+    async def astream(self, body: dict[str, Any], user: str | None, path: str = CHAT_PATH) -> AsyncIterator[Any]:
         """Async :meth:`stream`."""
         keys = self.user_keys
         if keys is None or user is None:
-            async for event in apost_stream(self.connection, body):
+            async for event in apost_stream(self.connection, body, path=path):
                 yield event
             return
-        events = apost_stream(self.connection, body, key=await keys.akey_for(user))
+        events = apost_stream(self.connection, body, path=path, key=await keys.akey_for(user))
         try:
             first = await anext(events, _NONE)
         except APIError as err:
             key = await asyncio.to_thread(self._again, err, keys, user)
-            events = apost_stream(self.connection, body, key=key)
+            events = apost_stream(self.connection, body, path=path, key=key)
             first = await anext(events, _NONE)
         if first is not _NONE:
             yield first

@@ -34,6 +34,7 @@ __all__ = [
     "CHAT_PATH",
     "EMBEDDINGS_PATH",
     "RERANK_PATH",
+    "RESPONSES_PATH",
     "STREAM_END",
     "ConnectionSettings",
     "async_client",
@@ -51,6 +52,8 @@ EMBEDDINGS_PATH = "/embeddings"
 """Path of OpenRouter's embeddings, relative to the base URL."""
 RERANK_PATH = "/rerank"
 """Path of OpenRouter's rerank, relative to the base URL."""
+RESPONSES_PATH = "/responses"
+"""Path of OpenRouter's Responses API, relative to the base URL."""
 _DRAIN_SECONDS = 0.1
 
 STREAM_END: Any = object()
@@ -287,11 +290,14 @@ async def _drain(events: AsyncIterator[Any]) -> None:
             pass
 
 
-def post_stream(settings: ConnectionSettings, body: dict[str, Any], *, key: str | None = None) -> Iterator[Any]:
-    """POST a streamed chat completion; yields each event's decoded JSON (``key`` as for :func:`post_json`)."""
+def post_stream(
+    settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH, key: str | None = None
+) -> Iterator[Any]:
+    """POST a streamed request (a chat completion unless ``path`` says otherwise); yields each event's JSON
+    (``key`` as for :func:`post_json`)."""
     with translated_errors():
         client = sync_client(settings)
-        stream: Any = client.post(CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[0],
+        stream: Any = client.post(path, cast_to=object, body=body, stream=True, stream_cls=_streams()[0],
                                   options=_auth(key))  # fmt: skip
         try:
             yield from stream
@@ -300,12 +306,12 @@ def post_stream(settings: ConnectionSettings, body: dict[str, Any], *, key: str 
 
 
 async def apost_stream(
-    settings: ConnectionSettings, body: dict[str, Any], *, key: str | None = None
+    settings: ConnectionSettings, body: dict[str, Any], *, path: str = CHAT_PATH, key: str | None = None
 ) -> AsyncIterator[Any]:
     """Async :func:`post_stream`."""
     with translated_errors():
         stream: Any = await async_client(settings).post(
-            CHAT_PATH, cast_to=object, body=body, stream=True, stream_cls=_streams()[1], options=_auth(key)
+            path, cast_to=object, body=body, stream=True, stream_cls=_streams()[1], options=_auth(key)
         )
         try:
             async for event in stream:

@@ -86,7 +86,7 @@ def record_call(
         source: The parsed ``Completion`` or the stream's ``StreamMeta`` (``None`` if nothing arrived).
         error: The exception that ended the call, if any.
         framework: ``"langchain"`` or ``"llama_index"``.
-        kind: ``"chat"``, ``"embeddings"`` or ``"rerank"``.
+        kind: ``"chat"``, ``"responses"``, ``"embeddings"`` or ``"rerank"``.
     """
     record = build_call_record(body, attribution, started, first, source, error, framework, kind)
     ledger.record(record)

@@ -46,7 +46,7 @@ TotalsBy = Literal["user", "model", "day", "session", "provider", "kind"]
 
 TOTALS_BY: tuple[str, ...] = get_args(TotalsBy)
 
-KINDS: tuple[str, ...] = ("chat", "embeddings", "rerank")
+KINDS: tuple[str, ...] = ("chat", "embeddings", "rerank", "responses")
 """The values of :attr:`UsageRecord.kind`."""
 
 # Additions in this context never round: the exponent range and precision are
@@ -164,7 +164,8 @@ class _UsageRecordFields(NamedTuple):
     framework: str | None
     """``"langchain"``, ``"llama_index"`` or ``None`` for direct use."""
     kind: str
-    """What the call was: ``"chat"`` (chat completions), ``"embeddings"`` or ``"rerank"``."""
+    """What the call was: ``"chat"`` (chat completions), ``"responses"`` (the Responses API), ``"embeddings"``
+    or ``"rerank"``."""
     record_id: str
     """The record's identity: a store keeps one record per id, so writing a record again (two recorders on
     one call, a retried batch, a replayed spool) keeps one row. Defaults to ``generation_id`` when known,

@@ -55,6 +55,7 @@ def parse_error_object(
     retry_after: float | None = None,
     generation_id: str | None = None,
     in_stream: bool = False,
+    class_status: int | None = None,
 ) -> errors.APIError:
     """Build the typed error for an OpenRouter ``error`` object.
 
@@ -65,6 +66,8 @@ def parse_error_object(
         retry_after: Seconds from the ``Retry-After`` header, when present.
         generation_id: The generation id, when known.
         in_stream: True when the error arrived in the middle of a streamed answer.
+        class_status: The HTTP status whose error class a non-numeric ``code`` stands for (the Responses
+            API's codes such as ``"server_error"``); the class only, ``status_code`` stays as given.
     """
     if isinstance(error, Mapping) and isinstance(error.get("error"), Mapping):
         error = error["error"]
@@ -75,7 +78,7 @@ def parse_error_object(
     if not isinstance(message, str) or not message:
         message = "OpenRouter returned an error without a message"
     metadata = error.get("metadata")
-    cls = error_class_for(status_code if status_code is not None else _as_int(code))
+    cls = error_class_for(status_code if status_code is not None else _as_int(code) or class_status)
     return cls(
         message,
         status_code=status_code,

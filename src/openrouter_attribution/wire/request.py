@@ -20,6 +20,7 @@ __all__ = [
     "MAX_METADATA_PAIRS",
     "MAX_METADATA_VALUE_LENGTH",
     "REQUEST_FIELDS",
+    "apply_overrides",
     "build_attribution_fields",
     "build_body",
     "check_parameter_ranges",
@@ -134,6 +135,18 @@ def build_attribution_fields(attribution: Attribution) -> dict[str, Any]:
     return fields
 
 
+def apply_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model's parameters with a call's overrides on top (a ``None`` override removes the parameter)."""
+    body: dict[str, Any] = {**params}
+    if overrides:
+        for key, value in overrides.items():
+            if value is None:
+                body.pop(key, None)
+            else:
+                body[key] = value
+    return body
+
+
 def build_body(
     *,
     messages: list[dict[str, Any]],
@@ -153,13 +166,7 @@ def build_body(
         stream: Whether to ask for a server-sent-event stream.
         extra_body: Fields sent as they are, last (an escape hatch for new OpenRouter fields).
     """
-    body: dict[str, Any] = {**params}
-    if overrides:
-        for key, value in overrides.items():
-            if value is None:
-                body.pop(key, None)
-            else:
-                body[key] = value
+    body = apply_overrides(params, overrides)
     body["messages"] = messages
     if stream:
         body["stream"] = True

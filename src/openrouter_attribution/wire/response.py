@@ -22,13 +22,16 @@ __all__ = [
     "sent_attribution",
     "Completion",
     "Usage",
+    "decimal_or_none",
+    "int_or_none",
     "parse_chunk",
     "parse_completion",
     "parse_usage",
 ]
 
 
-def _decimal(value: Any) -> Decimal | None:
+def decimal_or_none(value: Any) -> Decimal | None:
+    """A finite ``Decimal`` for a JSON number (a cost), ``None`` for anything else."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -38,7 +41,8 @@ def _decimal(value: Any) -> Decimal | None:
     return cost if cost.is_finite() else None  # NaN or Infinity (Python's JSON reads them): not a cost
 
 
-def _int(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """``value`` when it is an int (not a bool), else ``None``."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -83,14 +87,14 @@ def parse_usage(raw: Any) -> Usage | None:
     cost_details = raw.get("cost_details") or {}
     is_byok = raw.get("is_byok")
     return Usage(
-        prompt_tokens=_int(raw.get("prompt_tokens")),
-        completion_tokens=_int(raw.get("completion_tokens")),
-        total_tokens=_int(raw.get("total_tokens")),
-        cached_tokens=_int(prompt_details.get("cached_tokens")),
-        cache_write_tokens=_int(prompt_details.get("cache_write_tokens")),
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
-        cost=_decimal(raw.get("cost")),
-        upstream_inference_cost=_decimal(cost_details.get("upstream_inference_cost")),
+        prompt_tokens=int_or_none(raw.get("prompt_tokens")),
+        completion_tokens=int_or_none(raw.get("completion_tokens")),
+        total_tokens=int_or_none(raw.get("total_tokens")),
+        cached_tokens=int_or_none(prompt_details.get("cached_tokens")),
+        cache_write_tokens=int_or_none(prompt_details.get("cache_write_tokens")),
+        reasoning_tokens=int_or_none(completion_details.get("reasoning_tokens")),
+        cost=decimal_or_none(raw.get("cost")),
+        upstream_inference_cost=decimal_or_none(cost_details.get("upstream_inference_cost")),
         is_byok=is_byok if isinstance(is_byok, bool) else None,
     )
 
