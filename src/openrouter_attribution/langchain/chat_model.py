@@ -15,7 +15,8 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict
 
-from openrouter_attribution.client import Invoker, Prepared, StreamMeta
+from openrouter_attribution.client import Invoker, Prepared
+from openrouter_attribution.endpoints import CHAT, RESPONSES, Endpoint
 from openrouter_attribution.langchain.config import (
     RUN_CONFIG,
     CallLayers,
@@ -27,6 +28,7 @@ from openrouter_attribution.langchain.messages import from_completion, from_delt
 from openrouter_attribution.langchain.runs import run_trace
 from openrouter_attribution.langchain.structured import bind_tool_schemas, structured_output_runnable
 from openrouter_attribution.options import OpenRouterOptions
+from openrouter_attribution.wire.responses import check_responses_fields, check_stateless
 
 __all__ = ["ChatOpenRouter"]
 
@@ -68,6 +70,11 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     context (attribute or key) for the session."""
     streaming: bool = False
     """Whether ``invoke`` streams the answer (callbacks see each token; the result is the same message)."""
+    use_responses_api: bool = False
+    """Send ``POST /responses`` (OpenRouter's Responses API) instead of chat completions, with the same
+    attribution (``user`` and ``safety_identifier`` both the id as sent), ledger and budget. Stateless:
+    ``store`` is always false and ``previous_response_id`` is refused; reasoning items an answer returns
+    are kept in ``additional_kwargs["reasoning_items"]`` and sent back unchanged on the next turn."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._check_keywords(kwargs)  # a misspelled option raises instead of vanishing
@@ -93,7 +100,18 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "base_url": self.base_url, **self._options_identifying()}
+        params = {"model": self.model, "base_url": self.base_url, **self._options_identifying()}
+        if self.use_responses_api:
+            params["use_responses_api"] = True
+        return params
+
+    def _endpoint(self) -> Endpoint:
+        if not self.use_responses_api:
+            return CHAT
+        # Refused at construction, not at the first call: options the Responses API does not take.
+        check_responses_fields(self._body_params(), where="model field")
+        check_stateless(self.extra_body or {}, where="extra_body")
+        return RESPONSES
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
@@ -215,7 +233,8 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         explicit = invoker.split_call_kwargs(kwargs, where="call or bind() keyword")
         layers = self._config_layers(run_manager)
         attribution = invoker.attribute(explicit=explicit, searched=self._searched(), **layers.as_layers())
-        return invoker.prepare(to_openai_messages(messages), attribution, overrides=kwargs, stream=stream)
+        neutral = to_openai_messages(messages, reasoning_items=self.use_responses_api)
+        return invoker.prepare(neutral, attribution, overrides=kwargs, stream=stream)
 
     # -- calls -------------------------------------------------------------------------------------
 
@@ -249,7 +268,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         prepared = self._prepare(messages, stop, kwargs, run_manager, stream=True)
-        meta = StreamMeta()
+        meta = self._invoker.stream_meta()
         for delta, _finish in self._invoker.stream(prepared, meta):
             chunk = ChatGenerationChunk(message=from_delta(delta))
             if run_manager is not None:
@@ -265,7 +284,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         prepared = self._prepare(messages, stop, kwargs, run_manager, stream=True)
-        meta = StreamMeta()
+        meta = self._invoker.stream_meta()
         async for delta, _finish in self._invoker.astream(prepared, meta):
             chunk = ChatGenerationChunk(message=from_delta(delta))
             if run_manager is not None:

@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 _ROLES = {SystemMessage: "system", HumanMessage: "user"}
+_REASONING_KEYS = frozenset({"reasoning", "reasoning_details", "reasoning_items"})
+_EXTRA_DELTA_KEYS = _REASONING_KEYS | {"tool_calls"}
 
 
 def _tool_call_to_openai(call: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +45,7 @@ def _tool_call_to_openai(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ai_to_openai(message: AIMessage) -> dict[str, Any]:
+def _ai_to_openai(message: AIMessage, reasoning_items: bool) -> dict[str, Any]:
     content = message.content
     out: dict[str, Any] = {"role": "assistant"}
     if isinstance(content, str):
@@ -69,15 +71,21 @@ def _ai_to_openai(message: AIMessage) -> dict[str, Any]:
         out["reasoning_details"] = extra["reasoning_details"]
     if extra.get("reasoning_content"):
         out["reasoning"] = extra["reasoning_content"]
+    if reasoning_items:
+        # Responses API reasoning items go back unchanged; ChatOpenAI keeps one under "reasoning".
+        chat_openai = extra.get("reasoning")
+        items = extra.get("reasoning_items") or ([chat_openai] if isinstance(chat_openai, dict) else [])
+        if items:
+            out["reasoning_items"] = list(items)
     return out
 
 
-def _to_openai(message: BaseMessage) -> dict[str, Any]:
+def _to_openai(message: BaseMessage, reasoning_items: bool = False) -> dict[str, Any]:
     role = _ROLES.get(type(message))
     if role is not None and isinstance(message.content, str):
         return {"role": role, "content": message.content}
     if isinstance(message, AIMessage):
-        return _ai_to_openai(message)
+        return _ai_to_openai(message, reasoning_items)
     if isinstance(message, ToolMessage) and isinstance(message.content, str):
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if isinstance(message, ChatMessage) and isinstance(message.content, str):
@@ -86,9 +94,15 @@ def _to_openai(message: BaseMessage) -> dict[str, Any]:
     return convert_to_openai_messages([message])[0]  # type: ignore[return-value]
 
 
-def to_openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """LangChain messages -> OpenAI chat messages (reasoning details included for assistant turns)."""
-    return [_to_openai(message) for message in messages]
+def to_openai_messages(messages: Sequence[BaseMessage], *, reasoning_items: bool = False) -> list[dict[str, Any]]:
+    """LangChain messages -> OpenAI chat messages (reasoning details included for assistant turns).
+
+    Args:
+        messages: The conversation.
+        reasoning_items: Also carry the Responses API reasoning items of assistant turns
+            (``reasoning_items``), for a model that sends ``POST /responses``.
+    """
+    return [_to_openai(message, reasoning_items) for message in messages]
 
 
 def usage_metadata(usage: Usage | None) -> UsageMetadata | None:
@@ -139,6 +153,9 @@ def _reasoning_kwargs(message: Mapping[str, Any]) -> dict[str, Any]:
     details = message.get("reasoning_details")
     if details:
         extra["reasoning_details"] = details
+    items = message.get("reasoning_items")
+    if items:
+        extra["reasoning_items"] = items
     return extra
 
 
@@ -168,7 +185,7 @@ def from_completion(completion: Completion, attribution: Attribution) -> AIMessa
 
 def from_delta(delta: Mapping[str, Any]) -> AIMessageChunk:
     """One stream delta -> ``AIMessageChunk`` (content, tool-call chunks, reasoning)."""
-    if "tool_calls" not in delta and "reasoning" not in delta and "reasoning_details" not in delta:
+    if not _EXTRA_DELTA_KEYS.intersection(delta):
         return AIMessageChunk(content=delta.get("content") or "")  # most chunks: text only
     tool_chunks = [
         {
@@ -180,7 +197,7 @@ def from_delta(delta: Mapping[str, Any]) -> AIMessageChunk:
         }
         for call in delta.get("tool_calls") or ()
     ]
-    extra = _reasoning_kwargs(delta) if "reasoning" in delta or "reasoning_details" in delta else {}
+    extra = _reasoning_kwargs(delta) if _REASONING_KEYS.intersection(delta) else {}
     return AIMessageChunk(
         content=delta.get("content") or "",
         additional_kwargs=extra,
