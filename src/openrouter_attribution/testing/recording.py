@@ -14,11 +14,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CHAT_PATH", "EMBEDDINGS_PATH", "RERANK_PATH", "HeaderMap", "RecordedRequest", "RequestLog"]
+__all__ = ["CHAT_PATH", "EMBEDDINGS_PATH", "RERANK_PATH", "RESPONSES_PATH", "HeaderMap", "RecordedRequest",
+           "RequestLog"]  # fmt: skip
 
 CHAT_PATH = "/api/v1/chat/completions"
 """Path of the chat completions endpoint."""
 EMBEDDINGS_PATH = "/api/v1/embeddings"
+RESPONSES_PATH = "/api/v1/responses"
 """Path of the embeddings endpoint."""
 RERANK_PATH = "/api/v1/rerank"
 """Path of the rerank endpoint."""
@@ -94,6 +96,11 @@ class RecordedRequest:
     def is_chat(self) -> bool:
         """Whether this is a ``POST /api/v1/chat/completions`` request."""
         return self.method == "POST" and self.path == CHAT_PATH
+
+    @property
+    def is_responses(self) -> bool:
+        """Whether this is a ``POST /api/v1/responses`` request."""
+        return self.method == "POST" and self.path == RESPONSES_PATH
 
     @property
     def is_embeddings(self) -> bool:

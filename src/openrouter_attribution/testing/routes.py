@@ -28,7 +28,13 @@ from openrouter_attribution.testing.faults import (
     fault_from_models,
 )
 from openrouter_attribution.testing.keys import is_management_path, management_reply, reply_cost
-from openrouter_attribution.testing.recording import CHAT_PATH, EMBEDDINGS_PATH, RERANK_PATH, RecordedRequest
+from openrouter_attribution.testing.recording import (
+    CHAT_PATH,
+    EMBEDDINGS_PATH,
+    RERANK_PATH,
+    RESPONSES_PATH,
+    RecordedRequest,
+)
 from openrouter_attribution.testing.replies import (
     DropReply,
     JsonReply,
@@ -54,6 +60,7 @@ from openrouter_attribution.testing.responses import (
     new_generation_id,
     sse_event,
 )
+from openrouter_attribution.testing.responses_api import responses_reply, to_chat_body, validate_responses_request
 from openrouter_attribution.testing.state import ServerState
 from openrouter_attribution.testing.validation import (
     RequestValidationError,
@@ -183,11 +190,36 @@ def _key(state: ServerState, request: RecordedRequest) -> Reply:
 
 
 def _chat(state: ServerState, request: RecordedRequest) -> Reply:
+    return _serve(state, request, _chat_view, _chat_reply)
+
+
+def _responses(state: ServerState, request: RecordedRequest) -> Reply:
+    """``POST /responses``: validated, read as the equivalent chat request, answered in Responses shapes."""
+    return _serve(state, request, _responses_view, _responses_reply)
+
+
+def _chat_view(body: dict[str, Any]) -> dict[str, Any]:
+    validate_chat_request(body)
+    return body
+
+
+def _responses_view(body: dict[str, Any]) -> dict[str, Any]:
+    validate_responses_request(body)
+    return to_chat_body(body)
+
+
+def _serve(
+    state: ServerState,
+    request: RecordedRequest,
+    view: Callable[[dict[str, Any]], dict[str, Any]],
+    reply: _Answer,
+) -> Reply:
+    """Validate (``view`` returns the request as a chat body), pick the fault, answer with ``reply``."""
     body = request.body
     if not isinstance(body, dict):
         return _no_body(request)
     try:
-        validate_chat_request(body)
+        body = view(body)
     except RequestValidationError as err:
         return error_reply(400, err.message)
     candidates = _candidate_models(body)
@@ -209,7 +241,7 @@ def _chat(state: ServerState, request: RecordedRequest) -> Reply:
         early = _early_fault(fault, requested or candidates[0], body)
         if early is not None:
             return early
-    return _complete(state, request, body, model, fault)
+    return _complete(state, request, body, model, fault, reply)
 
 
 def _candidate_models(body: dict[str, Any]) -> list[str]:
@@ -236,8 +268,9 @@ def _early_fault(fault: Fault, served: str, body: dict[str, Any]) -> Reply | Non
 
 
 def _complete(
-    state: ServerState, request: RecordedRequest, body: dict[str, Any], model: ModelInfo, fault: Fault | None
-) -> Reply:
+    state: ServerState, request: RecordedRequest, body: dict[str, Any], model: ModelInfo, fault: Fault | None,
+    reply: _Answer,
+) -> Reply:  # fmt: skip
     completion = plan_completion(body, model)
     usage = _usage(state, body, completion, model)
     envelope = Envelope(model=model.id, provider=model.provider_name)
@@ -256,10 +289,26 @@ def _complete(
         ),
         received=request.time,
     )
-    headers = {"X-Generation-Id": envelope.id}
-    if streamed:
+    return reply(envelope, request, completion, usage, fault, {"X-Generation-Id": envelope.id})
+
+
+def _chat_reply(
+    envelope: Envelope, request: RecordedRequest, completion: Completion, usage: Usage, fault: Fault | None,
+    headers: dict[str, str],
+) -> Reply:  # fmt: skip
+    if request.body.get("stream"):
         return _stream_reply(envelope, completion, usage, fault, headers)
     return _plain_reply(envelope, completion, usage, fault, headers)
+
+
+def _responses_reply(
+    envelope: Envelope, request: RecordedRequest, completion: Completion, usage: Usage, fault: Fault | None,
+    headers: dict[str, str],
+) -> Reply:  # fmt: skip
+    return responses_reply(envelope, request.body, completion, usage, fault, headers)
+
+
+_Answer = Callable[[Envelope, RecordedRequest, Completion, Usage, "Fault | None", dict[str, str]], Reply]
 
 
 def _plain_reply(
@@ -415,6 +464,7 @@ def _embedding_models(state: ServerState, request: RecordedRequest) -> Reply:
 _Route = Callable[[ServerState, RecordedRequest], Reply]
 _ROUTES: dict[str, dict[str, _Route]] = {
     CHAT_PATH: {"POST": _chat},
+    RESPONSES_PATH: {"POST": _responses},
     EMBEDDINGS_PATH: {"POST": _embeddings},
     RERANK_PATH: {"POST": _rerank},
     f"{API_PREFIX}/embeddings/models": {"GET": _embedding_models},

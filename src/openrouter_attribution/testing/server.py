@@ -258,6 +258,11 @@ class FakeOpenRouter:
         return [r for r in self.requests if r.is_chat]
 
     @property
+    def responses_requests(self) -> list[RecordedRequest]:
+        """Only the ``POST /api/v1/responses`` requests (including rejected ones), oldest first; a snapshot."""
+        return [r for r in self.requests if r.is_responses]
+
+    @property
     def embeddings_requests(self) -> list[RecordedRequest]:
         """Only the ``POST /api/v1/embeddings`` requests (including rejected ones), oldest first; a snapshot."""
         return [r for r in self.requests if r.is_embeddings]

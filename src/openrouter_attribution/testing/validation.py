@@ -58,6 +58,10 @@ if TYPE_CHECKING:
     from openrouter_attribution.testing.catalog import Catalog
 
 __all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_METADATA_KEY",
+    "MAX_METADATA_PAIRS",
+    "MAX_METADATA_VALUE",
     "RequestValidationError",
     "check_id_lengths",
     "require_schema",
