@@ -40,7 +40,8 @@ def test_a_text_answer_in_the_sdk_shape_with_usage_and_cost(fake_openrouter, cli
 def test_the_openai_sdk_reads_the_answer(client):
     response = client.responses.create(model=MODEL, input="Hello", store=False)
     assert response.output_text == f"[{MODEL}] Reply to: Hello"
-    assert response.usage is not None and response.usage.output_tokens > 0
+    assert response.usage is not None
+    assert response.usage.output_tokens > 0
 
 
 def test_tool_calls_then_the_tool_result_as_with_chat(client):
@@ -61,9 +62,8 @@ def test_json_schema_text_format_answers_a_valid_document(client):
 
 
 def test_a_stream_is_sdk_events_ending_with_completed_usage(client):
-    events = []
-    with client.post("/responses", cast_to=object, stream=True, stream_cls=openai.Stream[object],
-                     body={"model": MODEL, "input": "Hi there friend", "stream": True, "store": False}) as stream:  # fmt: skip
+    body = {"model": MODEL, "input": "Hi there friend", "stream": True, "store": False}
+    with client.post("/responses", cast_to=object, stream=True, stream_cls=openai.Stream[object], body=body) as stream:
         events = list(stream)
     adapter = TypeAdapter(StreamEvents)
     for event in events:
