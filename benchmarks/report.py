@@ -11,6 +11,7 @@ from typing import Any
 
 import budget_bench
 import ledger_bench
+import responses_bench
 from clients import REFERENCE
 from embeddings import markdown as embeddings_markdown
 from embeddings import targets as embeddings_targets
@@ -138,6 +139,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         targets += embeddings_targets(results["embeddings"])
     if "rerank" in results:
         targets += rerank_targets(results["rerank"])
+    if "responses" in results:
+        targets += responses_bench.targets(results["responses"])
     targets += budget_bench.evaluate(results)
     return targets
 
@@ -233,6 +236,8 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
         lines += embeddings_markdown(results["embeddings"])
     if "rerank" in results:
         lines += rerank_markdown(results["rerank"])
+    if "responses" in results:
+        lines += responses_bench.markdown(results["responses"])
     lines += budget_bench.markdown_lines(results)
     lines += ["", "## Targets (our LangChain model vs the raw openai SDK)", ""]
     verdict = {True: "met", False: "**NOT met**", None: "n/a"}

@@ -23,6 +23,7 @@ import ledger_bench  # noqa: E402
 import measure  # noqa: E402
 import report  # noqa: E402
 import rerank_bench  # noqa: E402
+import responses_bench  # noqa: E402
 from clients import (  # noqa: E402
     ATTRIBUTION_VARIANTS,
     CLIENTS,
@@ -274,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         log("rerank")
         results["rerank"] = rerank_bench.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
                                                  target_s=settings.target_s)  # fmt: skip
+        log("responses API")
+        results["responses"] = responses_bench.measure(server.base_url(), smoke=settings.smoke,
+                                                       rounds=settings.rounds, target_s=settings.target_s)  # fmt: skip
         log("conversation length")
         measure_conversations(server, settings, results)
         log("per-user budgets")

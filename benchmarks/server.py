@@ -15,6 +15,8 @@ It runs in its own process so its CPU is never counted as client CPU. Endpoints:
 * ``POST [/prefix...]/rerank``: an OpenRouter-shaped rerank answer: the body's ``top_n`` (else every)
   documents with descending scores, each echoing its text; ``usage`` with ``total_tokens``,
   ``search_units`` and ``cost``.
+* ``POST [/prefix...]/responses``: a canned OpenRouter Responses API answer (one ``message`` output item,
+  ``usage`` with ``cost``), non-streamed.
 * ``GET /stats``: ``{"accepted": ..., "open": ..., "requests": ...}``: TCP connections accepted so far,
   connections open now (the one asking excluded), requests served.
 
@@ -79,6 +81,18 @@ _COMPLETION = {
 }
 
 
+_RESPONSE = {
+    "id": _GEN_ID, "object": "response", "created_at": 1_700_000_000, "completed_at": 1_700_000_001,
+    "model": _MODEL, "provider": "OpenAI", "status": "completed", "error": None, "incomplete_details": None,
+    "output": [{"type": "message", "id": "msg_bench", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": "Hello! How can I help you today?", "annotations": []}]}],
+    "usage": {"input_tokens": 8, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 9,
+              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 17, "cost": 0.0000066,
+              "is_byok": False},
+    "instructions": None, "metadata": {}, "tools": [], "tool_choice": "auto", "parallel_tool_calls": True,
+    "temperature": None, "top_p": None, "frequency_penalty": None, "presence_penalty": None, "store": False,
+}  # fmt: skip
+"""The answer of ``POST /responses`` (the shape of the ``openrouter`` SDK's ``OpenResponsesResult``)."""
 EMBEDDING_DIMS = 1536
 
 
@@ -154,6 +168,7 @@ class BenchServer:
         self.requests = 0
         self.served = 0
         self._completion = json.dumps(_COMPLETION, separators=(",", ":")).encode()
+        self._response = json.dumps(_RESPONSE, separators=(",", ":")).encode()
         self._streams: dict[int, bytes] = {}
         self._embeddings: dict[tuple[int, str, int], bytes] = {}
         self._reranks: dict[tuple[tuple[str, ...], int], bytes] = {}
@@ -223,6 +238,10 @@ class BenchServer:
                 stream = _STREAM_HEAD + connection + self._stream_body(count)
                 return stream.replace(_GEN_ID_BYTES, generation_id.encode())
             body = self._completion.replace(_GEN_ID_BYTES, generation_id.encode())
+            return _response("200 OK", body, close=close, generation_id=generation_id)
+        if method == "POST" and path.endswith("/responses"):
+            generation_id = self._id()
+            body = self._response.replace(_GEN_ID_BYTES, generation_id.encode())
             return _response("200 OK", body, close=close, generation_id=generation_id)
         if method == "POST" and path.endswith("/embeddings"):
             request = json.loads(body)
