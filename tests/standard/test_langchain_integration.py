@@ -71,3 +71,12 @@ class TestChatOpenRouterIntegration(ChatOpenRouterCapabilities, ChatModelIntegra
     )
     def test_image_inputs(self, model: BaseChatModel) -> None:
         super().test_image_inputs(model)
+
+
+class TestChatOpenRouterResponsesIntegration(TestChatOpenRouterIntegration):
+    """The same suite with ``use_responses_api=True``: every call goes to ``POST /responses``; the flags
+    and their reasons are those of the chat suite above."""
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**_params(), "use_responses_api": True}
