@@ -242,3 +242,19 @@ def test_the_budget_prices_a_responses_body_as_a_chat_call(fake_openrouter, make
     # The ceiling: the prompt's tokens and max_output_tokens at the chat model's prices, none of it sent.
     assert Decimal(0) < refused.value.requested < Decimal("0.0001")
     assert [request.path for request in fake_openrouter.requests] == ["/api/v1/models"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"previous_response_id": "resp_1"}, {"use_previous_response_id": True}, {"store": True},
+     {"model_kwargs": {"previous_response_id": "resp_1"}}],
+    ids=["previous_response_id", "use_previous_response_id", "store", "model_kwargs"],
+)  # fmt: skip
+def test_chat_openai_stateful_options_are_refused_at_construction(make_responses, options):
+    with pytest.raises(ConfigurationError, match="stateless"):
+        make_responses(**options)
+
+
+def test_chat_openai_content_block_format_is_refused_with_the_switch_to_use(make_responses):
+    with pytest.raises(ConfigurationError, match="use_responses_api=True"):
+        make_responses(output_version="responses/v1")

@@ -17,6 +17,7 @@ from pydantic import ConfigDict
 
 from openrouter_attribution.client import Invoker, Prepared
 from openrouter_attribution.endpoints import CHAT, RESPONSES, Endpoint
+from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.langchain.config import (
     RUN_CONFIG,
     CallLayers,
@@ -77,6 +78,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     are kept in ``additional_kwargs["reasoning_items"]`` and sent back unchanged on the next turn."""
 
     def __init__(self, **kwargs: Any) -> None:
+        _refuse_stateful(kwargs)
         self._check_keywords(kwargs)  # a misspelled option raises instead of vanishing
         super().__init__(**kwargs)
         # Built here, not in a validator, so configuration errors surface as ConfigurationError.
@@ -106,6 +108,12 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         return params
 
     def _endpoint(self) -> Endpoint:
+        if self.output_version == "responses/v1":
+            raise ConfigurationError(
+                "output_version='responses/v1' (ChatOpenAI's content-block format) is not supported; set "
+                "use_responses_api=True instead: the answer's text stays in content, its reasoning items in "
+                "additional_kwargs['reasoning_items']."
+            )
         if not self.use_responses_api:
             return CHAT
         # Refused at construction, not at the first call: options the Responses API does not take.
@@ -340,3 +348,16 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         return structured_output_runnable(
             self, schema, method=method, include_raw=include_raw, strict=strict, bind_kwargs=kwargs
         )
+
+
+def _refuse_stateful(kwargs: Mapping[str, Any]) -> None:
+    """Refuse, at construction, the stateful Responses options of ``ChatOpenAI`` (which this model would
+    otherwise ignore): OpenRouter's Responses API is stateless.
+
+    Raises:
+        ConfigurationError: ``previous_response_id``, ``use_previous_response_id=True`` or a ``store`` other
+            than ``False``, given directly or in ``model_kwargs``.
+    """
+    model_kwargs = kwargs.get("model_kwargs")
+    for where, given in (("ChatOpenRouter(...) argument", kwargs), ("model_kwargs", model_kwargs or {})):
+        check_stateless(given, where=where)

@@ -29,11 +29,9 @@ from openrouter_attribution.testing.responses import (
     split_text,
 )
 from openrouter_attribution.testing.validation import (
-    MAX_ID_LENGTH,
-    MAX_METADATA_KEY,
-    MAX_METADATA_PAIRS,
-    MAX_METADATA_VALUE,
     RequestValidationError,
+    check_id_lengths,
+    check_metadata_limits,
     validate_with_model,
 )
 
@@ -59,31 +57,8 @@ def validate_responses_request(body: Any) -> None:
         )
     if not body.get("input"):
         raise RequestValidationError("input", "Invalid value for 'input': at least one input item is required")
-    for name in ("user", "safety_identifier", "session_id"):
-        value = body.get(name)
-        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-            raise RequestValidationError(
-                name, f"'{name}' must be at most {MAX_ID_LENGTH} characters long (got {len(value)})"
-            )
-    _check_metadata(body.get("metadata"))
-
-
-def _check_metadata(metadata: Any) -> None:
-    if not isinstance(metadata, dict):
-        return
-    if len(metadata) > MAX_METADATA_PAIRS:
-        raise RequestValidationError(
-            "metadata", f"'metadata' may hold at most {MAX_METADATA_PAIRS} pairs (got {len(metadata)})"
-        )
-    for key, value in metadata.items():
-        if len(key) > MAX_METADATA_KEY or "[" in key or "]" in key:
-            raise RequestValidationError(
-                "metadata", f"'metadata' keys must be at most {MAX_METADATA_KEY} characters, without brackets"
-            )
-        if len(value) > MAX_METADATA_VALUE:
-            raise RequestValidationError(
-                f"metadata.{key}", f"'metadata.{key}' must be at most {MAX_METADATA_VALUE} characters"
-            )
+    check_id_lengths(body, ("user", "safety_identifier", "session_id"))
+    check_metadata_limits(body, bracket_keys=False)
 
 
 # -- the request as the equivalent chat request -----------------------------------------------------------

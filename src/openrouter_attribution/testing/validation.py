@@ -64,6 +64,7 @@ __all__ = [
     "MAX_METADATA_VALUE",
     "RequestValidationError",
     "check_id_lengths",
+    "check_metadata_limits",
     "require_schema",
     "unknown_model_ids",
     "validate_chat_request",
@@ -230,6 +231,19 @@ def _check_limits(body: dict[str, Any]) -> None:
             "messages", "Invalid value for 'messages': at least one message is required"
         )
     check_id_lengths(body)
+    check_metadata_limits(body)
+
+
+def check_metadata_limits(body: dict[str, Any], *, bracket_keys: bool = True) -> None:
+    """``metadata``: at most 16 pairs, keys of at most 64 characters, string values of at most 512.
+
+    Args:
+        body: The request body.
+        bracket_keys: Whether keys may contain ``[`` or ``]`` (the Responses API refuses them).
+
+    Raises:
+        RequestValidationError: a limit is broken; the message names the field.
+    """
     metadata = body.get("metadata")
     if not isinstance(metadata, dict):
         return
@@ -243,6 +257,8 @@ def _check_limits(body: dict[str, Any]) -> None:
                 "metadata",
                 f"'metadata' keys must be at most {MAX_METADATA_KEY} characters (key {key[:20]!r}...)",
             )
+        if not bracket_keys and ("[" in key or "]" in key):
+            raise RequestValidationError("metadata", f"'metadata' keys may not contain brackets (key {key[:20]!r})")
         if not isinstance(value, str):
             raise RequestValidationError(f"metadata.{key}", f"'metadata.{key}' must be a string")
         if len(value) > MAX_METADATA_VALUE:
@@ -261,9 +277,10 @@ def _check_ranges(body: dict[str, Any]) -> None:
             raise RequestValidationError(name, f"Invalid value for '{name}': must be {accepted} (got {value})")
 
 
-def check_id_lengths(body: dict[str, Any]) -> None:
-    """``user`` and ``session_id`` at most :data:`MAX_ID_LENGTH` characters (every endpoint that takes them)."""
-    for name in ("user", "session_id"):
+def check_id_lengths(body: dict[str, Any], names: tuple[str, ...] = ("user", "session_id")) -> None:
+    """The ids ``names`` (``user`` and ``session_id`` unless told) at most :data:`MAX_ID_LENGTH` characters
+    (every endpoint that takes them)."""
+    for name in names:
         value = body.get(name)
         if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
             raise RequestValidationError(

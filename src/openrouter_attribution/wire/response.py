@@ -78,17 +78,24 @@ class Usage:
         return out
 
 
-def parse_usage(raw: Any) -> Usage | None:
-    """Parse OpenRouter's ``usage`` object; ``None`` when absent."""
+def parse_usage(raw: Any, *, prompt: str = "prompt_tokens", completion: str = "completion_tokens") -> Usage | None:
+    """Parse OpenRouter's ``usage`` object; ``None`` when absent.
+
+    Args:
+        raw: The ``usage`` object.
+        prompt: The name of the prompt token count (``"input_tokens"`` in the Responses API), whose
+            details are under ``<prompt>_details``.
+        completion: The name of the completion token count (``"output_tokens"`` in the Responses API).
+    """
     if not isinstance(raw, Mapping):
         return None
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
+    prompt_details = raw.get(f"{prompt}_details") or {}
+    completion_details = raw.get(f"{completion}_details") or {}
     cost_details = raw.get("cost_details") or {}
     is_byok = raw.get("is_byok")
     return Usage(
-        prompt_tokens=int_or_none(raw.get("prompt_tokens")),
-        completion_tokens=int_or_none(raw.get("completion_tokens")),
+        prompt_tokens=int_or_none(raw.get(prompt)),
+        completion_tokens=int_or_none(raw.get(completion)),
         total_tokens=int_or_none(raw.get("total_tokens")),
         cached_tokens=int_or_none(prompt_details.get("cached_tokens")),
         cache_write_tokens=int_or_none(prompt_details.get("cache_write_tokens")),

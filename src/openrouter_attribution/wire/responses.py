@@ -20,7 +20,7 @@ from typing import Any
 from openrouter_attribution.errors import AttributionError, ConfigurationError, InvalidInputError, InvalidResponseError
 from openrouter_attribution.wire.errors import parse_error_object
 from openrouter_attribution.wire.request import REQUEST_FIELDS, apply_overrides
-from openrouter_attribution.wire.response import Completion, Usage, decimal_or_none, int_or_none
+from openrouter_attribution.wire.response import Completion, Usage, parse_usage
 
 __all__ = [
     "RESPONSES_FIELDS",
@@ -62,12 +62,12 @@ def check_stateless(params: Mapping[str, Any], *, where: str) -> None:
     """Refuse the stateful Responses options OpenRouter rejects (before any I/O).
 
     Raises:
-        ConfigurationError: ``previous_response_id`` is set, or ``store`` is not ``False``.
+        ConfigurationError: ``previous_response_id`` is set (or ``ChatOpenAI``'s ``use_previous_response_id``),
+            or ``store`` is not ``False``.
     """
-    if params.get("previous_response_id") is not None:
-        raise ConfigurationError(
-            _STATELESS.format(what=f"previous_response_id ({where}) is refused with a 400; remove it")
-        )
+    for name in ("previous_response_id", "use_previous_response_id"):
+        if params.get(name) not in (None, False):
+            raise ConfigurationError(_STATELESS.format(what=f"{name} ({where}) is refused with a 400; remove it"))
     if "store" in params and params["store"] is not False:
         raise ConfigurationError(_STATELESS.format(what=f"store must be false ({where}); remove it"))
 
@@ -264,23 +264,7 @@ def priced_view(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_responses_usage(raw: Any) -> Usage | None:
     """Parse the Responses API's ``usage`` object (``input_tokens``, ``output_tokens``, ``cost`` ...)."""
-    if not isinstance(raw, Mapping):
-        return None
-    inputs = raw.get("input_tokens_details") or {}
-    outputs = raw.get("output_tokens_details") or {}
-    cost_details = raw.get("cost_details") or {}
-    is_byok = raw.get("is_byok")
-    return Usage(
-        prompt_tokens=int_or_none(raw.get("input_tokens")),
-        completion_tokens=int_or_none(raw.get("output_tokens")),
-        total_tokens=int_or_none(raw.get("total_tokens")),
-        cached_tokens=int_or_none(inputs.get("cached_tokens")),
-        cache_write_tokens=int_or_none(inputs.get("cache_write_tokens")),
-        reasoning_tokens=int_or_none(outputs.get("reasoning_tokens")),
-        cost=decimal_or_none(raw.get("cost")),
-        upstream_inference_cost=decimal_or_none(cost_details.get("upstream_inference_cost")),
-        is_byok=is_byok if isinstance(is_byok, bool) else None,
-    )
+    return parse_usage(raw, prompt="input_tokens", completion="output_tokens")
 
 
 def parse_responses_error(error: Any, *, generation_id: str | None, in_stream: bool) -> Exception:
