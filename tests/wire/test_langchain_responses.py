@@ -113,8 +113,9 @@ def test_with_structured_output_returns_the_parsed_object(fake_openrouter, make_
 
 
 def test_reasoning_items_are_kept_and_sent_back_unchanged(fake_openrouter, make_responses):
-    model = make_responses(reasoning={"effort": "low"})
+    model = make_responses(reasoning={"effort": "low"}).bind(include=["reasoning.encrypted_content"])
     first = model.invoke("Think about 'tea'", user="app_1")
+    assert fake_openrouter.responses_requests[0].body["include"] == ["reasoning.encrypted_content"]
     (item,) = first.additional_kwargs["reasoning_items"]
     assert item["type"] == "reasoning"
     assert item["encrypted_content"]
