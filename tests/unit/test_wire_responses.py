@@ -49,8 +49,11 @@ def _body(**overrides):
         ({"role": "assistant", "content": "done"}, [{"type": "message", "role": "assistant", "content": "done"}]),
         ({"role": "tool", "tool_call_id": "call_1", "content": "2"},
          [{"type": "function_call_output", "call_id": "call_1", "output": "2"}]),
+        ({"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "2"}]},
+         [{"type": "function_call_output", "call_id": "call_1", "output": [{"type": "input_text", "text": "2"}]}]),
     ],
-    ids=["system", "multimodal-user", "assistant-tool-calls-and-reasoning", "assistant-text", "tool-result"],
+    ids=["system", "multimodal-user", "assistant-tool-calls-and-reasoning", "assistant-text", "tool-result",
+         "tool-result-parts"],
 )  # fmt: skip
 def test_chat_messages_become_input_items(message, items):
     assert build_responses_input([message]) == items

@@ -159,7 +159,7 @@ def build_responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]
             items += _assistant_items(message)
         elif role == "tool":
             items.append({"type": "function_call_output", "call_id": message.get("tool_call_id"),
-                          "output": _text(message.get("content"))})  # fmt: skip
+                          "output": _content(message.get("content"))})  # fmt: skip
         elif role in ("system", "developer", "user"):
             items.append({"type": "message", "role": role, "content": _content(message.get("content"))})
         else:
