@@ -193,6 +193,13 @@ def test_generation_faults_map_to_the_same_errors_as_chat(make_chat, fault, erro
     assert raised[0] is raised[1]
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["invoke", "stream"])
+def test_a_slow_first_byte_times_out_as_with_chat(make_responses, streaming):
+    model = make_responses(timeout=0.3, default_headers={"X-Fake-Fault": "slow-first-byte"})
+    with pytest.raises(errors.APITimeoutError):
+        list(model.stream("hi")) if streaming else model.invoke("hi")
+
+
 def test_a_truncated_stream_is_never_a_quiet_partial_answer(make_responses):
     with pytest.raises(errors.TruncatedStreamError):
         list(make_responses(default_headers={"X-Fake-Fault": "truncated-stream"}).stream("hi there friend"))
@@ -259,3 +266,25 @@ def test_chat_openai_stateful_options_are_refused_at_construction(make_responses
 def test_chat_openai_content_block_format_is_refused_with_the_switch_to_use(make_responses):
     with pytest.raises(ConfigurationError, match="use_responses_api=True"):
         make_responses(output_version="responses/v1")
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type"),
+    [("slow-first-byte", errors.APITimeoutError), ("drop-connection", errors.APIConnectionError),
+     ("429", errors.RateLimitError), ("mid-stream-error", errors.ProviderUnavailableError),
+     ("truncated-stream", errors.TruncatedStreamError)],
+)  # fmt: skip
+@pytest.mark.parametrize("streaming", [False, True], ids=["ainvoke", "astream"])
+def test_faults_on_the_async_transport(make_responses, fault, error_type, streaming):
+    model = make_responses(timeout=0.3, default_headers={"X-Fake-Fault": fault})
+
+    async def run() -> None:
+        if not streaming:
+            await model.ainvoke("hi there friend")
+            return
+        async for _ in model.astream("hi there friend"):
+            pass
+
+    expected = errors.InvalidResponseError if fault == "truncated-stream" and not streaming else error_type
+    with pytest.raises(expected):
+        asyncio.run(run())

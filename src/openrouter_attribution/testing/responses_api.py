@@ -162,7 +162,7 @@ def build_response_body(
         status = "incomplete"
     return {
         "id": envelope.id, "object": "response", "created_at": envelope.created, "model": envelope.model,
-        "provider": envelope.provider, "status": status,
+        "status": status,
         "completed_at": int(time.time()) if status in ("completed", "incomplete") else None,
         "output": _output_items(envelope, completion) if completion is not None and status != "in_progress" else [],
         "error": error, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
