@@ -288,3 +288,10 @@ def test_faults_on_the_async_transport(make_responses, fault, error_type, stream
     expected = errors.InvalidResponseError if fault == "truncated-stream" and not streaming else error_type
     with pytest.raises(expected):
         asyncio.run(run())
+
+
+def test_streaming_true_makes_invoke_stream_the_responses_call(fake_openrouter, make_responses):
+    answer = make_responses(streaming=True).invoke("hello there", user="app_1")
+    assert answer.content == "[openai/gpt-4o-mini] Reply to: hello there"
+    assert answer.usage_metadata["total_tokens"] > 0
+    assert sent(fake_openrouter, "stream") == [True]
