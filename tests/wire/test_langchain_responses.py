@@ -295,3 +295,17 @@ def test_streaming_true_makes_invoke_stream_the_responses_call(fake_openrouter, 
     assert answer.content == "[openai/gpt-4o-mini] Reply to: hello there"
     assert answer.usage_metadata["total_tokens"] > 0
     assert sent(fake_openrouter, "stream") == [True]
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["invoke", "stream"])
+def test_per_user_keys_send_and_meter_responses_calls(fake_openrouter, make_responses, streaming):
+    from openrouter_attribution import OpenRouterUserKeys
+
+    server = fake_openrouter
+    keys = OpenRouterUserKeys(secret="a-test-secret-of-at-least-32-characters!",
+                              management_key=server.management_key, base_url=server.base_url)  # fmt: skip
+    model = make_responses(user_keys=keys)
+    list(model.stream("hello", user="app_keyed")) if streaming else model.invoke("hello", user="app_keyed")
+    (request,) = fake_openrouter.responses_requests
+    assert request.headers["authorization"] != f"Bearer {fake_openrouter.api_key}"  # the user's own key
+    assert keys.usage("app_keyed").usage > 0  # OpenRouter meters the key, streamed or not

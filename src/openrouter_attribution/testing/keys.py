@@ -274,7 +274,7 @@ def management_reply(store: KeyStore, method: str, path: str, query: dict[str, s
 
 def reply_cost(status: int, payload: Any, events: list[bytes] | None) -> float:
     """What a model call's answer reported as ``usage.cost`` (0 when it reported none): the JSON body's,
-    or the last event of a stream that carries usage."""
+    or the last event of a stream that carries usage (a Responses stream's in its ``response``)."""
     if events is None:
         usage = payload.get("usage") if status == 200 and isinstance(payload, dict) else None
         return float(usage.get("cost") or 0.0) if isinstance(usage, dict) else 0.0
@@ -283,7 +283,8 @@ def reply_cost(status: int, payload: Any, events: list[bytes] | None) -> float:
     for event in reversed(events):
         data = event.partition(b"data: ")[2].strip()
         if data.startswith(b"{") and b'"usage"' in data:
-            usage = json.loads(data).get("usage")
+            event = json.loads(data)
+            usage = event.get("usage") or (event.get("response") or {}).get("usage")
             if isinstance(usage, dict):
                 return float(usage.get("cost") or 0.0)
     return 0.0
