@@ -101,3 +101,11 @@ def test_faults_apply_to_responses_too(fake_openrouter, client):
     failed = _post(client, input="hi", model="fake/fault-mid-stream-error", models=[])
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "server_error"
+
+
+def test_reasoning_comes_encrypted_only_when_included(client):
+    plain = _post(client, input="Think", reasoning={"effort": "low"})
+    asked = _post(client, input="Think", reasoning={"effort": "low"}, include=["reasoning.encrypted_content"])
+    assert [item["type"] for item in plain["output"]] == ["reasoning", "message"]
+    assert "encrypted_content" not in plain["output"][0]
+    assert asked["output"][0]["encrypted_content"].startswith("sig-")

@@ -137,13 +137,15 @@ def _usage(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _output_items(envelope: Envelope, completion: Completion) -> list[dict[str, Any]]:
+def _output_items(envelope: Envelope, request: dict[str, Any], completion: Completion) -> list[dict[str, Any]]:
     suffix = envelope.id.rsplit("-", 1)[-1]
     items: list[dict[str, Any]] = []
     if completion.reasoning and completion.reasoning_visible:
-        items.append({"type": "reasoning", "id": f"rs_{suffix}", "summary": [], "status": "completed",
-                      "content": [{"type": "reasoning_text", "text": completion.reasoning}],
-                      "encrypted_content": reasoning_signature(completion.reasoning)})  # fmt: skip
+        item = {"type": "reasoning", "id": f"rs_{suffix}", "summary": [], "status": "completed",
+                "content": [{"type": "reasoning_text", "text": completion.reasoning}]}  # fmt: skip
+        if "reasoning.encrypted_content" in (request.get("include") or ()):  # only when asked for, as OpenAI's
+            item["encrypted_content"] = reasoning_signature(completion.reasoning)
+        items.append(item)
     if completion.content is not None:
         items.append({"type": "message", "id": f"msg_{suffix}", "role": "assistant", "status": "completed",
                       "content": [{"type": "output_text", "text": completion.content, "annotations": []}]})  # fmt: skip
@@ -160,11 +162,12 @@ def build_response_body(
     incomplete = completion is not None and completion.finish_reason == "length"
     if status == "completed" and incomplete:
         status = "incomplete"
+    output = _output_items(envelope, request, completion) if completion is not None and status != "in_progress" else []
     return {
         "id": envelope.id, "object": "response", "created_at": envelope.created, "model": envelope.model,
         "status": status,
         "completed_at": int(time.time()) if status in ("completed", "incomplete") else None,
-        "output": _output_items(envelope, completion) if completion is not None and status != "in_progress" else [],
+        "output": output,
         "error": error, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "usage": _usage(usage) if usage is not None else None,
         "instructions": request.get("instructions"), "metadata": request.get("metadata") or {},
