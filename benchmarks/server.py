@@ -83,7 +83,7 @@ _COMPLETION = {
 
 _RESPONSE = {
     "id": _GEN_ID, "object": "response", "created_at": 1_700_000_000, "completed_at": 1_700_000_001,
-    "model": _MODEL, "provider": "OpenAI", "status": "completed", "error": None, "incomplete_details": None,
+    "model": _MODEL, "status": "completed", "error": None, "incomplete_details": None,
     "output": [{"type": "message", "id": "msg_bench", "role": "assistant", "status": "completed",
                 "content": [{"type": "output_text", "text": "Hello! How can I help you today?", "annotations": []}]}],
     "usage": {"input_tokens": 8, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 9,

@@ -14,12 +14,6 @@ TOOL = {"type": "function", "name": "get_weather", "description": "Weather of a 
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
 
 
-@pytest.fixture
-def client(fake_openrouter):
-    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as c:
-        yield c
-
-
 def _post(client, **body):
     return client.post("/responses", cast_to=object, body={"model": MODEL, "store": False, **body})
 
