@@ -45,8 +45,11 @@ report: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m tests.notebooks.refresh
 
+# Lint and formatting: `ruff format` is the formatter (run it to fix what --check reports). A `# fmt: skip`
+# keeps a deliberately packed layout (long field lists, tables of cases) that it would spread one item a line.
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks docs/sphinx_roles.py
+	$(PY) -m ruff format --check src tests benchmarks docs/sphinx_roles.py
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

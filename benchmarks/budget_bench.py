@@ -116,7 +116,7 @@ def _paired(
         measure.block_cpu(base, block, user=USER)  # after the last round's wait the first block runs cold
         out["none"] += [measure.block_cpu(base, block, user=USER)[1] for _ in range(BASE_BLOCKS)]
         names = list(models)
-        for name in names[round_no % len(names):] + names[: round_no % len(names)]:
+        for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
             plain, plain_ledger, budgeted, budget_ledger = models[name]
             clock = measure.writer_clock(plain_ledger)
             assert clock is not None
@@ -149,7 +149,7 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
 
     out: dict[str, Any] = {"variants": {}, "skipped": {}, "history": HISTORY}
     results["budget"] = out
-    pg = measure.start_postgres(out["skipped"], 'postgres')
+    pg = measure.start_postgres(out["skipped"], "postgres")
     folder = Path(tempfile.mkdtemp(prefix="budget-bench-"))
     rounds, pairs, block = (2, 2, 5) if settings.smoke else (max(8, 3 * settings.rounds), ROUND_PAIRS, BLOCK)
     isolated_rounds, isolated_n = (1, 50) if settings.smoke else (5, 1000)
@@ -159,8 +159,9 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
         plain_ledgers = {name: UsageLedger(plain) for name, (_, plain) in spots.items()}
         for ledger in ledgers.values():
             for history in HISTORIES:
-                ledger.record_many([UsageRecord(user=f"bench_h{history}", cost=Decimal("0.0000054"))
-                                    for _ in range(history)])  # fmt: skip
+                ledger.record_many(
+                    [UsageRecord(user=f"bench_h{history}", cost=Decimal("0.0000054")) for _ in range(history)]
+                )
         budget = UserBudget(max_cost=Decimal(1000), reserve=Decimal("0.001"))  # the default lease
         common = {"model": MODEL, "base_url": base_url, "api_key": API_KEY}
         base = ChatOpenRouter(**common)

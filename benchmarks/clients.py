@@ -268,8 +268,9 @@ class OursLangChain(LangChainModel):
             from openrouter_attribution import OpenRouterUserKeys
 
             # The first call creates the user's key (build() makes it); the measured calls find it cached.
-            self._user_keys = OpenRouterUserKeys(secret="s" * 32, management_key="sk-or-bench-management",
-                                                 base_url=base_url)  # fmt: skip
+            self._user_keys = OpenRouterUserKeys(
+                secret="s" * 32, management_key="sk-or-bench-management", base_url=base_url
+            )
         if policy:
             try:
                 from openrouter_attribution.identity import UserIdPolicy

@@ -109,8 +109,7 @@ class LangChainOpenAI(Adapter):
         except ImportError as err:
             raise Skip(f"langchain-openai is not installed ({err})") from err
         # No token-length check: it needs tiktoken's encoding files, downloaded on first use.
-        self.model = OpenAIEmbeddings(model=MODEL, base_url=base_url, api_key=API_KEY,
-                                      check_embedding_ctx_length=False)  # fmt: skip
+        self.model = OpenAIEmbeddings(model=MODEL, base_url=base_url, api_key=API_KEY, check_embedding_ctx_length=False)
 
     def query(self) -> None:
         _check([self.model.embed_query(QUERY)], 1, self.name)
@@ -131,12 +130,11 @@ class Spec:
 CLIENTS: tuple[Spec, ...] = (
     Spec(REFERENCE, "openai SDK embeddings.create (reference)", lambda url: OpenAISDK(url, None), required=True),
     Spec("openai-float", "openai SDK embeddings.create (float)", lambda url: OpenAISDK(url, "float")),
-    Spec(OURS_LC, "ours: langchain.OpenRouterEmbeddings", lambda url: Ours(url, "langchain", "base64"),
-         required=True),
+    Spec(OURS_LC, "ours: langchain.OpenRouterEmbeddings", lambda url: Ours(url, "langchain", "base64"), required=True),
     Spec("ours-lc-float", "ours: langchain.OpenRouterEmbeddings (float)", lambda url: Ours(url, "langchain", "float")),
     Spec("ours-li", "ours: llama_index.OpenRouterEmbedding", lambda url: Ours(url, "llama_index", "base64")),
     Spec("lc-openai", "langchain_openai.OpenAIEmbeddings", LangChainOpenAI),
-)  # fmt: skip
+)
 
 
 def cpu_us(call: Callable[[], None], calls: int) -> float:

@@ -109,8 +109,9 @@ def _record_loop(ledger: Any, n: int) -> float:
 
     body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "user": "app_1"}
     attribution = Attribution(user="app_1")
-    usage = SimpleNamespace(prompt_tokens=9, completion_tokens=9, cached_tokens=0, reasoning_tokens=0,
-                            cost=Decimal("0.0000054"))  # fmt: skip
+    usage = SimpleNamespace(
+        prompt_tokens=9, completion_tokens=9, cached_tokens=0, reasoning_tokens=0, cost=Decimal("0.0000054")
+    )
     completion = SimpleNamespace(id="", model=MODEL, provider="OpenAI", usage=usage)  # what parse_completion gives
     start = time.process_time()
     for i in range(n):
@@ -164,7 +165,7 @@ def measure_ledger(base_url: str, settings: Any, results: dict[str, Any]) -> Non
 
     out: dict[str, Any] = {"variants": {}, "skipped": {}}
     results["ledger"] = out
-    pg = measure.start_postgres(out["skipped"], 'postgres-durable')
+    pg = measure.start_postgres(out["skipped"], "postgres-durable")
     folder = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     rounds, pairs, block = (2, 2, 5) if settings.smoke else (max(8, 3 * settings.rounds), ROUND_PAIRS, BLOCK)
     isolated_n = 50 if settings.smoke else 2000
@@ -227,7 +228,7 @@ def _paired_blocks(
         ledger.flush()  # the warm-up's records are not the blocks'
     for round_no in range(rounds):
         names = list(ledgers)
-        names = names[round_no % len(names):] + names[: round_no % len(names)]
+        names = names[round_no % len(names) :] + names[: round_no % len(names)]
         for name in names:
             clock = clocks[name]
             before = 0.0 if clock is None else time.clock_gettime(clock)

@@ -87,8 +87,7 @@ def cprofile_report(profile: cProfile.Profile, calls: int, title: str, top: int 
         rows.append((tottime, cumtime, ncalls, _function(filename, line, function)))
     lines = [f"# {title}: cProfile (CPU clock), per benchmark call", "",
              f"total self CPU {total / calls * 1e6:.1f} µs per call (profiler overhead included)"]  # fmt: skip
-    lines += _per_call_lines("self CPU by package (C builtins charged to their callers)", by_package, calls, total,
-                             100)  # fmt: skip
+    lines += _per_call_lines("self CPU by package (C builtins charged to their callers)", by_package, calls, total, 100)
     header = ["   self µs    cum µs   calls  function"]
     lines += ["", "## top functions by self CPU", "", *header]
     for tottime, cumtime, ncalls, where in sorted(rows, key=lambda row: -row[0])[:top]:
@@ -144,8 +143,9 @@ def pyinstrument_report(session: Any, calls: int, title: str, top: int = 40) -> 
     return "\n".join(lines) + "\n"
 
 
-def _workloads(adapter: Adapter, loop: asyncio.AbstractEventLoop, calls: int, streams: int, concurrency: int,
-               per_worker: int) -> dict[str, tuple[Callable[[], Any], int]]:  # fmt: skip
+def _workloads(
+    adapter: Adapter, loop: asyncio.AbstractEventLoop, calls: int, streams: int, concurrency: int, per_worker: int
+) -> dict[str, tuple[Callable[[], Any], int]]:
     def sync() -> None:
         for _ in range(calls):
             adapter.call()

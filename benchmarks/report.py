@@ -95,11 +95,9 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append({"target": name, "measured": value, "met": met})
 
     sync = ratio(results, OURS_LC, "sync_cpu_us")
-    add("LangChain sync CPU per call <= 1.0x SDK", f"{sync:.2f}x" if sync else "n/a",
-        sync <= 1.0 if sync else None)  # fmt: skip
+    add("LangChain sync CPU per call <= 1.0x SDK", f"{sync:.2f}x" if sync else "n/a", sync <= 1.0 if sync else None)
     chunk = ratio(results, OURS_LC, "chunk_cpu_us")
-    add("CPU per streamed chunk <= 0.6x SDK", f"{chunk:.2f}x" if chunk else "n/a",
-        chunk <= 0.6 if chunk else None)  # fmt: skip
+    add("CPU per streamed chunk <= 0.6x SDK", f"{chunk:.2f}x" if chunk else "n/a", chunk <= 0.6 if chunk else None)
     for level in results["settings"]["concurrency"]:
         key = str(level)
         thr = ratio(results, OURS_LC, "async", key, "calls_per_s")
@@ -124,8 +122,9 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         build < 1000 if build else None)  # fmt: skip
     imports = results.get("imports", {})
     top = imports.get("openrouter_attribution", {})
-    loaded = [m for m in top.get("loaded", []) if m in ("openai", "httpx2", "httpx", "langchain_core",
-                                                         "llama_index.core")]  # fmt: skip
+    loaded = [
+        m for m in top.get("loaded", []) if m in ("openai", "httpx2", "httpx", "langchain_core", "llama_index.core")
+    ]
     add("import openrouter_attribution < 150 ms, no framework / openai",
         f"{_fmt(top.get('ms'), 1)} ms, loads {loaded or 'none of them'}" if "ms" in top else "n/a",
         top["ms"] < 150 and not loaded if "ms" in top else None)  # fmt: skip
@@ -219,8 +218,7 @@ def markdown(results: dict[str, Any], out: Path = Path()) -> str:
         delta = value - base if value is not None and base is not None else None
         step = micro.get(name)
         rows.append([label, _fmt(value), _fmt(delta, 1) if name != "no-user" else "", _fmt(step, 1)])
-    lines += _table(["variant", "sync CPU µs/call (end to end)", "Δ µs (noisy)", "prepare step µs (isolated)"],
-                    rows)  # fmt: skip
+    lines += _table(["variant", "sync CPU µs/call (end to end)", "Δ µs (noisy)", "prepare step µs (isolated)"], rows)
     if "error" in micro:
         lines.append(f"\nIsolated measurement unavailable: {micro['error']}")
     if "policy_apply_uncached" in micro:

@@ -102,8 +102,7 @@ def markdown(responses: dict[str, Any]) -> list[str]:
     """The Responses section of the report."""
     clients = responses.get("clients", {})
     reference = clients.get(REFERENCE, {}).get("cpu_us")
-    lines = ["", "## Responses API: client CPU per call (non-streamed)", "",
-             "| client | CPU µs/call |", "|---|---|"]  # fmt: skip
+    lines = ["", "## Responses API: client CPU per call (non-streamed)", "", "| client | CPU µs/call |", "|---|---|"]
     for data in clients.values():
         value = data["cpu_us"]
         lines.append(f"| {data['label']} | {value:,.0f}" + (f" ({value / reference:.2f}x)" if reference else "") + " |")

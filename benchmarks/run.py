@@ -171,8 +171,9 @@ def measure_clients(server: ServerProcess, settings: Settings, results: dict[str
 
 def measure_attribution_micro(server: ServerProcess, settings: Settings, results: dict[str, Any]) -> None:
     attribution = results["attribution"]
-    micro = measure.attribution_micro(server.base_url(), repeats=3 if settings.smoke else 7,
-                                      number=50 if settings.smoke else 2000)  # fmt: skip
+    micro = measure.attribution_micro(
+        server.base_url(), repeats=3 if settings.smoke else 7, number=50 if settings.smoke else 2000
+    )
     attribution["micro"] = micro
     ours = results["clients"].get(report.OURS_LC, {}).get("sync_cpu_us")
     if ours and "no-user" in micro and "config-user+policy" in micro:
@@ -270,14 +271,17 @@ def main(argv: list[str] | None = None) -> int:
         log("usage ledger")
         ledger_bench.measure_ledger(server.base_url(), settings, results)
         log("embeddings")
-        results["embeddings"] = embeddings.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
-                                                   target_s=settings.target_s)  # fmt: skip
+        results["embeddings"] = embeddings.measure(
+            server.base_url(), smoke=settings.smoke, rounds=settings.rounds, target_s=settings.target_s
+        )
         log("rerank")
-        results["rerank"] = rerank_bench.measure(server.base_url(), smoke=settings.smoke, rounds=settings.rounds,
-                                                 target_s=settings.target_s)  # fmt: skip
+        results["rerank"] = rerank_bench.measure(
+            server.base_url(), smoke=settings.smoke, rounds=settings.rounds, target_s=settings.target_s
+        )
         log("responses API")
-        results["responses"] = responses_bench.measure(server.base_url(), smoke=settings.smoke,
-                                                       rounds=settings.rounds, target_s=settings.target_s)  # fmt: skip
+        results["responses"] = responses_bench.measure(
+            server.base_url(), smoke=settings.smoke, rounds=settings.rounds, target_s=settings.target_s
+        )
         log("conversation length")
         measure_conversations(server, settings, results)
         log("per-user budgets")
@@ -305,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(results, args.out))
     log(f"wrote {md_path} and {json_path}")
     if results["failures"]:
-        print("\nBenchmark measurements FAILED:\n" + "\n".join(f"- {f}" for f in results["failures"]),
-              file=sys.stderr)  # fmt: skip
+        print("\nBenchmark measurements FAILED:\n" + "\n".join(f"- {f}" for f in results["failures"]), file=sys.stderr)
         return 1
     return 0
 

@@ -144,8 +144,7 @@ def build_stream(count: int) -> bytes:
     for index in range(count):
         delta = {"role": "assistant", "content": f"tok{index} "} if index == 0 else {"content": f"tok{index} "}
         finish = "stop" if index == count - 1 else None
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish,
-                  "logprobs": None}  # fmt: skip
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish, "logprobs": None}
         parts.append(_chunk(_event({**base, "choices": [choice]})))
     parts.append(_chunk(_event({**base, "choices": [], "usage": _USAGE})))
     parts.append(_chunk(b"data: [DONE]\n\n"))

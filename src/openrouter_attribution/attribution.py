@@ -100,9 +100,7 @@ class Attribution:
 
 EMPTY = Attribution()
 
-_CONTEXT: contextvars.ContextVar[Attribution] = contextvars.ContextVar(
-    "openrouter_attribution_context", default=EMPTY
-)
+_CONTEXT: contextvars.ContextVar[Attribution] = contextvars.ContextVar("openrouter_attribution_context", default=EMPTY)
 
 
 def current_attribution() -> Attribution:
@@ -279,4 +277,3 @@ def propagate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
         return captured.copy().run(fn, *args, **kwargs)
 
     return run_in_context
-

@@ -143,13 +143,13 @@ def _build_parser() -> argparse.ArgumentParser:
         ["fake-server", "fake-server --port 8080 --api-key sk-or-dev"],
     )  # fmt: skip
     fake.add_argument("--port", type=_port, default=0, help="port, 0-65535 (default 0: any free port)")
-    fake.add_argument("--host", default="127.0.0.1",
-                      help="address to listen on (default 127.0.0.1: this machine only)")  # fmt: skip
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     fake.add_argument("--api-key", help="the key clients must send (default: the server's own)")
 
     # The demo owns its options (--live, --help): main() passes every argument after "demo" through.
-    sub.add_parser("demo", help="run the demo on a local server (--live: on OpenRouter; see demo --help)",
-                   add_help=False)  # fmt: skip
+    sub.add_parser(
+        "demo", help="run the demo on a local server (--live: on OpenRouter; see demo --help)", add_help=False
+    )
     return parser
 
 
@@ -257,8 +257,14 @@ def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) 
             row.reasoning_tokens,
         )
         reported = "-" if row.reported_cost is None else format_cost(row.reported_cost)
-        return [label, *(f"{n:,}" for n in numbers), cost, f"{row.unknown_cost_requests:,}", reported,
-                f"{row.reconciled:,}"]
+        return [
+            label,
+            *(f"{n:,}" for n in numbers),
+            cost,
+            f"{row.unknown_cost_requests:,}",
+            reported,
+            f"{row.reconciled:,}",
+        ]
 
     body = [cells(r, "(none)" if r.key is None else r.key) for r in rows]
     total = cells(overall, "TOTAL")

@@ -94,10 +94,16 @@ def add_parsers(sub: Any, add_db: AddDb, add_command: Callable[..., argparse.Arg
     add_db(rec)
     rec.add_argument("--since", metavar="TIME", help="only records from this time: ISO date/datetime or epoch")
     rec.add_argument("--base-url", metavar="URL", help="API base URL (default: $OPENROUTER_BASE_URL or OpenRouter)")
-    rec.add_argument("--concurrency", type=positive_number, default=8, metavar="N",
-                     help="lookups in flight (default 8)")
-    rec.add_argument("--recent", type=_seconds, default=600.0, metavar="SECONDS",
-                     help="a 404 for a generation younger than this is retried, not 'not found' (default 600)")
+    rec.add_argument(
+        "--concurrency", type=positive_number, default=8, metavar="N", help="lookups in flight (default 8)"
+    )
+    rec.add_argument(
+        "--recent",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="a 404 for a generation younger than this is retried, not 'not found' (default 600)",
+    )
     rec.add_argument("--retry-for", type=_seconds, default=30.0, metavar="SECONDS",
                      help="how long a recent 404 is retried in this run (default 30)")  # fmt: skip
     rec.add_argument("--retry-not-found", action="store_true", help="ask again for generations not found before")
@@ -125,8 +131,9 @@ def budget_command(args: argparse.Namespace, out: IO[str], open_store: Callable[
                 "spent": usage.spent, "requests": usage.requests, "reserved": usage.reserved,
                 "in_flight": usage.in_flight, "max_cost": status.max_cost, "max_requests": status.max_requests,
                 "remaining_cost": status.remaining_cost, "remaining_requests": status.remaining_requests}  # fmt: skip
-        items = (f"  {json.dumps(k)}: {format_cost(v) if isinstance(v, Decimal) else json.dumps(v)}"
-                 for k, v in data.items())  # amounts are JSON numbers with their exact digits
+        items = (
+            f"  {json.dumps(k)}: {format_cost(v) if isinstance(v, Decimal) else json.dumps(v)}" for k, v in data.items()
+        )  # amounts are JSON numbers with their exact digits
         out.write("{\n" + ",\n".join(items) + "\n}\n")
         return 0
     limits = [f"{status.max_cost} USD" if status.max_cost is not None else None,

@@ -47,7 +47,6 @@ ATTRIBUTION_KWARGS = ("user", "session_id", "trace", "openrouter_metadata")
 """Call keywords that set the ``explicit`` attribution layer, in both frameworks."""
 
 
-
 class Prepared(NamedTuple):
     """A request ready to send."""
 
@@ -243,9 +242,7 @@ class Invoker:
         hold.record = self._record(prepared, started, None, source=result, kind=kind)
         return result
 
-    async def _aexchange(
-        self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str
-    ) -> Any:
+    async def _aexchange(self, prepared: Prepared, hold: Any, path: str, parse: Callable[[Any], Any], kind: str) -> Any:
         """Async :meth:`_exchange`."""
         started = time.perf_counter()
         try:
@@ -277,12 +274,11 @@ class Invoker:
                 error = err
                 raise
             finally:
-                hold.record = self._record(prepared, meta.started, meta.first, source=meta,
-                                           error=_stream_error(error), kind=self.endpoint.kind)  # fmt: skip
+                hold.record = self._record(
+                    prepared, meta.started, meta.first, source=meta, error=_stream_error(error), kind=self.endpoint.kind
+                )
 
-    async def astream(
-        self, prepared: Prepared, meta: StreamMeta
-    ) -> AsyncIterator[tuple[dict[str, Any], str | None]]:
+    async def astream(self, prepared: Prepared, meta: StreamMeta) -> AsyncIterator[tuple[dict[str, Any], str | None]]:
         """Async :meth:`stream`."""
         async with await self.ahold(prepared) as hold:
             error: BaseException | None = None
@@ -297,8 +293,9 @@ class Invoker:
                 error = err
                 raise
             finally:
-                hold.record = await self._arecord(prepared, meta.started, meta.first, source=meta,
-                                                  error=_stream_error(error), kind=self.endpoint.kind)  # fmt: skip
+                hold.record = await self._arecord(
+                    prepared, meta.started, meta.first, source=meta, error=_stream_error(error), kind=self.endpoint.kind
+                )
 
     # -- budget: one step around every request (chat, embeddings and rerank alike) -------------------
 
@@ -351,8 +348,9 @@ class Invoker:
         # Imported here, not at the top: `import openrouter_attribution` stays free of the usage package.
         from openrouter_attribution.usage.call_records import build_call_record
 
-        record = build_call_record(prepared.body, prepared.attribution, started, first, source, error, self.framework,
-                                   kind)  # fmt: skip
+        record = build_call_record(
+            prepared.body, prepared.attribution, started, first, source, error, self.framework, kind
+        )
         ledger.record(record)
         return record
 
@@ -371,8 +369,9 @@ class Invoker:
             return None
         from openrouter_attribution.usage.call_records import arecord_call
 
-        return await arecord_call(self.ledger, prepared.body, prepared.attribution, started, first, source, error,
-                                  self.framework, kind)  # fmt: skip
+        return await arecord_call(
+            self.ledger, prepared.body, prepared.attribution, started, first, source, error, self.framework, kind
+        )
 
     # -- embeddings: the same attribution, transport, error translation and record path ---------------
 
@@ -433,8 +432,9 @@ class Invoker:
             ConfigurationError: ``top_n`` is below 1.
             AttributionError: ``session_id`` or ``trace`` breaks OpenRouter's limits.
         """
-        body = build_rerank_body(query, documents, params=self.params, attribution=attribution,
-                                 extra_body=self.extra_body)  # fmt: skip
+        body = build_rerank_body(
+            query, documents, params=self.params, attribution=attribution, extra_body=self.extra_body
+        )
         return Prepared(body, attribution)
 
     def rerank(self, prepared: Prepared) -> RerankResult:
@@ -470,8 +470,6 @@ class NoHold:
 
 
 NO_HOLD = NoHold()
-
-
 
 
 def _stream_error(error: BaseException | None) -> BaseException | None:

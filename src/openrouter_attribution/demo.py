@@ -102,8 +102,9 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
 
     ledger = UsageLedger(ledger_path)
     # require_user=True: a call that found no end-user would fail here instead of going out unattributed.
-    llm = ChatOpenRouter(model=model, base_url=base_url, api_key=api_key, ledger=ledger, app_title="attribution demo",
-                         require_user=True)  # fmt: skip
+    llm = ChatOpenRouter(
+        model=model, base_url=base_url, api_key=api_key, ledger=ledger, app_title="attribution demo", require_user=True
+    )
     printer = _printer()
 
     chain = ChatPromptTemplate.from_messages([("system", "Answer in one sentence."), ("human", "{question}")]) | llm
@@ -171,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="openrouter-attribution demo", description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--live", action="store_true",
-                        help="call OpenRouter itself with OPENROUTER_API_KEY (spends credits)")  # fmt: skip
+    parser.add_argument(
+        "--live", action="store_true", help="call OpenRouter itself with OPENROUTER_API_KEY (spends credits)"
+    )
     parser.add_argument("--ledger", default=DEFAULT_LEDGER, help="SQLite usage ledger to write (default: %(default)s)")
     parser.add_argument("--append", action="store_true", help="keep the ledger's earlier records (default: fresh)")
     args = parser.parse_args(argv)

@@ -282,4 +282,3 @@ class UsageStoreWarning(UserWarning):
     does not answer (a wrong host, port, password or database). Calls go on: their records wait in the
     journal and the spool and are committed once the store answers. The message never holds the password.
     """
-

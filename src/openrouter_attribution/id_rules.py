@@ -33,9 +33,7 @@ MAX_PREFIX_LENGTH = 64
 # is stored ("Trojan Source", CVE-2021-42574), line/paragraph separators (break log lines) and lone
 # surrogates (cannot be encoded as UTF-8 JSON). Other format characters such as the zero-width joiner in
 # emoji sequences are allowed.
-_FORBIDDEN = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]"
-)
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
 
 
 def utf16_length(value: str) -> int:
@@ -148,5 +146,3 @@ def run_transform(hook: Callable[[str], str], raw: str) -> str:
         return validate_user_id(value)
     except UserIdError as err:
         raise UserIdError(f"the transform hook {name} returned an invalid id: {err}", rule=err.rule) from err
-
-

@@ -103,8 +103,18 @@ class UserIdPolicy:
         email
     """
 
-    __slots__ = ("_apply_cached", "_hash_all", "_key_from_env", "_metadata_cached", "_pii", "_prefix",
-                 "_require_user", "_secret", "_session_cached", "_transform")
+    __slots__ = (
+        "_apply_cached",
+        "_hash_all",
+        "_key_from_env",
+        "_metadata_cached",
+        "_pii",
+        "_prefix",
+        "_require_user",
+        "_secret",
+        "_session_cached",
+        "_transform",
+    )
     _prefix: str
     _pii: PiiMode
     _transform: Callable[[str], str] | None
@@ -165,8 +175,16 @@ class UserIdPolicy:
             )
         self._init(check_prefix(prefix), pii, transform, resolved, require_user, secret, key_from_env)
 
-    def _init(self, prefix: str, pii: PiiMode, transform: Callable[[str], str] | None, hash_all: bool,
-              require_user: bool, secret: Secret | None, key_from_env: bool) -> None:
+    def _init(
+        self,
+        prefix: str,
+        pii: PiiMode,
+        transform: Callable[[str], str] | None,
+        hash_all: bool,
+        require_user: bool,
+        secret: Secret | None,
+        key_from_env: bool,
+    ) -> None:
         put = object.__setattr__
         put(self, "_prefix", prefix)
         put(self, "_pii", pii)
@@ -270,14 +288,14 @@ class UserIdPolicy:
         validate_user_id(raw)
         prefix, secret = self._prefix, self._secret
         if secret is not None and (self._hash_all or self._pii == "hash"):
-            body = raw[len(prefix):] if raw.startswith(prefix) else raw
+            body = raw[len(prefix) :] if raw.startswith(prefix) else raw
             if secret.made(body):  # already a pseudonym of this key: leave it alone
                 return prefix + body
         value = raw if self._transform is None else run_transform(self._transform, raw)
         rule = detect_personal_data(value)
         if rule is not None and self._pii == "reject":
             raise personal_data_error("`user`", rule)
-        body = value[len(prefix):] if value.startswith(prefix) else value
+        body = value[len(prefix) :] if value.startswith(prefix) else value
         if not body.strip():
             raise UserIdError(f"user id is only the prefix {prefix!r}; pass the id after it.", rule="empty")
         if secret is not None and (self._hash_all or (rule is not None and self._pii == "hash")):
@@ -359,13 +377,27 @@ class UserIdPolicy:
 
     def __reduce__(self) -> tuple[object, ...]:
         fingerprint = None if self._secret is None else self._secret.fingerprint
-        state = (self._prefix, self._pii, self._transform, self._hash_all, self._require_user, fingerprint,
-                 self._key_from_env)
+        state = (
+            self._prefix,
+            self._pii,
+            self._transform,
+            self._hash_all,
+            self._require_user,
+            fingerprint,
+            self._key_from_env,
+        )
         return (_restore_policy, state)
 
 
-def _restore_policy(prefix: str, pii: PiiMode, transform: Callable[[str], str] | None, hash_all: bool,
-                    require_user: bool, fingerprint: bytes | None, key_from_env: bool) -> UserIdPolicy:
+def _restore_policy(
+    prefix: str,
+    pii: PiiMode,
+    transform: Callable[[str], str] | None,
+    hash_all: bool,
+    require_user: bool,
+    fingerprint: bytes | None,
+    key_from_env: bool,
+) -> UserIdPolicy:
     secret = None if fingerprint is None else find_secret(fingerprint)
     env_key = environment.hash_key() if fingerprint is not None and secret is None else None
     if env_key is not None:

@@ -141,7 +141,7 @@ class OpenRouterUserKeys:
             raise ConfigurationError(
                 f"OpenRouterUserKeys needs secret=... (or {SECRET_ENV}) of at least {MIN_SECRET_LENGTH} characters: "
                 "every user's key is derived from it. Generate one with `python -c \"import secrets; "
-                "print(secrets.token_urlsafe(32))\"` and keep it like an API key."
+                'print(secrets.token_urlsafe(32))"` and keep it like an API key.'
             )
         if limit_reset not in (None, "daily", "weekly", "monthly"):
             raise ConfigurationError(f"limit_reset must be 'daily', 'weekly', 'monthly' or None, got {limit_reset!r}.")
@@ -149,8 +149,9 @@ class OpenRouterUserKeys:
         self.limit = limit
         self.limit_reset = limit_reset
         self.include_byok_in_limit = include_byok_in_limit
-        self.manager = KeyManager(management_key=management_key, base_url=base_url, name_prefix=name_prefix,
-                                  timeout=timeout)  # fmt: skip
+        self.manager = KeyManager(
+            management_key=management_key, base_url=base_url, name_prefix=name_prefix, timeout=timeout
+        )
         """The management API client (the users' keys on OpenRouter)."""
         self._known: dict[str, str] = {}
         """User id -> key value, for users whose key exists."""

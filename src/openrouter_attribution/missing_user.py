@@ -39,14 +39,14 @@ def report_missing_user(searched: Mapping[str, tuple[str, ...]] | None, *, refus
         "to the call, set it in the run config, or wrap the call in user_context(...)"
     )
     if refuse:
-        raise MissingUserError(message + " (require_user=True: calls without a user are refused).",
-                               searched=tuple(places))  # fmt: skip
+        raise MissingUserError(
+            message + " (require_user=True: calls without a user are refused).", searched=tuple(places)
+        )
     filename, lineno, module = _call_site()
     if (filename, lineno) in _WARNED_SITES:
         return
     warnings.warn_explicit(
-        message + "; or set require_user=False on the model to allow unattributed calls "
-        "(warned once per call site).",
+        message + "; or set require_user=False on the model to allow unattributed calls (warned once per call site).",
         MissingUserWarning,
         filename,
         lineno,

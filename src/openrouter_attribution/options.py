@@ -176,7 +176,9 @@ class ClientOptions(BaseModel):
         if not unknown:
             return
         raise unknown_keywords_error(
-            cls.__name__, unknown, known,
+            cls.__name__,
+            unknown,
+            known,
             hint="; request fields OpenRouter accepts but this library does not know yet go through extra_body={...}",
         )
 

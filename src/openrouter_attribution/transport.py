@@ -276,9 +276,7 @@ def _raise_for_json_body(data: bytes) -> None:
         body = None
     if isinstance(body, dict) and body.get("error"):
         raise parse_error_object(body["error"], generation_id=body.get("id"))
-    raise InvalidResponseError(
-        "OpenRouter answered the streamed request with a JSON body instead of an event stream."
-    )
+    raise InvalidResponseError("OpenRouter answered the streamed request with a JSON body instead of an event stream.")
 
 
 async def _drain(events: AsyncIterator[Any]) -> None:
@@ -297,8 +295,9 @@ def post_stream(
     (``key`` as for :func:`post_json`)."""
     with translated_errors():
         client = sync_client(settings)
-        stream: Any = client.post(path, cast_to=object, body=body, stream=True, stream_cls=_streams()[0],
-                                  options=_auth(key))  # fmt: skip
+        stream: Any = client.post(
+            path, cast_to=object, body=body, stream=True, stream_cls=_streams()[0], options=_auth(key)
+        )
         try:
             yield from stream
         finally:

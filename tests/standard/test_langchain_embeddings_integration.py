@@ -36,8 +36,13 @@ class TestOpenRouterEmbeddingsIntegration(EmbeddingsIntegrationTests):
     @property
     def embedding_model_params(self) -> dict[str, Any]:
         fake = _SERVER["fake"]
-        return {"model": MODEL, "base_url": fake.base_url, "api_key": fake.api_key, "max_retries": 0,
-                "require_user": False}
+        return {
+            "model": MODEL,
+            "base_url": fake.base_url,
+            "api_key": fake.api_key,
+            "max_retries": 0,
+            "require_user": False,
+        }
 
 
 def test_the_suite_reached_the_server(server: FakeOpenRouter) -> None:

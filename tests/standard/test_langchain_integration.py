@@ -29,8 +29,7 @@ def server() -> Iterator[FakeOpenRouter]:
 def _params() -> dict[str, Any]:
     fake = _SERVER["fake"]
     # The standard suite is not about attribution: its calls opt out of the missing-user warning.
-    return {"model": MODEL, "base_url": fake.base_url, "api_key": fake.api_key, "max_retries": 0,
-            "require_user": False}  # fmt: skip
+    return {"model": MODEL, "base_url": fake.base_url, "api_key": fake.api_key, "max_retries": 0, "require_user": False}
 
 
 class TestChatOpenRouterIntegration(ChatOpenRouterCapabilities, ChatModelIntegrationTests):

@@ -28,8 +28,10 @@ def ledger(backend):
 
 def reservations(backend) -> list[tuple[int, bool]]:
     """``(slots, linked)`` of every reservation row."""
-    return sorted((int(n), bool(linked)) for n, linked in backend.rows(
-        "SELECT slots, record_id IS NOT NULL FROM budget_reservations"))
+    return sorted(
+        (int(n), bool(linked))
+        for n, linked in backend.rows("SELECT slots, record_id IS NOT NULL FROM budget_reservations")
+    )
 
 
 def call(guard: BudgetGuard, ledger: UsageLedger, n: int, user: str = "app_1") -> None:

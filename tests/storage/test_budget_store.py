@@ -56,8 +56,9 @@ def no_estimate():
 
 
 def record(user, cost, *, time=NOW, record_id=None, **fields):
-    return UsageRecord(time=time, user=user, cost=None if cost is None else Decimal(cost),
-                       record_id=record_id or "", **fields)  # fmt: skip
+    return UsageRecord(
+        time=time, user=user, cost=None if cost is None else Decimal(cost), record_id=record_id or "", **fields
+    )
 
 
 def test_reservations_count_until_the_limit(ledger, backend):
@@ -67,7 +68,13 @@ def test_reservations_count_until_the_limit(ledger, backend):
         g.reserve("app_1", no_estimate)
     err = refused.value
     assert (err.user, err.kind, err.limit, err.spent, err.reserved, err.requested) == (
-        "app_1", "cost", Decimal("0.30"), Decimal(0), Decimal("0.30"), Decimal("0.10"))
+        "app_1",
+        "cost",
+        Decimal("0.30"),
+        Decimal(0),
+        Decimal("0.30"),
+        Decimal("0.10"),
+    )
     assert err.period == "day"
     assert err.resets_at.timestamp() == window("day", NOW)[1]
     assert backend.rows("SELECT COUNT(*) FROM budget_reservations") == [(3,)]

@@ -96,8 +96,9 @@ def test_a_read_only_spool_folder_gives_the_count_and_the_command_instead(backen
     with read_only(folder):
         code, out, err = run(capsys, "report", "--db", backend.location, "--format", "json")
         assert (code, json.loads(out)) == (0, [])  # stdout stays what JSON consumers read: the committed rows
-        assert err.startswith(f"warning: {CALLS} record(s) that processes that are gone left in {folder} are not "
-                              "in the ledger yet")  # fmt: skip
+        assert err.startswith(
+            f"warning: {CALLS} record(s) that processes that are gone left in {folder} are not in the ledger yet"
+        )
         assert "this user cannot write to that folder" in err
         assert "`openrouter-attribution report --db " in err
         assert len(err.splitlines()) == 1

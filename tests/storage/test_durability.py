@@ -37,8 +37,9 @@ def test_8_threads_in_4_processes_write_5000_records_none_lost_none_twice(backen
         p.join(120)
     assert [p.exitcode for p in procs] == [0] * PROCESSES
     ids = backend.record_ids()
-    expected = {r.record_id for p in range(PROCESSES) for t in range(THREADS)
-                for r in thread_records(p, t, per_thread(p))}  # fmt: skip
+    expected = {
+        r.record_id for p in range(PROCESSES) for t in range(THREADS) for r in thread_records(p, t, per_thread(p))
+    }
     assert len(expected) == 5000
     assert len(ids) == len(set(ids)) == 5000
     assert set(ids) == expected
@@ -51,8 +52,9 @@ def test_a_call_recorded_by_ledger_and_handler_is_one_row(backend, fake_openrout
         _chat(fake_openrouter, ledger).invoke("hi", user="app_1", config=config)
         list(_chat(fake_openrouter, ledger).stream("hi", user="app_1", config=config))
         with pytest.raises(errors.RateLimitError):  # no generation id: the error carries the record id
-            _chat(fake_openrouter, ledger, default_headers={"X-Fake-Fault": "429"}).invoke("hi", user="app_1",
-                                                                                            config=config)
+            _chat(fake_openrouter, ledger, default_headers={"X-Fake-Fault": "429"}).invoke(
+                "hi", user="app_1", config=config
+            )
     rows = backend.rows("SELECT generation_id, outcome FROM usage_records")
     assert len(rows) == 3
     assert {gid for gid, _ in rows} - {None} == set(fake_openrouter.generations)

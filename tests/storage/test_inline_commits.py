@@ -47,8 +47,9 @@ class Spy:
 
 def committed(backend: Any, tmp_path: Any) -> UsageLedger:
     """A ledger that commits on the caller's thread (these tests are about those commits)."""
-    return UsageLedger(backend.location, durability="committed", commit_timeout=COMMIT_TIMEOUT,
-                       spool=tmp_path / "spool")  # fmt: skip
+    return UsageLedger(
+        backend.location, durability="committed", commit_timeout=COMMIT_TIMEOUT, spool=tmp_path / "spool"
+    )
 
 
 def _records(prefix: str, n: int) -> list[UsageRecord]:

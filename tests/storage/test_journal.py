@@ -82,8 +82,9 @@ def record_then_sigkill(location: str, spool: Path, steps: str) -> None:
         f"{steps}"
         "os.kill(os.getpid(), 9)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, location, str(spool)], cwd=ROOT, capture_output=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, location, str(spool)], cwd=ROOT, capture_output=True, timeout=120
+    )
     assert done.returncode == -9, done.stderr.decode()[-2000:]
 
 
@@ -123,8 +124,9 @@ def test_a_live_process_journal_is_left_alone(backend, tmp_path):
 def test_a_live_ledger_commits_a_dead_process_journal_within_its_scan(backend, tmp_path):
     spool = tmp_path / "spool"
     with UsageLedger(backend.location, spool=spool) as ledger:
-        record_then_sigkill(backend.location, spool,
-                            "ledger.record(UsageRecord(user='app_1', record_id='gen-orphan'))\n")  # fmt: skip
+        record_then_sigkill(
+            backend.location, spool, "ledger.record(UsageRecord(user='app_1', record_id='gen-orphan'))\n"
+        )
         deadline = time.monotonic() + 30  # the scan runs every 5 s; a bound for a loaded machine
         while backend.record_ids() != ["gen-orphan"] and time.monotonic() < deadline:
             time.sleep(0.1)

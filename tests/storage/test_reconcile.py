@@ -64,7 +64,9 @@ def test_report_shows_billed_cost_beside_the_reported_one(backend, fake_openrout
     assert {user: row["reported_cost"] for user, row in rows.items()} == {u: r["cost"] for u, r in before.items()}
     assert all(row["cost"] < row["reported_cost"] for row in rows.values())  # the cache discount
     assert {user: (row["reconciled"], row["user_mismatches"]) for user, row in rows.items()} == {
-        "app_a": (3, 0), "app_b": (3, 0)}
+        "app_a": (3, 0),
+        "app_b": (3, 0),
+    }
     for fmt in ("csv", "table"):
         code, out, _ = run_cli(capsys, "report", "--db", backend.location, "--format", fmt)
         assert "reconciled" in out.splitlines()[0]
@@ -93,16 +95,16 @@ def test_an_unknown_generation_is_not_found_never_zero(backend, fake_openrouter)
         assert (row.reconciled, row.unknown_cost_requests) == (2, 0)
         again = ledger.reconcile(api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url, recent=0)
         assert (again.pending, again.checked) == (0, 0)  # not asked again unless retry_not_found
-    assert backend.rows(f"SELECT reconcile_status, billed_cost FROM usage_records "
-                        f"WHERE record_id = '{forgotten}'") == [("not_found", None)]  # fmt: skip
+    assert backend.rows(f"SELECT reconcile_status, billed_cost FROM usage_records WHERE record_id = '{forgotten}'") == [
+        ("not_found", None)
+    ]
 
 
 def test_a_recent_404_is_retried_until_the_stats_appear(backend, fake_openrouter):
     fake_openrouter.generation_delay = 1.0  # stats appear a second after each generation
     make_calls(fake_openrouter, backend.location, calls=(("app_a", 1),), stream_user="app_a")
     with UsageLedger(backend.location) as ledger:
-        summary = ledger.reconcile(api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url,
-                                   retry_for=10)  # fmt: skip
+        summary = ledger.reconcile(api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url, retry_for=10)
         assert (summary.updated, summary.not_found, summary.not_yet) == (2, 0, 0)
     lookups = [r for r in fake_openrouter.requests if r.path.endswith("/generation")]
     assert len(lookups) > 2  # some were answered 404 first
@@ -116,8 +118,9 @@ def test_a_recent_generation_still_missing_is_left_for_the_next_run(backend, fak
         assert (summary.updated, summary.not_found, summary.not_yet) == (0, 0, 2)
         assert "left for the next run: 2 not available yet" in summary.describe()
         # An hour later the stats are there.
-        later = ledger.reconcile(api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url,
-                                 clock=lambda: time.time() + 3600)  # fmt: skip
+        later = ledger.reconcile(
+            api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url, clock=lambda: time.time() + 3600
+        )
         assert (later.pending, later.not_found) == (2, 2)  # older than `recent` now: not found, never 0
 
 
@@ -164,8 +167,9 @@ def test_settings_that_cannot_work_are_refused_before_any_lookup(backend, fake_o
         reconcile(MemoryUsageStore(), api_key=fake_openrouter.api_key, base_url=fake_openrouter.base_url)
     monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
     with pytest.raises(SystemExit) as exited:
-        run_cli(capsys, "reconcile", "--db", backend.location, "--base-url", fake_openrouter.base_url,
-                "--concurrency", "0")  # fmt: skip
+        run_cli(
+            capsys, "reconcile", "--db", backend.location, "--base-url", fake_openrouter.base_url, "--concurrency", "0"
+        )
     assert exited.value.code == 2
     assert "--concurrency: must be >= 1, got 0" in capsys.readouterr().err
     assert len(fake_openrouter.requests) == before
@@ -215,8 +219,9 @@ def test_a_progress_bar_on_a_terminal_only(backend, fake_openrouter):
                "--base-url", fake_openrouter.base_url]  # fmt: skip
     leader, follower = pty.openpty()
     try:
-        done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=follower, text=True,
-                              timeout=120)  # fmt: skip
+        done = subprocess.run(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120
+        )
         os.close(follower)
         follower = -1
         shown = b""

@@ -72,7 +72,7 @@ def test_what_a_killed_process_left_in_the_inbox_is_folded_when_a_ledger_opens(t
     script = (
         "import os, sys\n"
         "from openrouter_attribution.usage import UsageLedger, UsageRecord\n"
-        "ledger = UsageLedger(sys.argv[1], durability=\"committed\")\n"
+        'ledger = UsageLedger(sys.argv[1], durability="committed")\n'
         "for i in range(3):\n"
         "    ledger.record(UsageRecord(user='app_1', record_id=f'gen-{i}'))\n"
         "os.kill(os.getpid(), 9)\n"

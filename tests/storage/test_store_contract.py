@@ -96,8 +96,9 @@ def _v1_postgres(dsn) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(V1_POSTGRES)
-        conn.execute("CREATE TABLE usage_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), "
-                     "version integer NOT NULL)")  # fmt: skip
+        conn.execute(
+            "CREATE TABLE usage_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL)"
+        )
         conn.execute("INSERT INTO usage_schema VALUES (true, 1)")
         conn.execute("""INSERT INTO usage_records (record_id, time, "user", cost, streamed, outcome) """
                      "VALUES ('old', 1.0, 'a', 0.5, false, 'ok')")  # fmt: skip

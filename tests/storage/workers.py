@@ -43,15 +43,15 @@ def write_from_threads(location: str, proc: int, barrier: object) -> None:
         raise SystemExit(f"process {proc}: errors={ledger.errors} dropped={ledger.dropped}")
 
 
-def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, calls: int,
-                      commit_interval: float = 1.0) -> None:
+def calls_then_signal(
+    location: str, sig: str, base_url: str, api_key: str, calls: int, commit_interval: float = 1.0
+) -> None:
     """Make ``calls`` model calls with ``ledger=``, then receive ``sig`` right after the last one returned
     (a long ``commit_interval`` leaves every record in the journal)."""
     from openrouter_attribution.langchain import ChatOpenRouter
 
     ledger = UsageLedger(location, commit_interval=commit_interval)
-    model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
-                           ledger=ledger)  # fmt: skip
+    model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0, ledger=ledger)
     for i in range(calls):
         model.invoke(f"question {i}", user=f"app_{i % 5}")
     print("returned", calls, flush=True)
@@ -59,8 +59,18 @@ def calls_then_signal(location: str, sig: str, base_url: str, api_key: str, call
     threading.Event().wait(30)  # never reached for SIGKILL / default SIGTERM
 
 
-def budgeted_calls(location: str, base_url: str, api_key: str, limit: str, reserve: str, style: str, calls: int,
-                   barrier: object, results: object, lease: int = 16) -> None:
+def budgeted_calls(
+    location: str,
+    base_url: str,
+    api_key: str,
+    limit: str,
+    reserve: str,
+    style: str,
+    calls: int,
+    barrier: object,
+    results: object,
+    lease: int = 16,
+) -> None:
     """One process of the budget race: ``calls`` concurrent calls for one user; reports (sent, refused)."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor

@@ -55,9 +55,7 @@ def test_thread_id_fallback_only_when_nothing_else_sets_session():
 
 
 def test_layers_are_documented_in_priority_order():
-    assert LAYERS == (
-        "explicit", "authenticated", "invocation", "runtime", "context", "ambient", "default", "fallback"
-    )
+    assert LAYERS == ("explicit", "authenticated", "invocation", "runtime", "context", "ambient", "default", "fallback")
 
 
 def test_nesting_inner_wins_and_outer_is_restored():

@@ -108,7 +108,15 @@ def test_the_error_carries_the_window_and_survives_pickling():
     assert not isinstance(err, ValueError)  # nothing was wrong with the input
     back = pickle.loads(pickle.dumps(err))
     assert (back.user, back.limit, back.spent, back.reserved, back.kind, back.period, back.resets_at, str(back)) == (
-        "app_1", Decimal(1), Decimal("0.9"), Decimal("0.05"), "cost", "day", resets, "over")
+        "app_1",
+        Decimal(1),
+        Decimal("0.9"),
+        Decimal("0.05"),
+        "cost",
+        "day",
+        resets,
+        "over",
+    )
 
 
 MODELS = {"data": [

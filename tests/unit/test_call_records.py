@@ -61,8 +61,9 @@ def test_a_completion_record_equals_the_checked_one(gen_id, model, usage, user, 
     started = time.perf_counter()
     completion = parse_completion(_completion(gen_id, model, usage))
     body = {"model": "openai/gpt-4o-mini", "messages": []}
-    rec = build_call_record(body, Attribution(user=user, session_id=session), started, None, completion, None,
-                            "langchain")  # fmt: skip
+    rec = build_call_record(
+        body, Attribution(user=user, session_id=session), started, None, completion, None, "langchain"
+    )
     _checked(rec)
     assert (rec.user, rec.session_id, rec.model_requested, rec.model_used) == (user, session, body["model"], model)
     assert (rec.outcome, rec.streamed, rec.kind, rec.framework, rec.ttft_s) == ("ok", False, "chat", "langchain", None)

@@ -134,9 +134,7 @@ def test_export_csv_and_jsonl(capsys, db, tmp_path):
     assert code == 0
     assert [r["user"] for r in csv.DictReader(io.StringIO(out))] == ["app_1", "app_1", "app_2", "app_2"]
     target = tmp_path / "out.jsonl"
-    code, out, err = run(
-        capsys, "export", "--db", db, "--format", "jsonl", "-o", str(target), "--user", "app_2"
-    )
+    code, out, err = run(capsys, "export", "--db", db, "--format", "jsonl", "-o", str(target), "--user", "app_2")
     assert (code, out, err) == (0, "", "")
     lines = target.read_text().splitlines()
     assert [UsageRecord.from_dict(json.loads(line)).cost for line in lines] == [Decimal("0.0042"), None]

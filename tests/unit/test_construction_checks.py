@@ -8,15 +8,29 @@ from openrouter_attribution import ConfigurationError, langchain, llama_index
 from openrouter_attribution.langchain import ChatOpenRouter, OpenRouterEmbeddings
 from openrouter_attribution.llama_index import OpenRouter, OpenRouterEmbedding
 
-MODELS = [ChatOpenRouter, OpenRouter, OpenRouterEmbeddings, OpenRouterEmbedding, langchain.OpenRouterRerank,
-          llama_index.OpenRouterRerank]
+MODELS = [
+    ChatOpenRouter,
+    OpenRouter,
+    OpenRouterEmbeddings,
+    OpenRouterEmbedding,
+    langchain.OpenRouterRerank,
+    llama_index.OpenRouterRerank,
+]
 
 
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize(
     "base_url",
-    ["not a url", "openrouter.ai/api/v1", "ftp://openrouter.ai/api/v1", "https://", "http://:8080/v1",
-     "https://open router.ai/api/v1", "http://127.0.0.1:99999/api/v1", "http://127.0.0.1:port/api/v1"],  # fmt: skip
+    [
+        "not a url",
+        "openrouter.ai/api/v1",
+        "ftp://openrouter.ai/api/v1",
+        "https://",
+        "http://:8080/v1",
+        "https://open router.ai/api/v1",
+        "http://127.0.0.1:99999/api/v1",
+        "http://127.0.0.1:port/api/v1",
+    ],
 )
 def test_base_url_needs_an_http_scheme_and_a_host(cls, base_url):
     with pytest.raises(ConfigurationError, match="base_url must be an http:// or https:// URL with a host"):

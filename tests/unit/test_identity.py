@@ -391,9 +391,7 @@ def test_transform_exception_is_wrapped_without_its_message() -> None:
     assert "secret-account-name" not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("returned", "rule"), [("", "empty"), (7, "not_string"), ("a\x00", "control_characters")]
-)
+@pytest.mark.parametrize(("returned", "rule"), [("", "empty"), (7, "not_string"), ("a\x00", "control_characters")])
 def test_transform_output_is_validated(returned: object, rule: str) -> None:
     with pytest.raises(UserIdError) as info:
         UserIdPolicy(transform=lambda raw: returned).apply("user_42")  # type: ignore[arg-type,return-value]

@@ -120,9 +120,7 @@ e164 = st.builds(
 )
 national = st.one_of(
     st.builds(lambda a, b, c: f"({a}) {b}-{c}", _digits(3), _digits(3), _digits(4)),
-    st.builds(
-        lambda a, b, c, s: f"{a}{s}{b}{s}{c}", _digits(3), _digits(3), _digits(4), st.sampled_from("-. ")
-    ),
+    st.builds(lambda a, b, c, s: f"{a}{s}{b}{s}{c}", _digits(3), _digits(3), _digits(4), st.sampled_from("-. ")),
     st.builds(lambda a, b: f"0{a} {b[:4]} {b[4:]}", _digits(2), _digits(8)),
     st.builds(lambda d: "0" + " ".join([d[0], *(d[i : i + 2] for i in range(1, 9, 2))]), _digits(9)),
 )

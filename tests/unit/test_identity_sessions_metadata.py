@@ -59,8 +59,11 @@ def test_metadata_values() -> None:
     assert "ada@example.com" not in str(info.value)
     assert UserIdPolicy(pii="allow").apply_metadata(metadata) is metadata
     hashed = UserIdPolicy(pii="hash", hash_key=KEY).apply_metadata(metadata)
-    assert hashed == {"plan": "pro", "contact": load_secret(KEY, "test").token("ada@example.com", "metadata"),
-                      "count": 3}  # fmt: skip  (non-strings are left to the request validation)
+    assert hashed == {
+        "plan": "pro",
+        "contact": load_secret(KEY, "test").token("ada@example.com", "metadata"),
+        "count": 3,
+    }  # fmt: skip  (non-strings are left to the request validation)
     clean = {"plan": "pro", "day": "2024-01-15"}
     assert DEFAULT_POLICY.apply_metadata(clean) is clean  # unchanged: the same object
 

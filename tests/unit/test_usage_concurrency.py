@@ -52,9 +52,7 @@ def test_threads_and_processes_lose_none_and_duplicate_none(tmp_path):
         p.start()
     barrier.wait(60)  # the processes open the (new) database at the same time as this one
     with UsageLedger(path, flush_interval=0.01) as ledger:
-        threads = [
-            threading.Thread(target=_write, args=(ledger, f"thread{i}", PER_THREAD)) for i in range(THREADS)
-        ]
+        threads = [threading.Thread(target=_write, args=(ledger, f"thread{i}", PER_THREAD)) for i in range(THREADS)]
         for t in threads:
             t.start()
         for t in threads:

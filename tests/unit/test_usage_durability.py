@@ -204,8 +204,9 @@ sys.stdin.readline()  # stay alive until told
 
 def test_a_live_process_spool_is_left_alone_and_a_dead_one_replayed(tmp_path):
     folder = tmp_path / "spool"
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     try:
         assert child.stdout.readline().strip() == "spooled"
         store = MemoryUsageStore()

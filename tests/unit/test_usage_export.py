@@ -136,9 +136,7 @@ def test_totals_to_json_writes_exact_cost_numbers(ledger):
 
 def test_totals_csv():
     buf = io.StringIO()
-    write_totals_csv(
-        [UsageTotals(key="m", requests=1, cost=Decimal("1E-9")), UsageTotals(key=None)], buf, "model"
-    )
+    write_totals_csv([UsageTotals(key="m", requests=1, cost=Decimal("1E-9")), UsageTotals(key=None)], buf, "model")
     rows = list(csv.reader(io.StringIO(buf.getvalue())))
     assert rows[0][:2] == ["model", "requests"]
     assert rows[1][0] == "m"

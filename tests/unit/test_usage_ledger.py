@@ -23,10 +23,7 @@ LOGGER = "openrouter_attribution.usage"
 
 
 def records(n, **fields):
-    return [
-        UsageRecord(user=f"app_{i % 5}", cost=Decimal("0.000001"), prompt_tokens=i, **fields)
-        for i in range(n)
-    ]
+    return [UsageRecord(user=f"app_{i % 5}", cost=Decimal("0.000001"), prompt_tokens=i, **fields) for i in range(n)]
 
 
 def test_record_flush_and_counters(tmp_path):
@@ -92,9 +89,12 @@ def test_repr_shows_the_path_only(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"flush_interval": 0}, "flush_interval"), ({"max_queue": 0}, "max_queue"),
-     ({"durability": "sometimes"}, "durability must be 'durable', 'committed' or 'buffered', got 'sometimes'"),
-     ({"commit_timeout": -1}, "commit_timeout must be > 0 seconds")],
+    [
+        ({"flush_interval": 0}, "flush_interval"),
+        ({"max_queue": 0}, "max_queue"),
+        ({"durability": "sometimes"}, "durability must be 'durable', 'committed' or 'buffered', got 'sometimes'"),
+        ({"commit_timeout": -1}, "commit_timeout must be > 0 seconds"),
+    ],
 )
 def test_invalid_configuration_raises_at_construction(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
@@ -206,8 +206,10 @@ class _ReadOnlyStore(SQLiteUsageStore):
 def test_full_database_is_counted_and_logged_once(tmp_path, caplog):
     store = _TinyStore(tmp_path / "full.db")
     # A store passed in has no spool unless given one: what the store refuses is dropped and counted.
-    with caplog.at_level(logging.DEBUG, logger=LOGGER), \
-            UsageLedger(store, durability="buffered", flush_interval=0.01, retry_interval=0.001) as ledger:
+    with (
+        caplog.at_level(logging.DEBUG, logger=LOGGER),
+        UsageLedger(store, durability="buffered", flush_interval=0.01, retry_interval=0.001) as ledger,
+    ):
         for rec in records(5):
             ledger.record(rec)
         ledger.flush()

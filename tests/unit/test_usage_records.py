@@ -21,9 +21,7 @@ from openrouter_attribution.usage.stores.sqlite import store as sqlite
 
 texts = st.none() | st.text(max_size=40)
 counts = st.none() | st.integers(min_value=0, max_value=10**9)
-costs = st.none() | st.decimals(
-    allow_nan=False, allow_infinity=False, min_value=0, max_value=10**6, places=18
-)
+costs = st.none() | st.decimals(allow_nan=False, allow_infinity=False, min_value=0, max_value=10**6, places=18)
 seconds = st.none() | st.floats(min_value=0, max_value=600, allow_nan=False)
 
 usage_records = st.builds(

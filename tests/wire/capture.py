@@ -79,12 +79,14 @@ class _SpanRecorder(BaseSpanHandler[Any]):
                  tags: Any = None, **kwargs: Any) -> None:  # fmt: skip
         self.calls.append(("enter", id_, dict(bound_args.arguments), tags))
 
-    def prepare_to_exit_span(self, id_: str, bound_args: Any, instance: Any = None, result: Any = None,
-                             **kwargs: Any) -> None:  # fmt: skip
+    def prepare_to_exit_span(
+        self, id_: str, bound_args: Any, instance: Any = None, result: Any = None, **kwargs: Any
+    ) -> None:
         self.calls.append(("exit", id_, dict(bound_args.arguments), result))
 
-    def prepare_to_drop_span(self, id_: str, bound_args: Any, instance: Any = None, err: Any = None,
-                             **kwargs: Any) -> None:  # fmt: skip
+    def prepare_to_drop_span(
+        self, id_: str, bound_args: Any, instance: Any = None, err: Any = None, **kwargs: Any
+    ) -> None:
         self.calls.append(("drop", id_, dict(bound_args.arguments), err))
 
 
@@ -93,8 +95,9 @@ class _LegacyRecorder(LlamaCallbackHandler):
         super().__init__([], [])
         self.payloads: list[Any] = []
 
-    def on_event_start(self, event_type: Any, payload: Any = None, event_id: str = "", parent_id: str = "",
-                       **kwargs: Any) -> str:  # fmt: skip
+    def on_event_start(
+        self, event_type: Any, payload: Any = None, event_id: str = "", parent_id: str = "", **kwargs: Any
+    ) -> str:
         self.payloads.append((event_type, payload))
         return event_id
 

@@ -21,8 +21,7 @@ QUESTIONS = ["Why do cats purr?", "Why do dogs bark at strangers?", "What do gol
 def endpoint(server: Any, **kwargs: Any) -> dict[str, Any]:
     """Connection keywords for the local server, without retries unless asked; unattributed calls allowed
     unless asked (``require_user=...``), as the chat helpers do."""
-    return {"base_url": server.base_url, "api_key": server.api_key, "max_retries": 0, "require_user": False,
-            **kwargs}  # fmt: skip
+    return {"base_url": server.base_url, "api_key": server.api_key, "max_retries": 0, "require_user": False, **kwargs}
 
 
 def make_lc_embeddings(server: Any, **kwargs: Any) -> Any:

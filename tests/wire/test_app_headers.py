@@ -69,7 +69,7 @@ def test_a_single_category_and_the_maximum_length(fake_openrouter, make_chat):
         ({"app_url": "https://app.example/\n"}, "app_url can only hold printable ASCII"),
         ({"default_headers": {"X-Team": "na\u00efve"}}, "default_headers['X-Team'] can only hold printable ASCII"),
     ],
-)  # fmt: skip
+)
 @pytest.mark.parametrize("framework", ["langchain", "llama_index"])
 def test_bad_header_values_refused_at_construction(fake_openrouter, make_chat, framework, options, message):
     build = make_chat if framework == "langchain" else lambda **kw: make_llm(fake_openrouter, **kw)

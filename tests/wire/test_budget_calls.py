@@ -75,8 +75,9 @@ def reservations(ledger: UsageLedger) -> int:
 @pytest.mark.parametrize("style", list(STYLES))
 def test_a_call_within_budget_goes_out_and_settles_the_next_is_refused_unsent(fake_openrouter, ledger, style):
     build, call = STYLES[style]
-    model = build(fake_openrouter, ledger=ledger, budget=UserBudget(max_cost=Decimal("0.00002"),
-                                                                     reserve=Decimal("0.00001")))  # fmt: skip
+    model = build(
+        fake_openrouter, ledger=ledger, budget=UserBudget(max_cost=Decimal("0.00002"), reserve=Decimal("0.00001"))
+    )
     call(model, user="app_1")
     (rec,) = ledger.records(user="app_1")
     assert rec.cost is not None
@@ -88,7 +89,12 @@ def test_a_call_within_budget_goes_out_and_settles_the_next_is_refused_unsent(fa
     assert len(fake_openrouter.chat_requests) == 2
     err = refused.value
     assert (err.user, err.kind, err.limit, err.reserved, err.requested) == (
-        "app_1", "cost", Decimal("0.00002"), Decimal(0), Decimal("0.00001"))
+        "app_1",
+        "cost",
+        Decimal("0.00002"),
+        Decimal(0),
+        Decimal("0.00001"),
+    )
     assert err.spent == sum(r.cost for r in ledger.records(user="app_1"))
     assert len(list(ledger.records())) == 2  # a refused call writes no record
     assert reservations(ledger) == 0
@@ -140,8 +146,9 @@ def test_an_abandoned_stream_settles(fake_openrouter, ledger, framework):
 @pytest.mark.parametrize("style", ["langchain-invoke", "llama-index-astream_chat"])
 def test_a_failed_call_releases_its_reservation_and_counts_as_a_request(fake_openrouter, ledger, style):
     build, call = STYLES[style]
-    model = build(fake_openrouter, ledger=ledger, budget=UserBudget(max_cost=Decimal("0.001"),
-                                                                     reserve=Decimal("0.0009")))  # fmt: skip
+    model = build(
+        fake_openrouter, ledger=ledger, budget=UserBudget(max_cost=Decimal("0.001"), reserve=Decimal("0.0009"))
+    )
     fake_openrouter.inject_fault("429", retry_after=0)
     with pytest.raises(RateLimitError):
         call(model, user="app_1")
@@ -155,8 +162,10 @@ def test_a_derived_reserve_is_the_calls_ceiling_from_the_model_pricing(fake_open
     model = langchain(fake_openrouter, ledger=ledger, max_tokens=50, budget=UserBudget(max_cost=Decimal("0.00001")))
     with pytest.raises(BudgetExceededError) as refused:
         model.invoke("Say hello", user="app_1")
-    expected = ceiling(parse_prices(models_payload()),
-                       {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]})
+    expected = ceiling(
+        parse_prices(models_payload()),
+        {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]},
+    )
     assert refused.value.requested == expected
     assert [r.path for r in fake_openrouter.requests] == ["/api/v1/models"]  # priced, but no chat request
     roomy = langchain(fake_openrouter, ledger=ledger, max_tokens=50, budget=UserBudget(max_cost=Decimal("0.001")))
@@ -206,7 +215,9 @@ def test_a_budget_needs_a_ledger_that_can_hold_it(fake_openrouter, tmp_path, bui
 
     class CustomStore:  # a store of its own, without the budget methods
         def write_many(self, records: Any) -> None: ...
-        def iter_records(self, *args: Any) -> Any: return iter(())
+        def iter_records(self, *args: Any) -> Any:
+            return iter(())
+
         def close(self) -> None: ...
 
     with pytest.raises(ConfigurationError, match="CustomStore cannot"):

@@ -55,8 +55,9 @@ def test_llama_index_embedding_refused_when_over_budget(fake_openrouter, ledger)
 
 def test_an_embeddings_reserve_is_priced_from_the_embeddings_models(fake_openrouter, ledger):
     clear()
-    embeddings = make_lc_embeddings(fake_openrouter, ledger=ledger, user="app_3",
-                                    budget=UserBudget(max_cost=Decimal("0.000000001")))  # fmt: skip
+    embeddings = make_lc_embeddings(
+        fake_openrouter, ledger=ledger, user="app_3", budget=UserBudget(max_cost=Decimal("0.000000001"))
+    )
     with pytest.raises(BudgetExceededError) as refused:
         embeddings.embed_query("a rather long sentence about cats and their purring")
     body = {"model": EMBEDDING_MODEL, "input": ["a rather long sentence about cats and their purring"]}

@@ -16,8 +16,9 @@ SECRET = "a-test-secret-of-at-least-32-characters!"
 def two_users(fake_openrouter, monkeypatch):
     monkeypatch.setenv("OPENROUTER_MANAGEMENT_KEY", fake_openrouter.management_key)
     keys = OpenRouterUserKeys(secret=SECRET, base_url=fake_openrouter.base_url, limit=5, limit_reset="monthly")
-    llm = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=fake_openrouter.base_url,
-                         api_key=fake_openrouter.api_key, user_keys=keys)  # fmt: skip
+    llm = ChatOpenRouter(
+        model="openai/gpt-4o-mini", base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, user_keys=keys
+    )
     for user in ("app_1", "app_2", "app_2"):
         llm.invoke("hi", user=user)
     return fake_openrouter

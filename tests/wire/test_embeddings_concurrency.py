@@ -53,8 +53,9 @@ def test_langchain_threads_with_user_context(slow_server):
 def test_langchain_batch_with_one_config_per_user(slow_server):
     embeddings = make_lc_embeddings(slow_server, batch_size=2)
     runnable = RunnableLambda(lambda user: embeddings.embed_documents(_texts(user)))
-    configs = [{"configurable": {"user_id": user, "session_id": f"s-{user}"}, "max_concurrency": len(USERS)}
-               for user in USERS]  # fmt: skip
+    configs = [
+        {"configurable": {"user_id": user, "session_id": f"s-{user}"}, "max_concurrency": len(USERS)} for user in USERS
+    ]
     results = runnable.batch(USERS, config=configs)
     assert [len(vectors) for vectors in results] == [TEXTS_PER_USER] * len(USERS)
     _check(slow_server)

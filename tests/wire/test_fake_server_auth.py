@@ -50,18 +50,14 @@ def test_bad_auth_is_401_with_openrouter_error_body(fake_openrouter, method, pat
 
 
 def test_good_auth_is_accepted_case_insensitively(fake_openrouter):
-    response, _ = _call(
-        fake_openrouter, "GET", "/api/v1/models", None, {"authorization": "bearer sk-or-fake-key"}
-    )
+    response, _ = _call(fake_openrouter, "GET", "/api/v1/models", None, {"authorization": "bearer sk-or-fake-key"})
     assert response.status == 200
 
 
 def test_openai_sdk_sees_authentication_error(fake_openrouter):
     client = openai.OpenAI(base_url=fake_openrouter.base_url, api_key="sk-or-nope", max_retries=0)
     with client, pytest.raises(openai.AuthenticationError) as info:
-        client.chat.completions.create(
-            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
-        )
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 401
     assert info.value.body == {"code": 401, "message": "User not found.", "metadata": {}}
     assert len(fake_openrouter.chat_requests) == 1
@@ -71,10 +67,5 @@ def test_custom_api_key_is_the_only_one_accepted():
     from openrouter_attribution.testing import FakeOpenRouter
 
     with FakeOpenRouter(api_key="sk-or-custom") as fake:
-        assert (
-            _call(fake, "GET", "/api/v1/key", None, {"Authorization": "Bearer sk-or-custom"})[0].status == 200
-        )
-        assert (
-            _call(fake, "GET", "/api/v1/key", None, {"Authorization": "Bearer sk-or-fake-key"})[0].status
-            == 401
-        )
+        assert _call(fake, "GET", "/api/v1/key", None, {"Authorization": "Bearer sk-or-custom"})[0].status == 200
+        assert _call(fake, "GET", "/api/v1/key", None, {"Authorization": "Bearer sk-or-fake-key"})[0].status == 401

@@ -124,9 +124,10 @@ def test_key_reports_usage_of_served_generations(fake_openrouter, client):
 
 
 def test_a_model_added_by_id_gets_default_pricing():
-    with FakeOpenRouter(models=["acme/brand-new-model"]) as server, openai.OpenAI(
-        base_url=server.base_url, api_key=server.api_key, max_retries=0
-    ) as client:
+    with (
+        FakeOpenRouter(models=["acme/brand-new-model"]) as server,
+        openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0) as client,
+    ):
         reply = client.chat.completions.create(
             model="acme/brand-new-model", messages=[{"role": "user", "content": "hi"}]
         )

@@ -60,9 +60,7 @@ def test_status_faults_by_header(fake_openrouter, client, fault, error, message,
 
 def test_moderation_metadata(fake_openrouter):
     long_text = "x" * 80 + " flagged words " + "y" * 80
-    _, data = _raw(
-        fake_openrouter, {"X-Fake-Fault": "403"}, messages=[{"role": "user", "content": long_text}]
-    )
+    _, data = _raw(fake_openrouter, {"X-Fake-Fault": "403"}, messages=[{"role": "user", "content": long_text}])
     metadata = json.loads(data)["error"]["metadata"]
     assert metadata["reasons"] == ["harassment"]
     assert metadata["provider_name"] == "OpenAI"
@@ -128,9 +126,7 @@ def test_queue_is_not_consumed_by_rejected_requests(fake_openrouter, client):
 
 def test_sdk_retry_honours_retry_after_zero(fake_openrouter):
     fake_openrouter.inject_fault("429", retry_after=0)
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=1
-    ) as client:
+    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=1) as client:
         reply = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
     assert reply.choices[0].message.content
     assert len(fake_openrouter.chat_requests) == 2
@@ -217,9 +213,7 @@ def test_slow_first_byte_then_answers(fake_openrouter, client, how):
     headers = {"X-Fake-Fault": "slow-first-byte", "X-Fake-Delay-Ms": "20"} if how == "header" else {}
     if how == "queue":
         fake_openrouter.inject_fault("slow-first-byte", delay_ms=20)
-    reply = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=MESSAGES, extra_headers=headers
-    )
+    reply = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, extra_headers=headers)
     assert reply.choices[0].finish_reason == "stop"
 
 

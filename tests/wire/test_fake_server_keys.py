@@ -50,8 +50,9 @@ def test_a_created_key_calls_models_and_meters_its_spend(fake_openrouter):
 
 def test_the_same_partner_key_twice_is_a_conflict(fake_openrouter):
     _create(fake_openrouter, external={"user": "u1", "api_key": PARTNER_KEY})
-    status, payload = _call(fake_openrouter, "POST", "/keys", {"name": "user:u1",
-                            "external": {"user": "u1", "api_key": PARTNER_KEY}})  # fmt: skip
+    status, payload = _call(
+        fake_openrouter, "POST", "/keys", {"name": "user:u1", "external": {"user": "u1", "api_key": PARTNER_KEY}}
+    )
     assert status == 409
     assert payload["error"]["code"] == 409
     assert len(fake_openrouter.created_keys()) == 1

@@ -63,9 +63,7 @@ def test_stop_closes_idle_keep_alive_connections_and_joins_threads():
 
 
 def test_sequential_requests_reuse_one_keep_alive_connection(fake_openrouter):
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as client:
+    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as client:
         for _ in range(5):
             client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
         client.models.list()
@@ -84,9 +82,7 @@ def test_fixture_starts_each_test_clean(fake_openrouter):
 def test_reset_clears_records_generations_faults_counters_and_latency(fake_openrouter):
     fake_openrouter.latency = 0.01
     fake_openrouter.inject_fault("503", count=3)
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as client:
+    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as client:
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
         fake_openrouter.reset()

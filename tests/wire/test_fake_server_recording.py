@@ -69,9 +69,7 @@ def test_rejected_and_non_chat_requests_are_recorded(fake_openrouter):
 
 
 def test_chunked_request_bodies_are_read(fake_openrouter):
-    body = json.dumps(
-        {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "chunked"}]}
-    ).encode()
+    body = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "chunked"}]}).encode()
     conn = http.client.HTTPConnection("127.0.0.1", fake_openrouter.port, timeout=5)
     conn.request(
         "POST",
@@ -92,13 +90,9 @@ def test_last_request_before_any_request(fake_openrouter):
 
 def test_wait_for_requests(fake_openrouter):
     def send() -> None:
-        with openai.OpenAI(
-            base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-        ) as client:
+        with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as client:
             client.models.list()
-            client.chat.completions.create(
-                model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
-            )
+            client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
 
     worker = threading.Thread(target=send)
     worker.start()

@@ -29,8 +29,9 @@ def _post(server, body, headers=None, api_key=None):
 
 def _rerank(server, headers=None, **fields):
     """Post a rerank request; the answer's JSON when it is a 200 JSON body, else its bytes."""
-    response, data = _post(server, {"model": MODEL, "query": "why do cats purr", "documents": DOCUMENTS, **fields},
-                           headers)  # fmt: skip
+    response, data = _post(
+        server, {"model": MODEL, "query": "why do cats purr", "documents": DOCUMENTS, **fields}, headers
+    )
     if response.status == 200:
         try:
             return response, json.loads(data)
@@ -53,8 +54,7 @@ def test_answer_has_openrouters_shape_usage_with_cost_and_a_generation(fake_open
     assert response.getheader("X-Generation-Id") == body["id"]
     generation = fake_openrouter.generations[body["id"]]
     GenerationResponse.model_validate({"data": generation})
-    assert (generation["external_user"], generation["session_id"], generation["api_type"]) == ("app_1", "s-1",
-                                                                                              "rerank")  # fmt: skip
+    assert (generation["external_user"], generation["session_id"], generation["api_type"]) == ("app_1", "s-1", "rerank")
     assert generation["total_cost"] == usage["cost"]
     assert generation["tokens_prompt"] == usage["total_tokens"]
     (recorded,) = fake_openrouter.rerank_requests

@@ -65,9 +65,7 @@ def test_raw_sse_shape(fake_openrouter):
     last = chunks[-1]
     assert last["choices"] == []
     assert last["usage"]["cost"] > 0
-    assert (
-        last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
-    )
+    assert last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
 
 
 def test_stream_ends_properly_so_the_connection_is_reused(fake_openrouter):
@@ -96,10 +94,7 @@ def test_stream_matches_non_stream(client):
     kwargs = {"model": "anthropic/claude-3.5-sonnet", "messages": [{"role": "user", "content": "Say hello"}]}
     whole = client.chat.completions.create(**kwargs)
     chunks = list(client.chat.completions.create(**kwargs, stream=True))
-    assert (
-        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        == whole.choices[0].message.content
-    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert chunks[-2].choices[0].model_extra["native_finish_reason"] == "end_turn"
 

@@ -148,9 +148,7 @@ _schemas = st.recursive(
             lambda props: {"type": "object", "properties": props, "required": sorted(props)},
             st.dictionaries(st.text("abcxyz_", min_size=1, max_size=6), children, max_size=4),
         ),
-        st.builds(
-            lambda item, n: {"type": "array", "items": item, "minItems": n}, children, st.integers(0, 2)
-        ),
+        st.builds(lambda item, n: {"type": "array", "items": item, "minItems": n}, children, st.integers(0, 2)),
         st.builds(lambda options: {"anyOf": options}, st.lists(children, min_size=1, max_size=3)),
     ),
     max_leaves=12,

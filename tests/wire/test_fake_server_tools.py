@@ -61,9 +61,7 @@ BOOKING = _tool(
 def _calls(client, messages, tools, **kwargs):
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
-    reply = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=messages, tools=tools, **kwargs
-    )
+    reply = client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages, tools=tools, **kwargs)
     calls = reply.choices[0].message.tool_calls or []
     return reply, [(c.function.name, json.loads(c.function.arguments)) for c in calls]
 
@@ -148,16 +146,12 @@ def test_unicode_is_not_escaped_on_the_wire(client):
 
 
 def test_tools_named_in_the_message_are_called_in_parallel(client):
-    _, calls = _calls(
-        client, "Use get_weather for 'Paris' then my_adder_tool with 1 and 2", [MAGIC, ADDER, WEATHER]
-    )
+    _, calls = _calls(client, "Use get_weather for 'Paris' then my_adder_tool with 1 and 2", [MAGIC, ADDER, WEATHER])
     assert calls == [("get_weather", {"location": "Paris"}), ("my_adder_tool", {"a": 1, "b": 2})]
 
 
 def test_parallel_tool_calls_false_calls_one(client):
-    _, calls = _calls(
-        client, "Use get_weather and my_adder_tool", [ADDER, WEATHER], parallel_tool_calls=False
-    )
+    _, calls = _calls(client, "Use get_weather and my_adder_tool", [ADDER, WEATHER], parallel_tool_calls=False)
     assert [name for name, _ in calls] == ["get_weather"]
 
 
@@ -185,9 +179,7 @@ def test_tool_choice_none_answers_in_text(client):
 
 
 def test_tool_call_ids_are_unique(client):
-    ids = {
-        _calls(client, "magic_function(1)", [MAGIC])[0].choices[0].message.tool_calls[0].id for _ in range(10)
-    }
+    ids = {_calls(client, "magic_function(1)", [MAGIC])[0].choices[0].message.tool_calls[0].id for _ in range(10)}
     assert len(ids) == 10
 
 

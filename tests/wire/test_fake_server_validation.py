@@ -36,9 +36,7 @@ FULL_BODY: dict[str, Any] = {
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-            ],
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
             "reasoning": "thinking",
             "reasoning_details": [
                 {
@@ -105,27 +103,17 @@ FULL_BODY: dict[str, Any] = {
 INVALID = [
     pytest.param({"messages": USER, "models": "openai/gpt-4o"}, "'models'", id="models-not-a-list"),
     pytest.param({"messages": USER, "user": "u" * 257}, "'user' must be at most 256", id="user-257"),
-    pytest.param(
-        {"messages": USER, "session_id": "s" * 257}, "'session_id' must be at most 256", id="session-257"
-    ),
+    pytest.param({"messages": USER, "session_id": "s" * 257}, "'session_id' must be at most 256", id="session-257"),
     pytest.param({"messages": USER, "user": 42}, "'user'", id="user-not-string"),
-    pytest.param(
-        {"messages": USER, "metadata": {str(i): "v" for i in range(17)}}, "at most 16 pairs", id="meta-17"
-    ),
-    pytest.param(
-        {"messages": USER, "metadata": {"k" * 65: "v"}}, "keys must be at most 64", id="meta-key-65"
-    ),
-    pytest.param(
-        {"messages": USER, "metadata": {"k": "v" * 513}}, "'metadata.k' must be at most 512", id="meta-513"
-    ),
+    pytest.param({"messages": USER, "metadata": {str(i): "v" for i in range(17)}}, "at most 16 pairs", id="meta-17"),
+    pytest.param({"messages": USER, "metadata": {"k" * 65: "v"}}, "keys must be at most 64", id="meta-key-65"),
+    pytest.param({"messages": USER, "metadata": {"k": "v" * 513}}, "'metadata.k' must be at most 512", id="meta-513"),
     pytest.param({"messages": USER, "metadata": {"k": 1}}, "'metadata.k'", id="meta-not-string"),
     pytest.param({"messages": USER, "trace": "t"}, "'trace'", id="trace-not-object"),
     pytest.param({"messages": []}, "'messages'", id="messages-empty"),
     pytest.param({"model": "openai/gpt-4o-mini"}, "'messages'", id="messages-missing"),
     pytest.param({"messages": [{"role": "robot", "content": "x"}]}, "'messages[0]'", id="bad-role"),
-    pytest.param(
-        {"messages": [{"role": "tool", "content": "x"}]}, "'messages[0].tool_call_id'", id="tool-no-id"
-    ),
+    pytest.param({"messages": [{"role": "tool", "content": "x"}]}, "'messages[0].tool_call_id'", id="tool-no-id"),
     pytest.param({"messages": USER, "max_tokens": "5"}, "'max_tokens'", id="max-tokens-string"),
     pytest.param({"messages": USER, "temperature": "hot"}, "'temperature'", id="temperature-string"),
     pytest.param({"messages": USER, "stream": "yes"}, "'stream'", id="stream-string"),
@@ -143,9 +131,7 @@ INVALID = [
     pytest.param({"messages": USER, "top_logprobs": 21}, "'top_logprobs'", id="top-logprobs-21"),
     pytest.param({"messages": USER, "tool_choice": "any"}, "'tool_choice'", id="tool-choice-any"),
     pytest.param({"messages": USER, "reasoning": {"effort": "extreme"}}, "'reasoning.effort'", id="effort"),
-    pytest.param(
-        {"messages": USER, "reasoning": {"max_tokens": -1}}, "'reasoning.max_tokens'", id="reasoning-max"
-    ),
+    pytest.param({"messages": USER, "reasoning": {"max_tokens": -1}}, "'reasoning.max_tokens'", id="reasoning-max"),
     pytest.param({"messages": USER, "reasoning": {"exclude": "yes"}}, "'reasoning.exclude'", id="exclude"),
     pytest.param({"messages": USER, "transforms": "middle-out"}, "'transforms'", id="transforms"),
     pytest.param({"messages": USER, "route": 3}, "'route'", id="route"),
@@ -212,9 +198,7 @@ def test_documented_fields_pass_through_the_openai_sdk(fake_openrouter):
             "repetition_penalty",
         )
     }
-    with openai.OpenAI(
-        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-    ) as client:
+    with openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as client:
         reply = client.chat.completions.create(
             model="openai/gpt-4o-mini",
             messages=USER,
@@ -254,9 +238,7 @@ def test_non_object_bodies_are_400(fake_openrouter, raw, message):
 
 def test_openai_sdk_raises_bad_request(fake_openrouter):
     with (
-        openai.OpenAI(
-            base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0
-        ) as client,
+        openai.OpenAI(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0) as client,
         pytest.raises(openai.BadRequestError) as info,
     ):
         client.chat.completions.create(model="openai/gpt-4o-mini", messages=USER, user="u" * 257)

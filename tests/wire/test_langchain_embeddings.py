@@ -297,7 +297,8 @@ def test_one_record_per_request_with_tokens_and_cost(fake_openrouter, tmp_path):
     asyncio.run(_aquery(embeddings, "app_2"))
     with pytest.raises(errors.RateLimitError):
         make_lc_embeddings(fake_openrouter, ledger=ledger, default_headers={"X-Fake-Fault": "429"}).embed_documents(
-            ["x"])  # fmt: skip
+            ["x"]
+        )
     records = list(ledger.records())
     ok = [r for r in records if r.outcome == "ok"]
     assert len(ok) == 4
@@ -307,8 +308,9 @@ def test_one_record_per_request_with_tokens_and_cost(fake_openrouter, tmp_path):
     totals = {row.key: row for row in ledger.totals(by="user")}
     assert totals["app_1"].requests == 3
     assert totals["app_1"].cost == charged["app_1"]
-    assert totals["app_1"].prompt_tokens == sum(g["tokens_prompt"] for g in fake_openrouter.generations.values()
-                                                if g["user"] == "app_1")  # fmt: skip
+    assert totals["app_1"].prompt_tokens == sum(
+        g["tokens_prompt"] for g in fake_openrouter.generations.values() if g["user"] == "app_1"
+    )
     assert all(r.framework == "langchain" and not r.streamed and r.session_id in ("s-1", None) for r in records)
     assert all(r.model_requested == "openai/text-embedding-3-small" for r in records)
     assert {r.kind for r in records} == {"embeddings"}

@@ -86,10 +86,10 @@ def test_concurrent_runs_keep_their_users(fake_openrouter, kind):
 
 def test_multi_agent_handoff_keeps_the_user(fake_openrouter):
     llm = make_llm(fake_openrouter)
-    router = FunctionAgent(name="router", description="Routes requests.", llm=llm, can_handoff_to=["calc"],
-                           system_prompt="You route.")  # fmt: skip
-    calc = FunctionAgent(name="calc", description="Adds numbers.", llm=llm, tools=[ADD_TOOL],
-                         system_prompt="You add.")  # fmt: skip
+    router = FunctionAgent(
+        name="router", description="Routes requests.", llm=llm, can_handoff_to=["calc"], system_prompt="You route."
+    )
+    calc = FunctionAgent(name="calc", description="Adds numbers.", llm=llm, tools=[ADD_TOOL], system_prompt="You add.")
     workflow = AgentWorkflow(agents=[router, calc], root_agent="router")
 
     async def main() -> None:
@@ -131,8 +131,9 @@ def test_tools_that_call_the_llm(fake_openrouter):
 
 def test_query_and_chat_engines(fake_openrouter):
     llm = make_llm(fake_openrouter)
-    index = VectorStoreIndex.from_documents([Document(text="Paris is the capital of France.")],
-                                            embed_model=MockEmbedding(embed_dim=8))  # fmt: skip
+    index = VectorStoreIndex.from_documents(
+        [Document(text="Paris is the capital of France.")], embed_model=MockEmbedding(embed_dim=8)
+    )
     with user_context("u-query"):
         answer = index.as_query_engine(llm=llm).query("What is the capital of France?")
         streaming = index.as_query_engine(llm=llm, streaming=True).query("Capital?")
@@ -215,8 +216,9 @@ def test_streaming_query_read_after_the_block(fake_openrouter, reader):
     import threading
 
     llm = make_llm(fake_openrouter, require_user=True)
-    index = VectorStoreIndex.from_documents([Document(text="Paris is the capital of France.")],
-                                            embed_model=MockEmbedding(embed_dim=8))  # fmt: skip
+    index = VectorStoreIndex.from_documents(
+        [Document(text="Paris is the capital of France.")], embed_model=MockEmbedding(embed_dim=8)
+    )
     engine = index.as_query_engine(llm=llm, streaming=True)
     tokens: list[str] = []
     if reader == "async":

@@ -94,7 +94,8 @@ def test_llama_index_spellings(fake_openrouter):
     model = OpenRouterEmbedding(model_name="openai/text-embedding-3-large", api_base=fake_openrouter.base_url,
                                 api_key=fake_openrouter.api_key, max_retries=0, user="app_1")  # fmt: skip
     assert (model.model, model.model_name, model.api_base) == ("openai/text-embedding-3-large",) * 2 + (
-        fake_openrouter.base_url,)  # fmt: skip
+        fake_openrouter.base_url,
+    )
     assert len(model.get_query_embedding("x")) == 3072
     with pytest.raises(errors.ConfigurationError, match="either api_base or base_url"):
         OpenRouterEmbedding(api_base="http://a/api/v1", base_url="http://b/api/v1", api_key="k")
@@ -116,7 +117,6 @@ def test_secrets_stay_out_of_serialization(fake_openrouter):
     assert "user_policy" not in model.to_dict()
 
 
-
 def test_to_dict_round_trip_takes_the_key_from_the_environment(fake_openrouter, monkeypatch):
     monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
     model = make_li_embedding(fake_openrouter, model="openai/text-embedding-3-large", dimensions=64, user="app_rt")
@@ -125,6 +125,7 @@ def test_to_dict_round_trip_takes_the_key_from_the_environment(fake_openrouter, 
     assert restored.dimensions == 64
     assert len(restored.get_query_embedding("x")) == 64
     assert attributions(fake_openrouter.embeddings_requests) == [("app_rt", None)]
+
 
 # -- bad input: a typed error and nothing sent ----------------------------------------------------------------
 

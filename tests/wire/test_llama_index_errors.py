@@ -72,8 +72,9 @@ def test_dropped_connection(fake_openrouter, style):
 
 @pytest.mark.parametrize("style", ["chat", "astream_chat"])
 def test_slow_first_byte_times_out(fake_openrouter, style):
-    llm = make_llm(fake_openrouter, timeout=0.2, default_headers={"X-Fake-Fault": "slow-first-byte",
-                                                                  "X-Fake-Delay-Ms": "1500"})
+    llm = make_llm(
+        fake_openrouter, timeout=0.2, default_headers={"X-Fake-Fault": "slow-first-byte", "X-Fake-Delay-Ms": "1500"}
+    )
     with pytest.raises(errors.APITimeoutError):
         CALL_STYLES[style](llm)
 

@@ -45,15 +45,20 @@ def test_tool_call_round_trip(fake_openrouter, use_async):
         return await llm.achat_with_tools([ADD_TOOL], chat_history=messages)
 
     def call(messages):
-        return asyncio.run(chat_with_tools(messages)) if use_async else llm.chat_with_tools([ADD_TOOL],
-                                                                                            chat_history=messages)
+        return (
+            asyncio.run(chat_with_tools(messages))
+            if use_async
+            else llm.chat_with_tools([ADD_TOOL], chat_history=messages)
+        )
 
     response = call(list(history))
     (selection,) = llm.get_tool_calls_from_response(response)
     assert (selection.tool_name, selection.tool_kwargs) == ("add", {"a": 2, "b": 3})
     output = ADD_TOOL.call(**selection.tool_kwargs)
-    history += [response.message,
-                ChatMessage(role="tool", content=str(output), additional_kwargs={"tool_call_id": selection.tool_id})]
+    history += [
+        response.message,
+        ChatMessage(role="tool", content=str(output), additional_kwargs={"tool_call_id": selection.tool_id}),
+    ]
     final = call(history)
     assert final.message.content == "The tool returned: 5"
     assert llm.get_tool_calls_from_response(final, error_on_no_tool_call=False) == []
@@ -70,8 +75,9 @@ def test_streamed_tool_calls_are_assembled(fake_openrouter):
     tools = [ADD_TOOL, MUL_TOOL]
     responses = list(llm.stream_chat_with_tools(tools, "add and multiply 4 and 5"))
     streamed = llm.get_tool_calls_from_response(responses[-1])
-    whole = llm.get_tool_calls_from_response(llm.chat_with_tools(tools, "add and multiply 4 and 5",
-                                                                 allow_parallel_tool_calls=True))
+    whole = llm.get_tool_calls_from_response(
+        llm.chat_with_tools(tools, "add and multiply 4 and 5", allow_parallel_tool_calls=True)
+    )
     assert [c.tool_name for c in streamed] == ["add", "multiply"]
     assert [(c.tool_name, c.tool_kwargs) for c in streamed] == [(c.tool_name, c.tool_kwargs) for c in whole]
     assert streamed[0].tool_kwargs == {"a": 4, "b": 5}
@@ -163,8 +169,9 @@ def test_reasoning_survives_multi_turn(fake_openrouter):
     llm = make_llm(fake_openrouter, reasoning={"effort": "low"})
     first = llm.chat(MESSAGES)
     streamed = list(llm.stream_chat(MESSAGES))[-1]
-    assert first.message.additional_kwargs["reasoning_details"] == streamed.message.additional_kwargs[
-        "reasoning_details"]
+    assert (
+        first.message.additional_kwargs["reasoning_details"] == streamed.message.additional_kwargs["reasoning_details"]
+    )
     assert any(r.additional_kwargs.get("thinking_delta") for r in llm.stream_chat(MESSAGES))
     llm.chat([*MESSAGES, first.message, ChatMessage(role="user", content="And again")])
     assistant = fake_openrouter.chat_requests[-1].body["messages"][1]

@@ -82,8 +82,9 @@ def test_a_missing_query_is_refused_before_sending(fake_openrouter):
 
 
 def test_llama_index_spellings(fake_openrouter):
-    reranker = OpenRouterRerank(api_base=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0,
-                                user="app_1")  # fmt: skip
+    reranker = OpenRouterRerank(
+        api_base=fake_openrouter.base_url, api_key=fake_openrouter.api_key, max_retries=0, user="app_1"
+    )
     assert (reranker.model, reranker.api_base, reranker.top_n) == (RERANK_MODEL, fake_openrouter.base_url, 3)
     assert len(_rank(reranker)) == 3
     with pytest.raises(errors.ConfigurationError, match="either api_base or base_url"):

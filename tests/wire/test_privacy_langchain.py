@@ -99,8 +99,11 @@ def test_personal_data_in_metadata_values_is_refused_by_default(fake_openrouter,
 
 @pytest.mark.parametrize(
     ("field", "value", "rule"),
-    [("user", RAW_EMAIL, "email"), ("session_id", RAW_PHONE, "phone"),
-     ("openrouter_metadata", {"contact": RAW_META}, "email")],  # fmt: skip
+    [
+        ("user", RAW_EMAIL, "email"),
+        ("session_id", RAW_PHONE, "phone"),
+        ("openrouter_metadata", {"contact": RAW_META}, "email"),
+    ],
 )
 def test_model_defaults_with_personal_data_fail_at_construction(fake_openrouter, make_chat, field, value, rule):
     with pytest.raises(ConfigurationError) as info:
@@ -141,16 +144,16 @@ CALLS = {
 
 
 @pytest.mark.parametrize("style", CALLS)
-def test_hash_policy_sends_pseudonyms_and_only_they_are_observed(fake_openrouter, make_chat, tmp_path, caplog,
-                                                                 style):  # fmt: skip
+def test_hash_policy_sends_pseudonyms_and_only_they_are_observed(fake_openrouter, make_chat, tmp_path, caplog, style):
     caplog.set_level(logging.DEBUG)
     policy = UserIdPolicy(pii="hash", hash_key=HASH_KEY, hash_all=False, prefix="app_")
     ledger = UsageLedger(tmp_path / "usage.db")
     model = make_chat(user_policy=policy, ledger=ledger)
     callbacks, tracer = LangChainRecorder(), RunRecorder()
     config = {"callbacks": [callbacks, tracer], "tags": ["privacy"]}
-    answer = CALLS[style](model, config, user=RAW_EMAIL, session_id=RAW_PHONE,
-                          openrouter_metadata={"plan": "pro", "contact": RAW_META})  # fmt: skip
+    answer = CALLS[style](
+        model, config, user=RAW_EMAIL, session_id=RAW_PHONE, openrouter_metadata={"plan": "pro", "contact": RAW_META}
+    )
     ledger.flush()
     (request,) = fake_openrouter.chat_requests
     sent_user, sent_session = policy.apply(RAW_EMAIL), policy.apply_session(RAW_PHONE)
@@ -191,8 +194,9 @@ def test_user_context_ids_are_pseudonymised_too(fake_openrouter, make_chat):
 
 def test_model_defaults_are_kept_as_sent(fake_openrouter, make_chat):
     policy = UserIdPolicy(pii="hash", hash_key=HASH_KEY, hash_all=False)
-    model = make_chat(user_policy=policy, user=RAW_EMAIL, session_id=RAW_PHONE,
-                      openrouter_metadata={"contact": RAW_META})  # fmt: skip
+    model = make_chat(
+        user_policy=policy, user=RAW_EMAIL, session_id=RAW_PHONE, openrouter_metadata={"contact": RAW_META}
+    )
     assert model.user == policy.apply(RAW_EMAIL)
     assert model.session_id == policy.apply_session(RAW_PHONE)
     tracer = RunRecorder()

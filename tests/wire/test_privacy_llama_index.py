@@ -67,8 +67,9 @@ def test_hash_policy_sends_pseudonyms_and_only_they_are_observed(fake_openrouter
     ledger = UsageLedger(tmp_path / "usage.db")
     llm = make_llm(fake_openrouter, user_policy=policy, ledger=ledger)
     with llama_index_recorder(llm) as recorder:
-        response = CALL_STYLES[style](llm, user=RAW_EMAIL, session_id=RAW_PHONE,
-                                      openrouter_metadata={"contact": RAW_META})  # fmt: skip
+        response = CALL_STYLES[style](
+            llm, user=RAW_EMAIL, session_id=RAW_PHONE, openrouter_metadata={"contact": RAW_META}
+        )
     ledger.flush()
     (request,) = fake_openrouter.chat_requests
     sent_user, sent_session = policy.apply(RAW_EMAIL), policy.apply_session(RAW_PHONE)

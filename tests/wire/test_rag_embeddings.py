@@ -143,10 +143,10 @@ def test_llama_index_aquery(fake_openrouter, li_index, source):
 def test_llama_index_insert_and_streamed_query(fake_openrouter, li_index):
     with user_context("app_frank"):
         li_index.insert(Document(text="Parrots repeat words they hear often."))
-        streaming = li_index.as_query_engine(llm=OpenRouter(**endpoint(fake_openrouter, model=CHAT_MODEL)),
-                                             similarity_top_k=1, streaming=True).query("Why do parrots repeat words?")
+        streaming = li_index.as_query_engine(
+            llm=OpenRouter(**endpoint(fake_openrouter, model=CHAT_MODEL)), similarity_top_k=1, streaming=True
+        ).query("Why do parrots repeat words?")
     assert "".join(streaming.response_gen)  # read outside the block: the stream keeps its caller's user
     assert ["Parrots" in prompt for prompt in _prompts(fake_openrouter)] == [True]
     assert request_kinds(fake_openrouter) == ["embeddings", "embeddings", "chat"]
     assert [u for u, _ in attributions(fake_openrouter.requests)] == ["app_frank"] * 3
-

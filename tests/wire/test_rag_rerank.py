@@ -115,8 +115,9 @@ def test_langchain_chain_in_a_langgraph_node_takes_the_runtime_context_user(fake
 @pytest.fixture
 def li_engine(fake_openrouter):
     with user_context("app_indexer"):
-        index = VectorStoreIndex.from_documents([Document(text=text) for text in DOCUMENTS],
-                                                embed_model=make_li_embedding(fake_openrouter))  # fmt: skip
+        index = VectorStoreIndex.from_documents(
+            [Document(text=text) for text in DOCUMENTS], embed_model=make_li_embedding(fake_openrouter)
+        )
     fake_openrouter.reset()
     return index.as_query_engine(llm=OpenRouter(**endpoint(fake_openrouter, model=CHAT_MODEL)), similarity_top_k=3,
                                  node_postprocessors=[make_li_rerank(fake_openrouter, top_n=1)])  # fmt: skip

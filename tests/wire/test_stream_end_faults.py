@@ -86,8 +86,9 @@ def _model(framework: str, server: Any, make_chat: Any, fault: str, ledger: Any)
 Outcome = tuple[pytest.ExceptionInfo[BaseException], list[str], list[Any]]
 
 
-def _run(key: tuple[str, str], fake_openrouter: Any, make_chat: Any, fault: str, tmp_path: Any,
-         expected: type[BaseException]) -> Outcome:  # fmt: skip
+def _run(
+    key: tuple[str, str], fake_openrouter: Any, make_chat: Any, fault: str, tmp_path: Any, expected: type[BaseException]
+) -> Outcome:
     framework, call, _ = MODES[key]
     ledger = UsageLedger(tmp_path / "usage.db")
     model = _model(framework, fake_openrouter, make_chat, fault, ledger)
@@ -123,8 +124,9 @@ def test_truncated_answer_raises_after_what_arrived(fake_openrouter, make_chat, 
 
 @pytest.mark.parametrize("key", list(MODES), ids=MODE_IDS)
 def test_error_object_in_a_200_body_raises_the_mapped_error(fake_openrouter, make_chat, tmp_path, key):
-    info, received, records = _run(key, fake_openrouter, make_chat, "error-body", tmp_path,
-                                   errors.ProviderUnavailableError)  # fmt: skip
+    info, received, records = _run(
+        key, fake_openrouter, make_chat, "error-body", tmp_path, errors.ProviderUnavailableError
+    )
     err = info.value
     assert err.code == 502
     assert err.status_code is None  # the HTTP status was 200
@@ -136,8 +138,7 @@ def test_error_object_in_a_200_body_raises_the_mapped_error(fake_openrouter, mak
 
 @pytest.mark.parametrize("key", list(MODES), ids=MODE_IDS)
 def test_empty_200_body_raises_invalid_response(fake_openrouter, make_chat, tmp_path, key):
-    info, received, records = _run(key, fake_openrouter, make_chat, "empty-body", tmp_path,
-                                   errors.InvalidResponseError)  # fmt: skip
+    info, received, records = _run(key, fake_openrouter, make_chat, "empty-body", tmp_path, errors.InvalidResponseError)
     err = info.value
     assert not isinstance(err, errors.TruncatedStreamError)
     assert "empty body" in str(err)

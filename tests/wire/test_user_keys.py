@@ -33,13 +33,13 @@ SECRET = "a-test-secret-of-at-least-32-characters!"
 
 @pytest.fixture
 def user_keys(fake_openrouter):
-    return OpenRouterUserKeys(secret=SECRET, management_key=fake_openrouter.management_key,
-                              base_url=fake_openrouter.base_url)  # fmt: skip
+    return OpenRouterUserKeys(
+        secret=SECRET, management_key=fake_openrouter.management_key, base_url=fake_openrouter.base_url
+    )
 
 
 def _chat(server, user_keys, **kwargs):
-    return ChatOpenRouter(model=MODEL, base_url=server.base_url, api_key=server.api_key, user_keys=user_keys,
-                          **kwargs)  # fmt: skip
+    return ChatOpenRouter(model=MODEL, base_url=server.base_url, api_key=server.api_key, user_keys=user_keys, **kwargs)
 
 
 def _sent_keys(server):
@@ -65,8 +65,9 @@ def test_an_agent_run_per_user_sends_each_users_own_key(fake_openrouter, user_ke
     agent = create_agent(_chat(fake_openrouter, user_keys), tools=[order_status], context_schema=Context)
     users = ["app_alice", "app_bob", "app_carol"]
     for user in users + users:  # the second round finds every key cached
-        result = agent.invoke({"messages": [("human", "Where is order 7? Use order_status.")]},
-                              context=Context(user_id=user))  # fmt: skip
+        result = agent.invoke(
+            {"messages": [("human", "Where is order 7? Use order_status.")]}, context=Context(user_id=user)
+        )
         assert "shipped" in result["messages"][-1].content
     sent = _sent_keys(fake_openrouter)
     assert len(sent) == 12  # two model calls per run: the tool call, then the answer
@@ -94,10 +95,12 @@ async def test_async_and_streamed_calls_send_the_users_key(fake_openrouter, user
 
 
 def test_llama_index_and_embeddings_use_the_same_keys(fake_openrouter, user_keys):
-    llm = OpenRouter(model=MODEL, api_base=fake_openrouter.base_url, api_key=fake_openrouter.api_key,
-                     user_keys=user_keys)  # fmt: skip
-    embeddings = OpenRouterEmbeddings(base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key,
-                                      user_keys=user_keys)  # fmt: skip
+    llm = OpenRouter(
+        model=MODEL, api_base=fake_openrouter.base_url, api_key=fake_openrouter.api_key, user_keys=user_keys
+    )
+    embeddings = OpenRouterEmbeddings(
+        base_url=fake_openrouter.base_url, api_key=fake_openrouter.api_key, user_keys=user_keys
+    )
     with user_context("app_rag"):
         llm.chat([ChatMessage(role="user", content="hi")])
         embeddings.embed_query("what is attribution?")
@@ -160,8 +163,9 @@ def test_a_deleted_key_is_created_again_once(fake_openrouter, user_keys):
     llm.invoke("hi", user="app_gone")
     (key,) = fake_openrouter.created_keys()
     conn = http.client.HTTPConnection("127.0.0.1", fake_openrouter.port, timeout=5)
-    conn.request("DELETE", f"/api/v1/keys/{key['hash']}",
-                 headers={"Authorization": f"Bearer {fake_openrouter.management_key}"})  # fmt: skip
+    conn.request(
+        "DELETE", f"/api/v1/keys/{key['hash']}", headers={"Authorization": f"Bearer {fake_openrouter.management_key}"}
+    )
     assert conn.getresponse().status == 200
     conn.close()
     llm.invoke("hi", user="app_gone")
@@ -179,8 +183,9 @@ def test_a_disabled_key_fails_with_a_typed_error_after_one_more_try(fake_openrou
 
 
 def test_a_wrong_management_key_is_named_and_no_model_request_is_sent(fake_openrouter):
-    keys = OpenRouterUserKeys(secret=SECRET, management_key="sk-or-wrong-management-key-value",
-                              base_url=fake_openrouter.base_url)  # fmt: skip
+    keys = OpenRouterUserKeys(
+        secret=SECRET, management_key="sk-or-wrong-management-key-value", base_url=fake_openrouter.base_url
+    )
     with pytest.raises(AuthenticationError) as info:
         _chat(fake_openrouter, keys).invoke("hi", user="app_1")
     assert "management key" in str(info.value)
@@ -236,7 +241,8 @@ def test_usage_and_limits_from_openrouter(fake_openrouter, user_keys):
 
 def test_concurrent_first_calls_from_four_processes_create_one_key(fake_openrouter, tmp_path):
     script = tmp_path / "calls.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from concurrent.futures import ThreadPoolExecutor
         from openrouter_attribution import OpenRouterUserKeys
         from openrouter_attribution.langchain import ChatOpenRouter
@@ -248,7 +254,8 @@ def test_concurrent_first_calls_from_four_processes_create_one_key(fake_openrout
         with ThreadPoolExecutor(13) as pool:
             answers = list(pool.map(lambda _: llm.invoke("hi", user="app_new").content, range(13)))
         print(len(answers))
-    """))
+    """)
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     workers = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env) for _ in range(4)]  # fmt: skip
@@ -269,8 +276,9 @@ def test_beside_a_budget_and_a_ledger(fake_openrouter, user_keys, tmp_path):
         with pytest.raises(BudgetExceededError) as info:
             llm.invoke("hi", user="app_both")
         assert info.value.kind == "requests"  # our budget refused first: nothing was sent
-        fresh = OpenRouterUserKeys(secret=SECRET, management_key=fake_openrouter.management_key,
-                                   base_url=fake_openrouter.base_url)  # fmt: skip
+        fresh = OpenRouterUserKeys(
+            secret=SECRET, management_key=fake_openrouter.management_key, base_url=fake_openrouter.base_url
+        )
         strict = _chat(fake_openrouter, fresh, ledger=ledger, budget=UserBudget(max_requests=1))
         with pytest.raises(BudgetExceededError):  # refused before its key is even looked for
             strict.invoke("hi", user="app_both")

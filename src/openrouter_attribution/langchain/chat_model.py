@@ -34,7 +34,6 @@ from openrouter_attribution.wire.responses import check_responses_fields, check_
 __all__ = ["ChatOpenRouter"]
 
 
-
 class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
     """OpenRouter chat model for LangChain, attributing every call to the end-user it serves.
 
@@ -221,9 +220,7 @@ class ChatOpenRouter(BaseChatModel, OpenRouterOptions):  # type: ignore[misc]
         trace = None
         if self.trace and run_manager is not None:
             trace = run_trace(run_manager, (config or {}).get("run_name") or self.get_name(), self.trace)
-        return call_layers(
-            user_id_key=self.user_id_key, session_id_key=self.session_id_key, config=config, trace=trace
-        )
+        return call_layers(user_id_key=self.user_id_key, session_id_key=self.session_id_key, config=config, trace=trace)
 
     def _prepare(
         self,

@@ -118,11 +118,11 @@ def call_layers(
     return CallLayers(
         authenticated=None if identity is None else Attribution(user=identity),
         invocation=_layer(user, session, trace),
-        runtime=None if context is None else _layer(
-            context_value(context, user_id_key), context_value(context, session_id_key)
-        ),
+        runtime=None
+        if context is None
+        else _layer(context_value(context, user_id_key), context_value(context, session_id_key)),
         fallback=None if thread is None else Attribution(session_id=str(thread)),
-    )  # fmt: skip
+    )
 
 
 @functools.lru_cache(maxsize=64)

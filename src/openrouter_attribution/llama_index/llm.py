@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["OpenRouter"]
 
 
-
 class OpenRouter(FunctionCallingLLM, LlamaIndexFields, OpenRouterOptions):  # type: ignore[misc]
     """OpenRouter chat models for LlamaIndex, attributing every call to the end-user it serves.
 
@@ -214,9 +213,7 @@ class OpenRouter(FunctionCallingLLM, LlamaIndexFields, OpenRouterOptions):  # ty
         return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
 
     @llm_completion_callback()
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
 

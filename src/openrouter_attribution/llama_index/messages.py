@@ -196,8 +196,10 @@ def _merge_reasoning_details(details: list[dict[str, Any]], pieces: Sequence[Map
     """
     for piece in pieces:
         last = details[-1] if details else None
-        same = last is not None and piece.get("index") is not None and (
-            (last.get("index"), last.get("type")) == (piece.get("index"), piece.get("type"))
+        same = (
+            last is not None
+            and piece.get("index") is not None
+            and ((last.get("index"), last.get("type")) == (piece.get("index"), piece.get("type")))
         )
         if not same or last is None:
             details.append(dict(piece))

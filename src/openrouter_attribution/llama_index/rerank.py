@@ -55,7 +55,6 @@ class OpenRouterRerank(BaseNodePostprocessor, LlamaIndexFields, RerankOptions): 
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
 
-
     def __init__(self, **data: Any) -> None:
         # LlamaIndex spells the base URL `api_base`; both spellings are accepted. Checked here rather than
         # in pydantic validators, which would wrap ConfigurationError.
@@ -78,8 +77,9 @@ class OpenRouterRerank(BaseNodePostprocessor, LlamaIndexFields, RerankOptions): 
         invoker: Invoker = self._invoker
         attribution = tag_attribution(invoker, self.user_id_tag, self.session_id_tag)
         texts = [node.node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
-        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes),
-                                          model_name=self.model))  # fmt: skip
+        dispatcher.event(
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model)
+        )
         return invoker.prepare_rerank(query_bundle.query_str, texts, attribution)
 
     def _postprocess_nodes(

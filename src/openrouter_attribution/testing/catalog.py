@@ -140,12 +140,8 @@ class ModelInfo:
 CATALOG: tuple[ModelInfo, ...] = (
     ModelInfo("openai/gpt-4o-mini", "OpenAI: GPT-4o-mini", 128_000, "0.00000015", "0.0000006", 16_384),
     ModelInfo("openai/gpt-4o", "OpenAI: GPT-4o", 128_000, "0.0000025", "0.00001", 16_384),
-    ModelInfo(
-        "anthropic/claude-3.5-sonnet", "Anthropic: Claude 3.5 Sonnet", 200_000, "0.000003", "0.000015", 8_192
-    ),
-    ModelInfo(
-        "google/gemini-2.0-flash-001", "Google: Gemini 2.0 Flash", 1_048_576, "0.0000001", "0.0000004", 8_192
-    ),
+    ModelInfo("anthropic/claude-3.5-sonnet", "Anthropic: Claude 3.5 Sonnet", 200_000, "0.000003", "0.000015", 8_192),
+    ModelInfo("google/gemini-2.0-flash-001", "Google: Gemini 2.0 Flash", 1_048_576, "0.0000001", "0.0000004", 8_192),
     ModelInfo(
         "meta-llama/llama-3.1-8b-instruct",
         "Meta: Llama 3.1 8B Instruct",
@@ -341,17 +337,18 @@ class EmbeddingModelInfo:
 
 
 EMBEDDING_CATALOG: tuple[EmbeddingModelInfo, ...] = (
-    EmbeddingModelInfo("openai/text-embedding-3-small", "OpenAI: Text Embedding 3 Small", 8_192, "0.00000002",
-                       1536, True),
-    EmbeddingModelInfo("openai/text-embedding-3-large", "OpenAI: Text Embedding 3 Large", 8_192, "0.00000013",
-                       3072, True),
-    EmbeddingModelInfo("openai/text-embedding-ada-002", "OpenAI: Text Embedding Ada 002", 8_192, "0.0000001",
-                       1536, False),
-    EmbeddingModelInfo("mistralai/mistral-embed-2312", "Mistral: Mistral Embed 2312", 8_192, "0.0000001",
-                       1024, False),
-    EmbeddingModelInfo("google/gemini-embedding-001", "Google: Gemini Embedding 001", 2_048, "0.00000015",
-                       3072, True),
-)  # fmt: skip
+    EmbeddingModelInfo(
+        "openai/text-embedding-3-small", "OpenAI: Text Embedding 3 Small", 8_192, "0.00000002", 1536, True
+    ),
+    EmbeddingModelInfo(
+        "openai/text-embedding-3-large", "OpenAI: Text Embedding 3 Large", 8_192, "0.00000013", 3072, True
+    ),
+    EmbeddingModelInfo(
+        "openai/text-embedding-ada-002", "OpenAI: Text Embedding Ada 002", 8_192, "0.0000001", 1536, False
+    ),
+    EmbeddingModelInfo("mistralai/mistral-embed-2312", "Mistral: Mistral Embed 2312", 8_192, "0.0000001", 1024, False),
+    EmbeddingModelInfo("google/gemini-embedding-001", "Google: Gemini Embedding 001", 2_048, "0.00000015", 3072, True),
+)
 """The models listed by ``GET /api/v1/embeddings/models`` and served by ``POST /api/v1/embeddings``."""
 
 DEFAULT_EMBEDDING_MODEL = EMBEDDING_CATALOG[0].id

@@ -183,11 +183,7 @@ def _reasoning(body: dict[str, Any], model: ModelInfo, user_text: str) -> tuple[
 
 def _function_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     tools = body.get("tools") or []
-    return [
-        t["function"]
-        for t in tools
-        if isinstance(t, dict) and t.get("type") == "function" and "function" in t
-    ]
+    return [t["function"] for t in tools if isinstance(t, dict) and t.get("type") == "function" and "function" in t]
 
 
 def _should_call_tools(body: dict[str, Any], messages: list[Any]) -> bool:
@@ -236,9 +232,7 @@ def _tool_calls(body: dict[str, Any], tools: list[dict[str, Any]], user_text: st
         arguments = generate_value(tool.get("parameters") or {"type": "object"}, hints, name=tool["name"])
         if not isinstance(arguments, dict):
             arguments = {}
-        calls.append(
-            ToolCall(f"call_{uuid.uuid4().hex[:24]}", tool["name"], json.dumps(arguments, ensure_ascii=False))
-        )
+        calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", tool["name"], json.dumps(arguments, ensure_ascii=False)))
     return tuple(calls)
 
 

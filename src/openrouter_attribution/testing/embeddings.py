@@ -105,9 +105,9 @@ def validate_embeddings_request(body: Any) -> EmbeddingsRequest:
     for index, count in enumerate(tokens):
         if count > model.context_length:
             raise RequestValidationError(
-                f"input[{index}]", f"input[{index}] has {count} tokens; {model.id} accepts at most "
-                f"{model.context_length} per input"
-            )  # fmt: skip
+                f"input[{index}]",
+                f"input[{index}] has {count} tokens; {model.id} accepts at most {model.context_length} per input",
+            )
     if sum(tokens) > MAX_TOKENS_PER_REQUEST:
         raise RequestValidationError(
             "input", f"the inputs have {sum(tokens)} tokens; at most {MAX_TOKENS_PER_REQUEST} per request"

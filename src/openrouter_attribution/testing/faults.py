@@ -91,8 +91,7 @@ _MESSAGES = {
     401: "User not found.",
     402: "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
     403: (
-        '{model} requires moderation on {provider}. Your input was flagged for "harassment". '
-        "No credits were charged."
+        '{model} requires moderation on {provider}. Your input was flagged for "harassment". No credits were charged.'
     ),
     408: "Request timed out. Please try again.",
     429: "Rate limit exceeded. Please retry after the delay in the Retry-After header.",

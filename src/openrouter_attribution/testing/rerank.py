@@ -179,8 +179,9 @@ def build_rerank_body(request: RerankRequest, generation_id: str) -> dict[str, A
     """The ``200`` body: ``id``, ``model``, ``provider``, ``results`` (best first), ``usage`` with ``cost``."""
     scores = [score(request.query, document.get("text", "")) for document in request.documents]
     order = sorted(range(len(scores)), key=lambda index: -scores[index])[: request.top_n]
-    results = [{"index": index, "relevance_score": scores[index], "document": request.documents[index]}
-               for index in order]  # fmt: skip
+    results = [
+        {"index": index, "relevance_score": scores[index], "document": request.documents[index]} for index in order
+    ]
     usage = {"total_tokens": request.tokens, "search_units": request.search_units,
              "cost": request.model.cost(request.search_units, request.tokens)}  # fmt: skip
     return {"id": generation_id, "model": request.model_id, "provider": request.model.provider_name,

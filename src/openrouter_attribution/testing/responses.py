@@ -231,9 +231,7 @@ def build_failed_completion_body(
     }
 
 
-def _chunk(
-    envelope: Envelope, delta: dict[str, Any], finish: str | None = None, native: str | None = None
-) -> dict:
+def _chunk(envelope: Envelope, delta: dict[str, Any], finish: str | None = None, native: str | None = None) -> dict:
     choice = {
         "index": 0,
         "delta": delta,
@@ -348,9 +346,7 @@ def build_generation(
     """
     referer = headers.get("HTTP-Referer")
     billed = float(Decimal(str(usage.cost)) - Decimal(str(usage.cache_discount)))
-    finish, native = (
-        ("error", "error") if failed else (completion.finish_reason, completion.native_finish_reason)
-    )
+    finish, native = ("error", "error") if failed else (completion.finish_reason, completion.native_finish_reason)
     return {
         "id": envelope.id,
         "upstream_id": f"chatcmpl-{uuid.uuid4().hex[:24]}",

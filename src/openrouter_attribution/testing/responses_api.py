@@ -103,8 +103,9 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     chat["messages"] = messages
     tools = [tool for tool in body.get("tools") or () if tool.get("type") == "function"]
     if tools:
-        chat["tools"] = [{"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}}
-                         for tool in tools]  # fmt: skip
+        chat["tools"] = [
+            {"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}} for tool in tools
+        ]
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("name"):
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
@@ -132,8 +133,11 @@ def _usage(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
         "cost": usage.cost,
         "is_byok": False,
-        "cost_details": {"upstream_inference_cost": usage.cost, "upstream_inference_input_cost": usage.prompt_cost,
-                         "upstream_inference_output_cost": usage.completion_cost},  # fmt: skip
+        "cost_details": {
+            "upstream_inference_cost": usage.cost,
+            "upstream_inference_input_cost": usage.prompt_cost,
+            "upstream_inference_output_cost": usage.completion_cost,
+        },
     }
 
 
@@ -199,8 +203,9 @@ def _item_events(index: int, item: dict[str, Any]) -> list[dict[str, Any]]:
         third = max(1, -(-len(arguments) // 3))
         events += [{"type": "response.function_call_arguments.delta", **where, "delta": arguments[i : i + third]}
                    for i in range(0, len(arguments), third)]  # fmt: skip
-        events.append({"type": "response.function_call_arguments.done", **where, "name": item["name"],
-                       "arguments": arguments})  # fmt: skip
+        events.append(
+            {"type": "response.function_call_arguments.done", **where, "name": item["name"], "arguments": arguments}
+        )
     elif kind == "reasoning":
         text = item["content"][0]["text"]
         events += [{"type": "response.reasoning_text.delta", **where, "content_index": 0, "delta": piece}
@@ -239,9 +244,10 @@ def responses_reply(
     """The reply to a Responses request, with the faults that act once generation started."""
     name = fault.name if fault is not None else None
     if not request.get("stream"):
-        if name == "mid-stream-error":
-            failed = build_response_body(envelope, request, None, usage, status="failed",
-                                         error=_failure(fault, envelope.model))  # type: ignore[arg-type]  # fmt: skip
+        if name == "mid-stream-error" and fault is not None:
+            failed = build_response_body(
+                envelope, request, None, usage, status="failed", error=_failure(fault, envelope.model)
+            )
             return JsonReply(200, failed, headers)
         body = build_response_body(envelope, request, completion, usage)
         if name == "malformed-chunk":
@@ -252,9 +258,10 @@ def responses_reply(
         return JsonReply(200, body, headers)
     events = [_sse(event) for event in build_events(envelope, request, completion, usage)]
     good = events[:_GOOD_EVENTS_BEFORE_FAULT]
-    if name == "mid-stream-error":
-        failed = build_response_body(envelope, request, None, usage, status="failed",
-                                     error=_failure(fault, envelope.model))  # type: ignore[arg-type]  # fmt: skip
+    if name == "mid-stream-error" and fault is not None:
+        failed = build_response_body(
+            envelope, request, None, usage, status="failed", error=_failure(fault, envelope.model)
+        )
         last = {"type": "response.failed", "response": failed, "sequence_number": len(good)}
         return StreamReply([SSE_COMMENT, *good, _sse(last)], headers)
     if name == "malformed-chunk":

@@ -225,9 +225,7 @@ def _serve(
     candidates = _candidate_models(body)
     try:
         fault = (
-            fault_from_headers(request.headers)
-            or fault_from_models(candidates, request.headers)
-            or state.faults.pop()
+            fault_from_headers(request.headers) or fault_from_models(candidates, request.headers) or state.faults.pop()
         )
     except (UnknownFaultError, ValueError) as err:
         return error_reply(400, str(err))
@@ -332,9 +330,7 @@ def _plain_reply(
 def _usage(state: ServerState, body: dict[str, Any], completion: Completion, model: ModelInfo) -> Usage:
     messages = body["messages"]
     per_message = [message_tokens(m) for m in messages]
-    tools_tokens = (
-        message_tokens({"content": encode_json(body["tools"]).decode()}) if body.get("tools") else 0
-    )
+    tools_tokens = message_tokens({"content": encode_json(body["tools"]).decode()}) if body.get("tools") else 0
     # Caches live at the provider, per model: the sticky key is (user, model).
     cache_key = f"{body.get('user') or ''}\x00{model.id}"
     cached_messages = state.cache.lookup_and_store(cache_key, messages)

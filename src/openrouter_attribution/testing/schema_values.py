@@ -151,9 +151,7 @@ class _Generator:
 
     def _array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
         prefix = [self.value(sub, name, depth + 1) for sub in schema.get("prefixItems") or []]
-        count = (
-            max(1, int(schema.get("minItems", 1))) if depth < _MAX_DEPTH else int(schema.get("minItems", 0))
-        )
+        count = max(1, int(schema.get("minItems", 1))) if depth < _MAX_DEPTH else int(schema.get("minItems", 0))
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
         items = schema.get("items")

@@ -299,9 +299,7 @@ class FakeOpenRouter:
         """Tracebacks of unexpected server-side exceptions (each answered with a 500)."""
         return self._state.internal_errors
 
-    def wait_for_requests(
-        self, count: int, *, timeout: float = 5.0, chat_only: bool = False
-    ) -> list[RecordedRequest]:
+    def wait_for_requests(self, count: int, *, timeout: float = 5.0, chat_only: bool = False) -> list[RecordedRequest]:
         """Block until at least ``count`` requests (chat requests if ``chat_only``) were received.
 
         Returns:

@@ -178,9 +178,8 @@ def unknown_model_ids(body: dict[str, Any], catalog: Catalog) -> list[str]:
     return [
         model_id
         for model_id in ids
-        if isinstance(model_id, str)
-        and not model_id.startswith(_FAULT_MODEL_PREFIX) and catalog.get(model_id) is None
-    ]  # fmt: skip
+        if isinstance(model_id, str) and not model_id.startswith(_FAULT_MODEL_PREFIX) and catalog.get(model_id) is None
+    ]
 
 
 def _from_pydantic(body: dict[str, Any], errors: list[Any]) -> RequestValidationError:
@@ -227,9 +226,7 @@ def _indexes(current: Any, key: Any) -> bool:
 
 def _check_limits(body: dict[str, Any]) -> None:
     if not body.get("messages"):
-        raise RequestValidationError(
-            "messages", "Invalid value for 'messages': at least one message is required"
-        )
+        raise RequestValidationError("messages", "Invalid value for 'messages': at least one message is required")
     check_id_lengths(body)
     check_metadata_limits(body)
 
@@ -270,9 +267,7 @@ def check_metadata_limits(body: dict[str, Any], *, bracket_keys: bool = True) ->
 def _check_ranges(body: dict[str, Any]) -> None:
     for name, (low, high) in RANGES.items():
         value = body.get(name)
-        if isinstance(value, (int, float)) and not (
-            (low is None or value >= low) and (high is None or value <= high)
-        ):
+        if isinstance(value, (int, float)) and not ((low is None or value >= low) and (high is None or value <= high)):
             accepted = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise RequestValidationError(name, f"Invalid value for '{name}': must be {accepted} (got {value})")
 
@@ -297,21 +292,15 @@ def _check_models_list(body: dict[str, Any]) -> None:
 def _check_reasoning(body: dict[str, Any]) -> None:
     reasoning = body.get("reasoning") or {}
     max_tokens = reasoning.get("max_tokens")
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0
-    ):
-        raise RequestValidationError(
-            "reasoning.max_tokens", "'reasoning.max_tokens' must be a non-negative integer"
-        )
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0):
+        raise RequestValidationError("reasoning.max_tokens", "'reasoning.max_tokens' must be a non-negative integer")
     for flag in ("exclude", "enabled"):
         if reasoning.get(flag) is not None and not isinstance(reasoning[flag], bool):
             raise RequestValidationError(f"reasoning.{flag}", f"'reasoning.{flag}' must be a boolean")
     if body.get("route") is not None and not isinstance(body["route"], str):
         raise RequestValidationError("route", "'route' must be a string")
     transforms = body.get("transforms")
-    if transforms is not None and not (
-        isinstance(transforms, list) and all(isinstance(t, str) for t in transforms)
-    ):
+    if transforms is not None and not (isinstance(transforms, list) and all(isinstance(t, str) for t in transforms)):
         raise RequestValidationError("transforms", "'transforms' must be a list of strings")
 
 
@@ -327,9 +316,7 @@ def _check_tools(body: dict[str, Any]) -> None:
                 f"{where}.name", f"'{where}.name' is required: letters, digits, '_' or '-', at most 64"
             )
         if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
-            raise RequestValidationError(
-                f"{where}.parameters", f"'{where}.parameters' must be a JSON schema object"
-            )
+            raise RequestValidationError(f"{where}.parameters", f"'{where}.parameters' must be a JSON schema object")
         names.append(function["name"])
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "function":

@@ -14,6 +14,7 @@ from openrouter_attribution.usage.records import UsageRecord, record_from_fields
 
 __all__ = ["USAGE_RECORD_ID", "arecord_call", "build_call_record", "record_call"]
 
+
 def build_call_record(
     body: Mapping[str, Any],
     attribution: Attribution,

@@ -210,8 +210,9 @@ def sent_attribution(value: Any) -> Attribution | None:
     if not isinstance(value, Mapping):
         return None
     user, session = value.get("user"), value.get("session_id")
-    return Attribution(user=user if isinstance(user, str) else None,
-                       session_id=session if isinstance(session, str) else None)  # fmt: skip
+    return Attribution(
+        user=user if isinstance(user, str) else None, session_id=session if isinstance(session, str) else None
+    )
 
 
 def _policy_user(user: str | None, policy: Any) -> str | None:

@@ -511,7 +511,11 @@ class UsageLedger:
 
 
 def _check_options(
-    durability: str, commit_timeout: float, commit_interval: float, flush_interval: float, max_queue: int,
+    durability: str,
+    commit_timeout: float,
+    commit_interval: float,
+    flush_interval: float,
+    max_queue: int,
     retry_interval: float,
 ) -> None:
     if durability not in ("durable", "committed", "buffered"):

@@ -50,9 +50,7 @@ def _epoch(value: datetime | date | str | float | int) -> float:
         return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
     if isinstance(value, str):
         return _parse_time_text(value)
-    raise UsageQueryError(
-        f"a time filter must be a datetime, date, ISO string or number, not {type(value).__name__}"
-    )
+    raise UsageQueryError(f"a time filter must be a datetime, date, ISO string or number, not {type(value).__name__}")
 
 
 def _parse_time_text(text: str) -> float:

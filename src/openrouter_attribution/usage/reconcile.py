@@ -164,8 +164,9 @@ def parse_generation(candidate: Candidate, payload: Any, *, at: float) -> Billed
 class _Lookup:
     """Fetches one generation, retrying a 404 while the generation is recent."""
 
-    def __init__(self, settings: Any, *, recent: float, retry_for: float, clock: Callable[[], float],
-                 stop: threading.Event) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Any, *, recent: float, retry_for: float, clock: Callable[[], float], stop: threading.Event
+    ) -> None:
         self.settings = settings
         self.recent = recent
         self.retry_for = retry_for
@@ -283,8 +284,9 @@ def reconcile(
     return summary
 
 
-def _collect(running: dict[Future[Billed | None], Candidate], summary: ReconcileSummary, done: list[Billed],
-             *, block: bool) -> None:  # fmt: skip
+def _collect(
+    running: dict[Future[Billed | None], Candidate], summary: ReconcileSummary, done: list[Billed], *, block: bool
+) -> None:
     finished, _ = wait(list(running), timeout=None if block else 0, return_when=FIRST_COMPLETED)
     for future in finished:
         running.pop(future)

@@ -212,8 +212,9 @@ def _in_input_order(data: list[Any], expected: int) -> list[Any]:
     """``data`` sorted by each item's ``index`` (items without one keep their position)."""
     if len(data) != expected:
         raise InvalidResponseError(f"OpenRouter sent {len(data)} embeddings for {expected} inputs.")
-    indexes = [item.get("index", position) if isinstance(item, dict) else position
-               for position, item in enumerate(data)]  # fmt: skip
+    indexes = [
+        item.get("index", position) if isinstance(item, dict) else position for position, item in enumerate(data)
+    ]
     if indexes == list(range(expected)):
         return data
     if sorted(indexes) != list(range(expected)):

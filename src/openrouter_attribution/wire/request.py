@@ -92,9 +92,7 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(metadata, Mapping):
         raise AttributionError(f"metadata must be a mapping of strings, got {type(metadata).__name__}.")
     if len(metadata) > MAX_METADATA_PAIRS:
-        raise AttributionError(
-            f"metadata has {len(metadata)} pairs; OpenRouter accepts at most {MAX_METADATA_PAIRS}."
-        )
+        raise AttributionError(f"metadata has {len(metadata)} pairs; OpenRouter accepts at most {MAX_METADATA_PAIRS}.")
     for key, value in metadata.items():
         if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY_LENGTH:
             raise AttributionError(

@@ -26,8 +26,7 @@ from openrouter_attribution.wire.errors import parse_error_object
 from openrouter_attribution.wire.request import build_attribution_fields
 from openrouter_attribution.wire.response import Usage, parse_usage
 
-__all__ = ["DEFAULT_RERANK_MODEL", "DEFAULT_TOP_N", "RerankResult", "build_rerank_body", "check_top_n",
-           "parse_rerank"]  # fmt: skip
+__all__ = ["DEFAULT_RERANK_MODEL", "DEFAULT_TOP_N", "RerankResult", "build_rerank_body", "check_top_n", "parse_rerank"]
 
 DEFAULT_RERANK_MODEL = "cohere/rerank-v3.5"
 """The model of OpenRouter's own rerank examples."""

@@ -350,4 +350,3 @@ def parse_response(body: Any) -> Completion:
         usage=parse_responses_usage(body.get("usage")),
         raw=body,
     )
-

@@ -180,8 +180,9 @@ class UserBudget:
         object.__setattr__(self, "reserve", _amount("reserve", self.reserve))
         fallback = _amount("fallback_reserve", self.fallback_reserve)
         object.__setattr__(self, "fallback_reserve", DEFAULT_FALLBACK_RESERVE if fallback is None else fallback)
-        if self.max_requests is not None and (isinstance(self.max_requests, bool) or not isinstance(
-                self.max_requests, int) or self.max_requests < 0):  # fmt: skip
+        if self.max_requests is not None and (
+            isinstance(self.max_requests, bool) or not isinstance(self.max_requests, int) or self.max_requests < 0
+        ):
             raise ConfigurationError(f"UserBudget max_requests must be a whole number >= 0, got {self.max_requests!r}")
         if self.period not in PERIODS:
             raise ConfigurationError(f"UserBudget period must be one of {', '.join(PERIODS)}, not {self.period!r}")
@@ -422,8 +423,10 @@ def budget_status(store: Any, user: str | None, budget: UserBudget | None = None
     budget = (budget or UserBudget()).for_user(user)
     backend = backend_of(store)
     if backend is None:
-        raise ConfigurationError(f"{type(store).__name__} holds no budgets; use an SQLite or PostgreSQL ledger, or a "
-                                 "store that implements SupportsBudgets")
+        raise ConfigurationError(
+            f"{type(store).__name__} holds no budgets; use an SQLite or PostgreSQL ledger, or a "
+            "store that implements SupportsBudgets"
+        )
     now = budget.clock()
     start, reset = window(budget.period, now)
     return BudgetStatus(

@@ -79,6 +79,7 @@ def new_reservation_id() -> str:
         _prefix = (secrets.token_hex(8), os.getpid())
     return f"{_prefix[0]}{next(_ids):016x}"
 
+
 Estimate = Callable[[], Decimal | None]
 
 
@@ -101,8 +102,17 @@ class BudgetGuard:
             store that does not implement ``SupportsBudgets``).
     """
 
-    __slots__ = ("_asking", "_commit_pending", "_leases", "_lock", "_settles", "_sizes", "_windows", "backend",
-                 "budget")
+    __slots__ = (
+        "_asking",
+        "_commit_pending",
+        "_leases",
+        "_lock",
+        "_settles",
+        "_sizes",
+        "_windows",
+        "backend",
+        "budget",
+    )
 
     def __init__(self, budget: UserBudget, ledger: Any) -> None:
         if not isinstance(budget, UserBudget):
@@ -303,8 +313,10 @@ class BudgetGuard:
             what = f"made {spent} request(s) and {reserved} more are in flight, of {limit} allowed"
         else:
             kind, limit, spent, reserved, asked = "cost", budget.max_cost, check.spent, check.reserved, request.amount
-            what = (f"spent {format_cost(check.spent)} USD, calls in flight hold {format_cost(check.reserved)} "
-                    f"USD and this call would hold {format_cost(request.amount)} USD, over the limit of {limit} USD")
+            what = (
+                f"spent {format_cost(check.spent)} USD, calls in flight hold {format_cost(check.reserved)} "
+                f"USD and this call would hold {format_cost(request.amount)} USD, over the limit of {limit} USD"
+            )
         who = "the shared unattributed budget" if request.user is None else f"user {request.user!r}"
         when = "never resets (period 'total')" if resets_at is None else f"resets {resets_at.isoformat()}"
         message = (f"Budget exceeded for {who}: {what} this {budget.period} ({when}); the call was not sent. "
@@ -367,8 +379,12 @@ class Lease:
     def used_up(self, since: float) -> bool:
         """Whether it can serve no more calls but some it served are still open (``False``: none left at all)."""
         with self._lock:
-            drawable = not self.released and self.left > 0 and since == self.reservation.since and (
-                time.monotonic() - self.started <= LEASE_AGE)
+            drawable = (
+                not self.released
+                and self.left > 0
+                and since == self.reservation.since
+                and (time.monotonic() - self.started <= LEASE_AGE)
+            )
             return not drawable and self.open > 0
 
     def stale(self, now: float) -> bool:

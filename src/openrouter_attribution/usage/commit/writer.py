@@ -61,6 +61,7 @@ class Handed(Enum):
     REFUSED = "refused"
     """Refused: the writer is closed or its queue is full (the caller counts them dropped)."""
 
+
 logger = logging.getLogger("openrouter_attribution.usage")
 
 BATCH = 2000

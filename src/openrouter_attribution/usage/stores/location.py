@@ -110,7 +110,6 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ConfigurationError(
-            f"The folder of the ledger file {text!r} does not exist ({parent}); create it first, "
-            "or pass another path."
+            f"The folder of the ledger file {text!r} does not exist ({parent}); create it first, or pass another path."
         )
     return Location("sqlite", path, text)

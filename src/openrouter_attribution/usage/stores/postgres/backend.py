@@ -64,8 +64,10 @@ _SETTLE_MANY = """
         WHERE NOT EXISTS (SELECT 1 FROM usage_records x WHERE x.record_id = l.r)
         ON CONFLICT (id) DO NOTHING;
     END IF;"""
-_SETTLE_ARGS = ("p_settle_ids text[], p_link_ids text[], p_link_users text[], p_link_amounts numeric[], "
-                "p_link_created double precision[], p_link_expires double precision[], p_link_records text[]")
+_SETTLE_ARGS = (
+    "p_settle_ids text[], p_link_ids text[], p_link_users text[], p_link_amounts numeric[], "
+    "p_link_created double precision[], p_link_expires double precision[], p_link_records text[]"
+)
 _FITS = ("((p_max_cost IS NULL OR spent + reserved + {n} * p_amount <= p_max_cost) "
          "AND (p_max_requests IS NULL OR requests + in_flight + {n} <= p_max_requests))")  # fmt: skip
 
@@ -91,8 +93,8 @@ BEGIN
         {_usage_select('u."user" = p_user')}
     END IF;
     -- The lease asked for while room for twice as many calls is left, else one call while it fits.
-    slots := CASE WHEN p_slots > 1 AND {_FITS.format(n='2 * p_slots')} THEN p_slots
-                  WHEN {_FITS.format(n='1')} THEN 1 ELSE 0 END;
+    slots := CASE WHEN p_slots > 1 AND {_FITS.format(n="2 * p_slots")} THEN p_slots
+                  WHEN {_FITS.format(n="1")} THEN 1 ELSE 0 END;
     granted := slots > 0;
     IF granted THEN
         INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at)
@@ -144,10 +146,10 @@ _RESERVE = f"SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s
 _SETTLE = f"SELECT budget_settle({_SETTLE_PARAMS})"
 _USAGE = {
     True: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" IS NULL '
-          "AND time >= %s",
+    "AND time >= %s",
     False: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" = %s '
-           "AND time >= %s",
-}  # fmt: skip
+    "AND time >= %s",
+}
 _RESERVED = (
     "SELECT COALESCE(SUM(r.amount * r.slots), 0), COALESCE(SUM(r.slots), 0) FROM budget_reservations r "
     "WHERE r.user_key = %s "
@@ -215,8 +217,9 @@ class PostgresBackend:
         params: list[object] = [since] if user is None else [user, since]
         ((spent, requests),) = self.store._fetch(_USAGE[user is None], params)
         ((reserved, in_flight),) = self.store._fetch(_RESERVED, [user or "", since, now])
-        return BudgetUsage(spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved),
-                           in_flight=int(in_flight))  # fmt: skip
+        return BudgetUsage(
+            spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved), in_flight=int(in_flight)
+        )
 
     # -- reconciliation ----------------------------------------------------------------------------
 

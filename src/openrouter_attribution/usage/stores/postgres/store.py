@@ -189,8 +189,9 @@ class PostgresUsageStore:
             raise UsageStoreError(f"the ledger store {self.path} is closed")
         try:
             # UTF-8 whatever the DSN says: the prepared inserts send text as UTF-8 bytes.
-            conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.connect_timeout,
-                                         client_encoding="UTF8")  # fmt: skip
+            conn = self._psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=self.connect_timeout, client_encoding="UTF8"
+            )
         except self._psycopg.Error as err:
             raise UsageStoreError(f"cannot connect to the ledger {self.path}: {self.scrub(str(err))}") from None
         if not self._ready:

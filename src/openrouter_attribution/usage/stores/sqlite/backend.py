@@ -235,8 +235,9 @@ class SQLiteBackend:
         # In a write transaction: it folds the inbox first, so the spend rollup has every record.
         with self.store.transaction() as conn:
             check = _usage(conn.execute(_USAGE, _params(user, since, now)).fetchone())
-        return BudgetUsage(spent=check.spent, requests=check.requests, reserved=check.reserved,
-                           in_flight=check.in_flight)  # fmt: skip
+        return BudgetUsage(
+            spent=check.spent, requests=check.requests, reserved=check.reserved, in_flight=check.in_flight
+        )
 
     # -- reconciliation ----------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ INBOX_ONCE = ("i.rowid IN (SELECT MIN(rowid) FROM usage_inbox GROUP BY record_id
               "AND NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = i.record_id)")  # fmt: skip
 
 
-
 def page_sql(columns: str, where: str, inbox_where: str | None = None) -> str:
     """A keyset page of every stored record in ``(time, record_id)`` order: both tables as one compound
     SELECT, which SQLite merges arm by arm, so the LIMIT stops the index scan of ``usage_records`` after

@@ -171,9 +171,7 @@ class SQLiteUsageStore:
         >>> store.close()
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, create: bool = True
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, create: bool = True) -> None:
         self.path = os.fspath(path)
         """The database file."""
         self.busy_timeout = busy_timeout
@@ -415,7 +413,6 @@ class SQLiteUsageStore:
         """
         for statement in _FOLD:
             conn.execute(statement)
-
 
     def prune(self, before: float, *, dry_run: bool = False) -> int:
         """Delete the records older than ``before`` (epoch seconds); returns how many (would) go."""
