@@ -59,8 +59,8 @@ class Prepared(NamedTuple):
 class Invoker:
     """Sends chat completions (or Responses API calls) for one configured model. Built by ``OpenRouterOptions``."""
 
-    __slots__ = ("budget", "connection", "default", "endpoint", "extra_body", "framework", "ids", "ledger",
-                 "params", "require_user", "send", "sends_metadata")  # fmt: skip
+    __slots__ = ("_arecord_call", "_build_record", "budget", "connection", "default", "endpoint", "extra_body",
+                 "framework", "ids", "ledger", "params", "require_user", "send", "sends_metadata")  # fmt: skip
 
     def __init__(
         self,
@@ -86,6 +86,12 @@ class Invoker:
         self.default = default
         self.require_user = require_user
         self.ledger = ledger
+        if ledger is not None:
+            # The record builders come with a ledger (whose package is loaded by then): a model without
+            # one never imports the usage package.
+            from openrouter_attribution.usage.call_records import arecord_call, build_call_record
+
+            self._build_record, self._arecord_call = build_call_record, arecord_call
         self.framework = framework
         self.ids = policy if policy is not None else DEFAULT_POLICY
         """The identity policy applied to ``user``, ``session_id`` and ``metadata`` values."""
@@ -345,10 +351,7 @@ class Invoker:
         ledger = self.ledger
         if ledger is None:
             return None
-        # Imported here, not at the top: `import openrouter_attribution` stays free of the usage package.
-        from openrouter_attribution.usage.call_records import build_call_record
-
-        record = build_call_record(
+        record = self._build_record(
             prepared.body, prepared.attribution, started, first, source, error, self.framework, kind
         )
         ledger.record(record)
@@ -367,9 +370,7 @@ class Invoker:
         """Async :meth:`_record`: the event loop keeps running while a durable ledger commits."""
         if self.ledger is None:
             return None
-        from openrouter_attribution.usage.call_records import arecord_call
-
-        return await arecord_call(
+        return await self._arecord_call(
             self.ledger, prepared.body, prepared.attribution, started, first, source, error, self.framework, kind
         )
 
