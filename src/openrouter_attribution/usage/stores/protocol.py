@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from openrouter_attribution.usage.records import (
     TotalsBy,
@@ -27,7 +27,41 @@ from openrouter_attribution.usage.records import (
     sort_totals,
 )
 
-__all__ = ["MemoryUsageStore", "SupportsTotals", "UsageStore", "aggregate_records", "group_key"]
+__all__ = ["BackendOwner", "MemoryUsageStore", "SupportsTotals", "UsageStore", "aggregate_records", "group_key"]
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+B = TypeVar("B", bound=_Closable)
+
+
+class BackendOwner(Generic[B]):
+    """Mixin of the SQL stores: their budget and reconciliation backend, created on first use, one per
+    store and shared by every ledger and budget that uses it (see ``budgets.budget.OwnsBackend``)."""
+
+    _backend: B | None = None
+    _lock: threading.RLock
+
+    def _new_backend(self) -> B:
+        """Build the backend (the store imports its backend module here, on first use)."""
+        raise NotImplementedError
+
+    def backend(self) -> B:
+        """This store's budget and reconciliation backend."""
+        backend = self._backend
+        if backend is None:
+            with self._lock:
+                backend = self._backend = self._backend or self._new_backend()
+        return backend
+
+    def close_backend(self) -> None:
+        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
 
 #: Outcomes that are not counted as errors in :class:`UsageTotals`.
 NON_ERROR_OUTCOMES = ("ok", "abandoned")

@@ -32,6 +32,7 @@ from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecor
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
 from openrouter_attribution.usage.stores.postgres.backend import POSTGRES_BACKEND_MIGRATION
+from openrouter_attribution.usage.stores.protocol import BackendOwner
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresUsageStore:
+class PostgresUsageStore(BackendOwner["PostgresBackend"]):
     """Usage records in a PostgreSQL database (see the module docstring).
 
     Args:
@@ -171,7 +172,6 @@ class PostgresUsageStore:
         self._ready = False
         self._closed = False
         self._lock = threading.RLock()
-        self._backend: PostgresBackend | None = None
         self._read_lock = threading.Lock()
         self._writer: Any = None
         self._reader: Any = None
@@ -449,23 +449,10 @@ class PostgresUsageStore:
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 
-    def backend(self) -> PostgresBackend:
-        """This store's budget and reconciliation backend
-        (:mod:`~openrouter_attribution.usage.stores.postgres.backend`), created on first use: one per
-        store, shared by every ledger and budget that uses the store."""
-        backend = self._backend
-        if backend is None:
-            from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend
+    def _new_backend(self) -> PostgresBackend:
+        from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend
 
-            with self._lock:
-                backend = self._backend = self._backend or PostgresBackend(self)
-        return backend
-
-    def close_backend(self) -> None:
-        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
-        backend, self._backend = self._backend, None
-        if backend is not None:
-            backend.close()
+        return PostgresBackend(self)
 
     def close(self) -> None:
         """Close the connections; idempotent."""

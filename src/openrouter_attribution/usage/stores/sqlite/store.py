@@ -49,6 +49,7 @@ from openrouter_attribution.usage.records import (
     add_costs,
     format_cost,
 )
+from openrouter_attribution.usage.stores.protocol import BackendOwner
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
 from openrouter_attribution.usage.stores.sqlite.schema import FOLD as _FOLD
 from openrouter_attribution.usage.stores.sqlite.schema import (
@@ -147,7 +148,7 @@ def _where(since: float | None, until: float | None, user: str | None) -> tuple[
     return " AND ".join(clauses), params
 
 
-class SQLiteUsageStore:
+class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
     """Usage records in one SQLite file (see the module docstring for concurrency and cost).
 
     Opening a file written by an earlier release migrates its schema (``PRAGMA user_version``) to
@@ -180,7 +181,6 @@ class SQLiteUsageStore:
         self.migrated_from: int | None = None
         """The schema version the file had when opened, if it was migrated (``0``: a new file)."""
         self._lock = threading.RLock()
-        self._backend: SQLiteBackend | None = None
         self._read_lock = threading.Lock()
         self._memory = self.path == ":memory:"
         self._inboxed = 0
@@ -485,22 +485,10 @@ class SQLiteUsageStore:
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 
-    def backend(self) -> SQLiteBackend:
-        """This store's budget and reconciliation backend (:mod:`~openrouter_attribution.usage.stores.sqlite.backend`),
-        created on first use: one per store, shared by every ledger and budget that uses the store."""
-        backend = self._backend
-        if backend is None:
-            from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
+    def _new_backend(self) -> SQLiteBackend:
+        from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
 
-            with self._lock:
-                backend = self._backend = self._backend or SQLiteBackend(self)
-        return backend
-
-    def close_backend(self) -> None:
-        """Apply the settles the backend still holds (a ledger closing: its last calls' reservations)."""
-        backend, self._backend = self._backend, None
-        if backend is not None:
-            backend.close()
+        return SQLiteBackend(self)
 
     def close(self) -> None:
         """Close the connections (folding what this store left in the inbox first); idempotent."""
