@@ -8,9 +8,10 @@ always agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 
+from openrouter_attribution.usage.budgets.budget import backend_of
 from openrouter_attribution.usage.records import (
     TOTALS_BY,
     TotalsBy,
@@ -19,9 +20,22 @@ from openrouter_attribution.usage.records import (
     UsageTotals,
     sort_totals,
 )
-from openrouter_attribution.usage.stores.protocol import SupportsTotals, UsageStore, aggregate_records
+from openrouter_attribution.usage.stores.protocol import (
+    FILTERS,
+    Filters,
+    SupportsBreakdown,
+    SupportsTotals,
+    UsageStore,
+    aggregate_records,
+    breakdown_records,
+    combine,
+    recent_from,
+)
 
-__all__ = ["TimeBound", "iter_records", "parse_time", "top_users", "totals"]
+__all__ = [
+    "TimeBound", "Where", "breakdown", "iter_records", "parse_time", "recent_records", "rollup", "top_users",
+    "totals", "unreconciled",
+]  # fmt: skip
 
 TimeBound = datetime | date | str | float | int | None
 """A time filter: ``datetime`` (naive means UTC), ``date`` (midnight UTC), an ISO 8601
@@ -126,3 +140,85 @@ def iter_records(
 ) -> Iterator[UsageRecord]:
     """Records in time order; ``since`` inclusive, ``until`` exclusive."""
     return store.iter_records(parse_time(since), parse_time(until), user)
+
+
+# -- the dashboard's reads: several group keys in one pass, filters, the latest records, the backlog ------
+
+Where = Mapping[str, str | None]
+"""Equality filters: ``{"user": ..., "model": ..., "kind": ..., "session": ..., "provider": ...}``
+(``model`` is the model used, else the one requested; ``None`` matches records without a value)."""
+
+
+def _filters(where: Where | None) -> Filters:
+    found = dict(where or {})
+    unknown = [name for name in found if name not in FILTERS]
+    if unknown:
+        raise UsageQueryError(f"cannot filter by {', '.join(map(repr, unknown))}; choose from {', '.join(FILTERS)}")
+    return found
+
+
+def breakdown(
+    store: UsageStore,
+    by: Sequence[TotalsBy],
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    where: Where | None = None,
+) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+    """Totals per combination of the ``by`` keys, in one pass over the matching records (the store
+    aggregates when it can); roll a key up with :func:`rollup`. Unordered.
+
+    Example:
+        >>> from openrouter_attribution.usage import MemoryUsageStore, UsageRecord
+        >>> store = MemoryUsageStore()
+        >>> store.write_many([UsageRecord(user="app_1", model_used="m", kind="chat")])
+        >>> [(key, t.requests) for key, t in breakdown(store, ["user", "kind"], where={"model": "m"})]
+        [(('app_1', 'chat'), 1)]
+
+    Raises:
+        UsageQueryError: for an unknown key or filter, or an invalid time filter.
+    """
+    unknown = [name for name in by if name not in TOTALS_BY]
+    if unknown:
+        raise UsageQueryError(f"cannot group by {', '.join(map(repr, unknown))}; choose from {', '.join(TOTALS_BY)}")
+    filters, lo, hi = _filters(where), parse_time(since), parse_time(until)
+    if isinstance(store, SupportsBreakdown):
+        return store.breakdown(tuple(by), lo, hi, filters)
+    return breakdown_records(store.iter_records(lo, hi, filters.get("user")), tuple(by), filters)
+
+
+def rollup(rows: Iterable[tuple[tuple[str | None, ...], UsageTotals]], position: int | None) -> list[UsageTotals]:
+    """The rows of :func:`breakdown` added up by the key at ``position`` (``None``: one overall row, zeros
+    when there are none), sorted as :func:`totals` sorts."""
+    groups: dict[str | None, list[UsageTotals]] = {}
+    for key, row in rows:
+        groups.setdefault(None if position is None else key[position], []).append(row)
+    if position is None:
+        return [combine(None, groups.get(None, []))]
+    return sort_totals([combine(key, members) for key, members in groups.items()])
+
+
+def recent_records(
+    store: UsageStore,
+    limit: int = 50,
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    where: Where | None = None,
+) -> list[UsageRecord]:
+    """The ``limit`` latest matching records, newest first (a store without native reads scans them all)."""
+    if limit < 0:
+        raise UsageQueryError(f"limit must be >= 0, got {limit}")
+    filters, lo, hi = _filters(where), parse_time(since), parse_time(until)
+    if isinstance(store, SupportsBreakdown):
+        return store.recent(limit, lo, hi, filters)
+    return recent_from(store.iter_records(lo, hi, filters.get("user")), limit, filters)
+
+
+def unreconciled(store: UsageStore, *, since: TimeBound = None) -> int | None:
+    """How many records with a generation id await their billed cost (``reconcile``); ``None`` when the
+    store keeps no reconciliation state."""
+    backend = backend_of(store)
+    if backend is None:
+        return None
+    return int(backend.reconcile_pending(parse_time(since)))
