@@ -66,6 +66,8 @@ def _show(value: Any, kind: str = "text") -> str:
         return "—"
     if isinstance(value, Decimal) and kind == "usd":
         return f"${value:,.8f}"
+    if kind == "time" and isinstance(value, str):  # ISO 8601 in JSON and CSV; to the second on the page
+        return value[:19].replace("T", " ")
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)

@@ -70,7 +70,8 @@ def parse_period(params: Mapping[str, str], now: float) -> Period:
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: the field in each row, its heading, and how it is shown (``text``, ``int``, ``usd``)."""
+    """A table column: the field in each row, its heading, and how it is shown (``text``, ``int``, ``usd``,
+    ``time``)."""
 
     field: str
     label: str
@@ -168,7 +169,7 @@ def spend_chart(by_day: list[UsageTotals]) -> Chart:
 
 
 def records_table(records: list[UsageRecord]) -> Table:
-    columns = [Column("time", "Time (UTC)", "text"), Column("user", "User", "text"), Column("model", "Model", "text"),
+    columns = [Column("time", "Time (UTC)", "time"), Column("user", "User", "text"), Column("model", "Model", "text"),
                Column("kind", "Kind", "text"), Column("session_id", "Session", "text"),
                Column("prompt_tokens", "Prompt"), Column("completion_tokens", "Completion"),
                Column("cost", "Cost (USD)", "usd"), Column("outcome", "Outcome", "text")]  # fmt: skip
@@ -343,7 +344,7 @@ def budgets(store: UsageStore, now: float, budget: UserBudget | None) -> Page:
                Column("spent", "Spent (USD)", "usd"),
                Column("max_cost", "Limit (USD)", "usd"), Column("remaining_cost", "Remaining (USD)", "usd"),
                Column("requests", "Requests"), Column("max_requests", "Request limit"),
-               Column("used_percent", "Used %", "text"), Column("resets", "Resets (UTC)", "text")]  # fmt: skip
+               Column("used_percent", "Used %", "text"), Column("resets", "Resets (UTC)", "time")]  # fmt: skip
     page.tables.append(Table("budgets", "Users in their current window, most used first", columns, rows[:MAX_ROWS],
                              {"user": user_link}))  # fmt: skip
     return page
