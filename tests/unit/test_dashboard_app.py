@@ -80,3 +80,11 @@ def test_bad_filters_are_400_and_unknown_pages_404():
 def test_an_empty_token_is_refused_at_construction():
     with pytest.raises(ConfigurationError):
         create_app(MemoryUsageStore(), token=" ")
+
+
+def test_importing_the_dashboard_leaves_the_import_system_as_it_was():
+    import sys
+
+    import openrouter_attribution.dashboard.charts  # noqa: F401  (imports pygal)
+
+    assert [type(finder).__module__ for finder in sys.meta_path if type(finder).__module__.startswith("pygal")] == []

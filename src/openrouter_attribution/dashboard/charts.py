@@ -8,6 +8,7 @@ scripts anyway).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 
 import pygal
@@ -16,6 +17,11 @@ from pygal.style import Style
 from openrouter_attribution.dashboard.pages import Chart
 
 __all__ = ["render_svg"]
+
+# Importing pygal appends a sys.meta_path finder of its map plugins (pygal.maps.*, unused here) that has
+# no find_spec: on Python 3.11 every later import in the process then emits an ImportWarning (an error
+# where warnings are errors, as in a test suite). The app that mounts the dashboard must not pay for it.
+sys.meta_path[:] = [finder for finder in sys.meta_path if type(finder).__module__ != "pygal"]
 
 _SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL | re.IGNORECASE)
 _STYLE = Style(background="transparent", plot_background="transparent", foreground="#334155",
