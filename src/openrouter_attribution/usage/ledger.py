@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from openrouter_attribution import environment
@@ -442,30 +442,44 @@ class UsageLedger:
 
     def totals(
         self,
-        by: TotalsBy | None = "user",
+        by: TotalsBy | str | None = "user",
         *,
         since: TimeBound = None,
         until: TimeBound = None,
         user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """Usage per ``by`` group (UTC days for ``"day"``), highest cost first; see :func:`queries.totals`.
 
-        ``since`` is inclusive and ``until`` exclusive; each accepts a ``datetime`` (naive means UTC),
-        a ``date``, an ISO 8601 string or epoch seconds. ``by=None`` returns one overall row.
+        ``by`` may name a metadata key (``"metadata.tenant"``: the total of each tenant); ``where``
+        keeps the records equal to every filter given (``{"metadata.tenant": "acme"}``). ``since`` is
+        inclusive and ``until`` exclusive; each accepts a ``datetime`` (naive means UTC), a ``date``, an
+        ISO 8601 string or epoch seconds. ``by=None`` returns one overall row.
         """
-        return queries.totals(self._readable(), by, since=since, until=until, user=user)
+        return queries.totals(self._readable(), by, since=since, until=until, user=user, where=where)
 
     def top_users(
-        self, n: int = 10, *, since: TimeBound = None, until: TimeBound = None, user: str | None = None
+        self,
+        n: int = 10,
+        *,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """The ``n`` users with the highest cost."""
-        return queries.top_users(self._readable(), n, since=since, until=until, user=user)
+        return queries.top_users(self._readable(), n, since=since, until=until, user=user, where=where)
 
     def records(
-        self, since: TimeBound = None, until: TimeBound = None, user: str | None = None
+        self,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        user: str | None = None,
+        *,
+        where: Mapping[str, str] | None = None,
     ) -> Iterator[UsageRecord]:
-        """Matching records in time order."""
-        return queries.iter_records(self._readable(), since=since, until=until, user=user)
+        """Matching records in time order (``where`` as in :meth:`totals`)."""
+        return queries.iter_records(self._readable(), since=since, until=until, user=user, where=where)
 
     def export_csv(
         self,
