@@ -252,12 +252,12 @@ class UsageLedger:
     @property
     def dropped(self) -> int:
         """Records lost: a failed write without a spool, a full queue, a failed spool append, after close."""
-        return self._writer.dropped
+        return self._writer.failures.dropped
 
     @property
     def errors(self) -> int:
         """Storage failures: a failed open, writes, replays and spool appends."""
-        return self._writer.errors
+        return self._writer.failures.errors
 
     @property
     def pending(self) -> int:

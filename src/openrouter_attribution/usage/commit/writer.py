@@ -32,19 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sqlite3
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Sequence
 from enum import Enum
 from typing import Protocol
 
+from openrouter_attribution.usage.commit import forks
+from openrouter_attribution.usage.commit.failures import Failures, error_text
 from openrouter_attribution.usage.commit.journal import Journal, encode_entries
 from openrouter_attribution.usage.commit.spool import Spool
-from openrouter_attribution.usage.records import UsageRecord, UsageStoreError
+from openrouter_attribution.usage.records import UsageRecord
 from openrouter_attribution.usage.stores.protocol import UsageStore
 
 __all__ = ["Handed", "InlineStore", "Writer"]
@@ -69,23 +68,6 @@ SCAN_INTERVAL = 5.0
 """Seconds between two looks for the journals and spools of processes that are gone."""
 
 
-def _error_kind(err: BaseException) -> str:
-    if isinstance(err, sqlite3.Error):
-        # The SQLite result code by name (SQLITE_FULL, SQLITE_BUSY, SQLITE_READONLY, ...).
-        return str(getattr(err, "sqlite_errorname", None) or type(err).__name__)
-    if isinstance(err, OSError) and err.errno is not None:
-        return type(err).__name__ + f"[errno {err.errno}]"
-    return type(err).__name__
-
-
-def _error_text(err: BaseException) -> str:
-    # SQLite, OS and store messages never contain bound values (store messages are already stripped of
-    # passwords); other exceptions might, so only their type is logged.
-    if isinstance(err, (sqlite3.Error, OSError, UsageStoreError)):
-        return f"{type(err).__name__}: {err}"
-    return type(err).__name__
-
-
 def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
     if not fut.done():
         fut.set_result(value)
@@ -99,34 +81,6 @@ class InlineStore(Protocol):
         seconds (a lock held elsewhere, a slow server) and without ever connecting; True once committed,
         False when not (or not known to be) committed. May raise like ``write_many``."""
         ...
-
-
-# A forked child inherits the ledger but not its writer thread, nor a usable store connection. Every
-# writer's lock is held across fork(), so that the child never inherits one held by a thread it lacks.
-_forks = 0
-_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
-_HELD: list[threading.Lock] = []
-
-
-def _before_fork() -> None:
-    _HELD[:] = [w.lock for w in list(_WRITERS)]
-    for lock in _HELD:
-        lock.acquire()
-
-
-def _after_fork() -> None:
-    for lock in _HELD:
-        lock.release()
-    _HELD.clear()
-
-
-def _forked() -> None:
-    global _forks
-    _forks += 1
-    _after_fork()
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_forked)
 
 
 class Writer:
@@ -171,11 +125,10 @@ class Writer:
         self.processed = 0
         self._inflight = 0
         """Records taken from the queue and not yet handled (the batch being committed)."""
-        self.written = self.spooled = self.dropped = self.errors = 0
+        self.written = self.spooled = 0
         self._flush_to = 0
         self._down_until = 0.0
         self._closed = False
-        self._logged: set[str] = set()
         self._inline: InlineStore | None = getattr(store, "write_within", None) and store  # type: ignore[assignment]
         self._inline_ok = durable and self._inline is not None
         """Callers may lead commits (cleared when one fails, set again when the writer thread wrote)."""
@@ -190,11 +143,14 @@ class Writer:
         self._first_at = 0.0
         """When the oldest journaled record still queued was queued (monotonic seconds)."""
         self._next_scan = time.monotonic() + SCAN_INTERVAL
-        self._fork = _forks
+        self._fork = forks.generation
         self._stopped = False
         self.opened = threading.Event()
         """Set once the writer thread has committed what processes that are gone left behind."""
-        _WRITERS.add(self)
+        forks.hold_across_fork(self)
+        self.failures = Failures(self.lock, name=name, spool_folder=None if spool is None else spool.folder)
+        self.fail = self.failures.fail
+        self.note = self.failures.note
         self._thread = threading.Thread(target=self._run, name="openrouter-usage-writer", daemon=True)
         self._thread.start()
 
@@ -235,7 +191,7 @@ class Writer:
             if self._closed or len(self._queue) + len(records) > self.max_queue:
                 return Handed.REFUSED
             try:
-                if self._fork != _forks or self._stopped:  # not live(), inlined: a forked child
+                if self._fork != forks.generation or self._stopped:  # not live(), inlined: a forked child
                     journal.write_forked(encode_entries(records))  # its own file, replayed once it exits
                     self.spooled += len(records)
                     return Handed.TAKEN
@@ -267,7 +223,7 @@ class Writer:
                 return Handed.REFUSED
             self._queue.extend(records)
             seq = self.queued
-            if self._fork != _forks or self._stopped:  # not live(): nobody may use the store here
+            if self._fork != forks.generation or self._stopped:  # not live(): nobody may use the store here
                 return Handed.BACK
             deadline = time.monotonic() + self.commit_timeout
             if not self._inline_ok:
@@ -302,7 +258,7 @@ class Writer:
         try:
             done = self._inline.write_within(batch, max(deadline - time.monotonic(), 0.0))
         except Exception as err:  # the writer thread retries the batch and logs what persists
-            logger.debug("usage ledger %s: inline commit failed (%s)", self.name, _error_text(err))
+            logger.debug("usage ledger %s: inline commit failed (%s)", self.name, error_text(err))
             done = False
         except BaseException:  # interrupted (KeyboardInterrupt): the writer thread takes over the batch
             done = False
@@ -351,7 +307,7 @@ class Writer:
 
     def live(self) -> bool:
         """False in a forked child (the writer thread exists only in the parent) and after it stopped."""
-        return self._fork == _forks and not self._stopped
+        return self._fork == forks.generation and not self._stopped
 
     def wait(self, seq: int, timeout: float | None) -> bool:
         """Wait (caller holds ``lock``) until record ``seq`` is committed or spooled."""
@@ -561,7 +517,7 @@ class Writer:
             try:
                 self.journal.release(self.processed)
             except OSError as err:  # the records are in the store: a journal left behind only repeats them
-                logger.debug("usage ledger %s: could not empty the journal (%s)", self.name, _error_text(err))
+                logger.debug("usage ledger %s: could not empty the journal (%s)", self.name, error_text(err))
         if self._sleepers:
             self._done.notify_all()
         while self._waiters and self._waiters[0][0] <= self.processed:
@@ -570,30 +526,6 @@ class Writer:
                 loop.call_soon_threadsafe(_resolve, fut, True)
         if self._closed or (self._queue and self._due()):
             self._work.notify()
-
-    # -- failures ------------------------------------------------------------------------------------
-
-    def fail(self, stage: str, err: BaseException, *, dropped: int) -> None:
-        """Count and log a failure (once per kind at WARNING, then at DEBUG)."""
-        kind = f"{stage}:{_error_kind(err)}"
-        self.note(kind, f"{stage} failed ({_error_text(err)})", dropped=dropped, error=True)
-
-    def note(self, kind: str, message: str, *, dropped: int, error: bool) -> None:
-        """Count and log an event that loses records (``dropped``) or may (``error``)."""
-        with self.lock:
-            self.dropped += dropped
-            self.errors += error
-            first = kind not in self._logged
-            self._logged.add(kind)
-        level = logging.WARNING if first else logging.DEBUG
-        later = "; later occurrences are logged at DEBUG level" if first else ""
-        if dropped:
-            logger.log(level, "usage ledger %s: %s; %d record(s) dropped%s", self.name, message, dropped, later)
-        elif self.spool is not None and error:
-            logger.log(level, "usage ledger %s: %s; records wait in the spool %s%s", self.name, message,
-                       self.spool.folder, later)  # fmt: skip
-        else:
-            logger.log(level, "usage ledger %s: %s%s", self.name, message, later)
 
     def __repr__(self) -> str:
         return f"Writer({self.name!r}, queued={self.queued}, processed={self.processed})"
