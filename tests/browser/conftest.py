@@ -78,8 +78,10 @@ def dashboard(ledger_path: str) -> Iterator[Served]:
     served.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for one test module: Playwright's sync API keeps an event loop running in this thread
+    while it is open, and the tests that follow call asyncio.run()."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {CHROMIUM} is missing (make test installs it with apt)", pytrace=False)

@@ -97,7 +97,7 @@ def test_every_page_answers_html_json_and_csv(page, dashboard):
 def test_a_bad_filter_is_a_400_not_a_trace(page, dashboard):
     assert page.goto(dashboard.url + "/?since=yesterday-ish").status == 400
     assert "cannot read" in page.locator(".note").inner_text()
-    assert page.request.get(dashboard.url + "/api/dimensions/nope").status == 400
+    assert page.request.get(dashboard.url + "/api/dimensions/no%20such%20key!").status == 400
 
 
 @pytest.fixture(scope="module")

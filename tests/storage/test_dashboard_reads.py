@@ -15,18 +15,20 @@ from openrouter_attribution.usage.stores.protocol import MemoryUsageStore
 DAY = 86_400.0
 RECORDS = [
     UsageRecord(record_id="r1", time=20_000 * DAY + 5, user="app_1", model_used="m/a", kind="chat",
-                cost=Decimal("0.000000123456"), prompt_tokens=10, completion_tokens=2, generation_id="g1"),
+                cost=Decimal("0.000000123456"), prompt_tokens=10, completion_tokens=2, generation_id="g1",
+                metadata={"tenant": "acme", "plan": "pro"}),
     UsageRecord(record_id="r2", time=20_000 * DAY + 86_399.9999999, user="app_1", model_requested="m/b",
                 outcome="RateLimitError"),
     UsageRecord(record_id="r3", time=20_001 * DAY, user="app_2", model_used="m/a", kind="embeddings",
                 cost=Decimal("1999.123456789012")),
     UsageRecord(record_id="r4", time=20_001 * DAY + 7, user=None, model_used="m/a", cost=Decimal("0.1"),
-                session_id="s"),
+                session_id="s", metadata={"tenant": "acme"}),
     # 13 decimals: the SQLite read falls back to its exact aggregate for this group.
     UsageRecord(record_id="r5", time=20_002 * DAY, user="app_3", model_used="m/c", cost=Decimal("0.0000000000001")),
 ]  # fmt: skip
-GROUPINGS = [(), ("user",), ("day", "model", "kind"), ("session", "provider")]
-FILTERS = [{}, {"user": "app_1"}, {"model": "m/a"}, {"user": None}, {"kind": "embeddings", "model": "m/a"}]
+GROUPINGS = [(), ("user",), ("day", "model", "kind"), ("session", "provider"), ("metadata.tenant", "day")]
+FILTERS = [{}, {"user": "app_1"}, {"model": "m/a"}, {"metadata.tenant": "acme"},
+           {"kind": "embeddings", "model": "m/a"}, {"metadata.plan": "pro", "user": "app_1"}]  # fmt: skip
 
 
 def _sorted(rows):

@@ -17,12 +17,14 @@ NOW = 1_796_000_000.0
 RECORDS = [
     UsageRecord(record_id=f"r{i}", time=NOW - i * 3_600, user=f"app_{i % 3}", session_id=f"s{i % 2}",
                 model_used=("m/a", "m/b")[i % 2], provider="P", kind=("chat", "embeddings")[i % 2],
+                metadata={"tenant": ("acme", "globex", "initech")[i % 3]} if i % 4 else None,
                 prompt_tokens=10 + i, completion_tokens=i, cost=Decimal("0.00000123") * i)
     for i in range(1, 40)
 ]  # fmt: skip
 PATHS = ["/api/overview?period=all", "/api/users?period=all", "/api/users/app_1?period=all",
          "/api/dimensions/kind?period=all", "/api/dimensions/model/m%2Fa?period=all",
-         "/api/reconciliation?period=all"]  # fmt: skip
+         "/api/reconciliation?period=all", "/api/overview?period=all&dimension=tenant",
+         "/api/dimensions/tenant?period=all", "/api/dimensions/metadata.tenant/acme?period=all"]  # fmt: skip
 
 
 def get(app, path: str, **kwargs) -> httpx.Response:
@@ -46,6 +48,8 @@ def test_a_sql_store_and_the_memory_store_answer_the_same(tmp_path):
             # The memory store keeps no reconciliation state: its backlog is unknown ("n/a"), not 0.
             assert (sql["stats"].pop("unreconciled", 0), python["stats"].pop("unreconciled", "n/a")) == (0, "n/a")
             assert sql == python, path
+    tenants = get(memory_app, "/api/dimensions/tenant?period=all").json()["tables"]["values"]
+    assert sorted((row["metadata.tenant"] or "") for row in tenants) == ["", "acme", "globex", "initech"]
     overview = get(memory_app, PATHS[0]).json()
     assert overview["stats"]["requests"] == len(RECORDS)
     assert Decimal(str(overview["stats"]["cost"])) == sum(r.cost for r in RECORDS)
@@ -72,7 +76,7 @@ def test_a_token_in_the_address_becomes_a_cookie_and_leaves_the_address():
 def test_bad_filters_are_400_and_unknown_pages_404():
     app = create_app(MemoryUsageStore())
     assert get(app, "/?period=fortnight").status_code == 400
-    assert get(app, "/api/overview?dimension=colour").json()["error"].startswith("unknown dimension")
+    assert "metadata key" in get(app, "/api/overview?dimension=no%20such%20key!").json()["error"]
     assert get(app, "/users?format=xml").status_code == 400
     assert get(app, "/nowhere").status_code == 404
 

@@ -24,7 +24,20 @@ PERIODS = {"today": 0, "7d": 6, "30d": 29}
 """Named periods: today, or the last 7 or 30 UTC days (today included)."""
 DEFAULT_PERIOD = "7d"
 DIMENSIONS = ("provider", "model", "kind", "session")
-"""Keys of ``/dimensions/{key}`` and ``?dimension=``."""
+"""Built-in keys of ``/dimensions/{key}`` and ``?dimension=``; any other name is a metadata key
+(``tenant`` or ``metadata.tenant``: the records' ``metadata["tenant"]``)."""
+METADATA = "metadata."
+
+
+def dimension_name(name: str) -> str:
+    """The group key a dimension of the address names: a built-in one, else ``metadata.<name>``."""
+    return name if name in DIMENSIONS or name.startswith(METADATA) else METADATA + name
+
+
+def dimension_label(name: str) -> str:
+    return name.removeprefix(METADATA).capitalize()
+
+
 TOP = 10
 RECENT = 50
 MAX_ROWS = 1000
@@ -198,8 +211,7 @@ def capped(rows: list[UsageTotals]) -> tuple[list[UsageTotals], str]:
 
 def overview(store: UsageStore, period: Period, dimension: str = "provider") -> Page:
     """Spend, requests and tokens of the period; spend by day; top users; split by model, kind and a dimension."""
-    if dimension not in DIMENSIONS:
-        raise UsageQueryError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
+    dimension = dimension_name(dimension)
     keys = ("day", "model", "kind", *(() if dimension in ("model", "kind") else (dimension,)))
     span: dict[str, Any] = {"since": period.since, "until": period.until}
     rows = queries.breakdown(store, keys, **span)
@@ -214,8 +226,9 @@ def overview(store: UsageStore, period: Period, dimension: str = "provider") -> 
                      links={"model": dimension_link("model")}),
         totals_table("kinds", "By kind", "kind", "Kind", queries.rollup(rows, 2),
                      links={"kind": dimension_link("kind")}),
-        totals_table("dimension", f"Top {TOP} by {dimension}", dimension, dimension.capitalize(),
-                     queries.rollup(rows, keys.index(dimension))[:TOP], links={dimension: dimension_link(dimension)}),
+        totals_table("dimension", f"Top {TOP} by {dimension.removeprefix(METADATA)}", dimension,
+                     dimension_label(dimension), queries.rollup(rows, keys.index(dimension))[:TOP],
+                     links={dimension: dimension_link(dimension)}),
         totals_table("by_day", "By UTC day", "day", "Day", sorted(by_day, key=lambda r: r.key or "", reverse=True)),
     ]  # fmt: skip
     return page
@@ -250,24 +263,25 @@ def user(store: UsageStore, period: Period, user_id: str) -> Page:
 
 def dimension(store: UsageStore, period: Period, key: Any) -> Page:
     """Every value of a dimension by spend."""
-    if key not in DIMENSIONS:
-        raise UsageQueryError(f"unknown dimension {key!r}; choose one of {', '.join(DIMENSIONS)}")
+    key = dimension_name(key)
     rows, note = capped(queries.rollup(queries.breakdown(store, [key], since=period.since, until=period.until), 0))
-    page = Page("dimension", f"By {key}", period)
-    page.tables.append(totals_table("values", f"Values of {key}", key, key.capitalize(), rows,
-                                    links={key: dimension_link(key)}, note=note))  # fmt: skip
+    page = Page("dimension", f"By {key.removeprefix(METADATA)}", period)
+    title = f"Values of {key.removeprefix(METADATA)}"
+    page.tables.append(totals_table("values", title, key, dimension_label(key), rows, links={key: dimension_link(key)},
+                                    note=note))  # fmt: skip
     return page
 
 
 def dimension_value(store: UsageStore, period: Period, key: Any, value: str) -> Page:
     """One value of a dimension: spend over time, its users and the latest calls."""
-    if key not in DIMENSIONS:
-        raise UsageQueryError(f"unknown dimension {key!r}; choose one of {', '.join(DIMENSIONS)}")
+    key = dimension_name(key)
     where = {key: value}
     span: dict[str, Any] = {"since": period.since, "until": period.until}
     by_day_user = queries.breakdown(store, ["day", "user"], where=where, **span)
     by_day = queries.rollup(by_day_user, 0)
-    page = Page("dimension_value", f"{key}: {value}", period, stats(queries.rollup(by_day_user, None)[0]))
+    page = Page(
+        "dimension_value", f"{key.removeprefix(METADATA)}: {value}", period, stats(queries.rollup(by_day_user, None)[0])
+    )
     page.charts.append(spend_chart(by_day))
     by_user, note = capped(queries.rollup(by_day_user, 1))
     page.tables += [

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from openrouter_attribution.usage.records import (
+    METADATA_PREFIX,
     TotalsBy,
     UsageRecord,
     UsageStoreError,
@@ -28,7 +29,7 @@ from openrouter_attribution.usage.records import (
 )
 
 __all__ = [
-    "FILTERS", "BackendOwner", "Filters", "MemoryUsageStore", "SupportsBreakdown", "SupportsTotals", "UsageStore",
+    "BackendOwner", "Filters", "MemoryUsageStore", "SupportsBreakdown", "SupportsTotals", "UsageStore",
     "aggregate_records", "breakdown_records", "combine", "group_key", "matches", "recent_from",
 ]  # fmt: skip
 
@@ -101,23 +102,43 @@ class SupportsTotals(Protocol):
 
     def totals(
         self,
-        by: TotalsBy | None,
+        by: TotalsBy | str | None,
         since: float | None = None,
         until: float | None = None,
         user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
-        """Aggregated totals per group, in any order."""
+        """Aggregated totals per group, in any order; ``by`` and ``where`` as :func:`group_key` and
+        :func:`matches` read them (checked by the caller)."""
+        ...
+
+    def iter_records(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> Iterator[UsageRecord]:
+        """Matching records ordered by time (``where`` as :func:`matches` reads it)."""
         ...
 
 
-def group_key(record: UsageRecord, by: TotalsBy | None) -> str | None:
+def matches(record: UsageRecord, where: Mapping[str, str]) -> bool:
+    """Whether ``record`` passes every filter of a checked ``where`` (see ``records.check_where``)."""
+    return all(group_key(record, name) == value for name, value in where.items())
+
+
+def group_key(record: UsageRecord, by: TotalsBy | str | None) -> str | None:
     """The group a record falls in for ``totals(by=...)``.
 
     ``model`` is the model used, or the one requested when none was reported
-    (failed calls); ``day`` is the UTC date ``YYYY-MM-DD`` of ``time``.
+    (failed calls); ``day`` is the UTC date ``YYYY-MM-DD`` of ``time``; ``metadata.<key>`` the value of
+    that key in the record's metadata (``None`` without one).
     """
     if by is None:
         return None
+    if by.startswith(METADATA_PREFIX):
+        return None if record.metadata is None else record.metadata.get(by[len(METADATA_PREFIX) :])
     if by == "user":
         return record.user
     if by == "model":
@@ -158,7 +179,7 @@ class _Accumulator:
         self.reported_cost = add_costs(self.reported_cost, rec.cost)  # a record alone carries no billed cost
 
 
-def aggregate_records(records: Iterable[UsageRecord], by: TotalsBy | None) -> list[UsageTotals]:
+def aggregate_records(records: Iterable[UsageRecord], by: TotalsBy | str | None) -> list[UsageTotals]:
     """Aggregate records in Python (the reference semantics for every store), sorted."""
     groups: dict[str | None, _Accumulator] = {}
     for rec in records:
@@ -221,11 +242,8 @@ class MemoryUsageStore:
 
 # -- the dashboard's reads: several group keys at once, filters, the latest records -----------------------
 
-FILTERS: tuple[str, ...] = ("user", "model", "kind", "session", "provider")
-"""Equality filters of :func:`breakdown_records` (``model`` as in :func:`group_key`)."""
-
-Filters = dict[str, str | None]
-"""Equality filters by :data:`FILTERS` name (``None``: records without that value)."""
+Filters = Mapping[str, str]
+"""Equality filters as ``records.check_where`` returns them (see :func:`matches`)."""
 
 
 @runtime_checkable
@@ -234,7 +252,7 @@ class SupportsBreakdown(Protocol):
     :func:`breakdown_records` and :func:`recent_from`."""
 
     def breakdown(
-        self, by: Sequence[TotalsBy], since: float | None, until: float | None, where: Filters
+        self, by: Sequence[TotalsBy | str], since: float | None, until: float | None, where: Filters
     ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
         """Totals per combination of the ``by`` keys (each key as :func:`group_key` gives it), in any order."""
         ...
@@ -244,13 +262,8 @@ class SupportsBreakdown(Protocol):
         ...
 
 
-def matches(record: UsageRecord, where: Filters) -> bool:
-    """Whether ``record`` passes the equality filters ``where`` (see :data:`FILTERS`)."""
-    return all(group_key(record, name) == value for name, value in where.items())  # type: ignore[arg-type]
-
-
 def breakdown_records(
-    records: Iterable[UsageRecord], by: Sequence[TotalsBy], where: Filters
+    records: Iterable[UsageRecord], by: Sequence[TotalsBy | str], where: Filters
 ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
     """Totals per combination of ``by`` keys in Python (the reference semantics of ``breakdown``)."""
     groups: dict[tuple[str | None, ...], _Accumulator] = {}

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageTotals
-from openrouter_attribution.usage.stores.protocol import FILTERS, Filters
+from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageTotals, metadata_key
+from openrouter_attribution.usage.stores.protocol import Filters
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
 
 __all__ = ["breakdown", "recent"]
@@ -34,6 +34,14 @@ _SUMS = ("COUNT(*), COUNT(*) FILTER (WHERE outcome NOT IN ('ok', 'abandoned')), 
          "COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch)")  # fmt: skip
 
 
+def column(name: str) -> tuple[str, list[object]]:
+    """The SQL of a group key or filter (a ``TOTALS_BY`` name or ``metadata.<key>``) and its parameters."""
+    key = metadata_key(name)
+    if key is None:
+        return _KEYS[name], []
+    return "(metadata::jsonb ->> %s)", [key]
+
+
 def where_sql(since: float | None, until: float | None, where: Filters) -> tuple[str, list[object]]:
     """`` WHERE ...`` on ``usage_records`` (``""`` for none) and its parameters."""
     clauses: list[str] = []
@@ -45,27 +53,27 @@ def where_sql(since: float | None, until: float | None, where: Filters) -> tuple
         clauses.append("time < %s")
         params.append(until)
     for name, value in where.items():
-        if name not in FILTERS:
-            raise ValueError(f"cannot filter by {name!r}; choose one of {', '.join(FILTERS)}")
-        if value is None:
-            clauses.append(f"{_KEYS[name]} IS NULL")
-        else:
-            clauses.append(f"{_KEYS[name]} = %s")
-            params.append(value)
+        sql, column_params = column(name)
+        clauses.append(f"{sql} = %s")
+        params.extend((*column_params, value))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def breakdown(
-    fetch: Fetch, by: Sequence[TotalsBy], since: float | None, until: float | None, where: Filters
+    fetch: Fetch, by: Sequence[TotalsBy | str], since: float | None, until: float | None, where: Filters
 ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
     """Totals per combination of the ``by`` keys, in one query."""
-    keys = [_KEYS[name] for name in by]
+    columns = [column(name) for name in by]
+    keys = [sql for sql, _ in columns]
     condition, params = where_sql(since, until, where)
+    params = [*(param for _, key_params in columns for param in key_params), *params]
     head = "".join(f"{key}, " for key in keys)
     group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
     day = by.index("day") if "day" in by else -1
     found = []
     for row in fetch(f"SELECT {head}{_SUMS} FROM usage_records{condition}{group}", params):
+        if not row[len(keys)]:  # without group keys SQL answers one row of zeros when nothing matches
+            continue
         key = tuple(
             None
             if value is None

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageStoreError, UsageTotals
-from openrouter_attribution.usage.stores.protocol import FILTERS, Filters, combine
+from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageStoreError, UsageTotals, metadata_key
+from openrouter_attribution.usage.stores.protocol import Filters, combine
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
 from openrouter_attribution.usage.stores.sqlite.schema import INBOX_ONCE
 
@@ -66,6 +66,14 @@ _EXACT_SUMS = "usage_decimal_sum(cost), usage_decimal_sum(COALESCE(billed_cost, 
 _INBOX = f"(SELECT *, NULL AS billed_cost, NULL AS user_mismatch FROM usage_inbox i WHERE {INBOX_ONCE})"
 
 
+def column(name: str) -> tuple[str, list[object]]:
+    """The SQL of a group key or filter (a ``TOTALS_BY`` name or ``metadata.<key>``) and its parameters."""
+    key = metadata_key(name)
+    if key is None:
+        return _KEYS[name], []
+    return "json_extract(metadata, ?)", [f'$."{key}"']  # metadata_key admits no '"'
+
+
 def where_sql(since: float | None, until: float | None, where: Filters) -> tuple[str, list[object]]:
     """A condition on the view ``usage_all`` (``""`` for none) and its parameters."""
     clauses: list[str] = []
@@ -77,13 +85,9 @@ def where_sql(since: float | None, until: float | None, where: Filters) -> tuple
         clauses.append("time < ?")
         params.append(until)
     for name, value in where.items():
-        if name not in FILTERS:
-            raise ValueError(f"cannot filter by {name!r}; choose one of {', '.join(FILTERS)}")
-        if value is None:
-            clauses.append(f"{_KEYS[name]} IS NULL")
-        else:
-            clauses.append(f"{_KEYS[name]} = ?")
-            params.append(value)
+        sql, column_params = column(name)
+        clauses.append(f"{sql} = ?")
+        params.extend((*column_params, value))
     return " AND ".join(clauses), params
 
 
@@ -129,17 +133,20 @@ def _scan(
         exact = rows is None or not _fast_is_exact(rows)
         if exact:
             rows = fetch(f"SELECT {head}{_COUNTS}, {_EXACT_SUMS} FROM {source}{tail}{group}", params)
-        found.extend((row[: len(keys)], _totals(row[len(keys) :], exact)) for row in rows or [])
+        # Without group keys SQL answers one row of zeros when nothing matches: no group, as in Python.
+        found.extend((row[: len(keys)], _totals(row[len(keys) :], exact)) for row in rows or [] if row[len(keys)])
     return found
 
 
 def breakdown(
-    fetch: Fetch, by: Sequence[TotalsBy], since: float | None, until: float | None, where: Filters
+    fetch: Fetch, by: Sequence[TotalsBy | str], since: float | None, until: float | None, where: Filters
 ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
     """Totals per combination of the ``by`` keys, in one scan of ``usage_records`` and one of the inbox
     (the view ``usage_all`` costs a scan four times as long); see the module docstring for the costs."""
-    keys = [_KEYS[name] for name in by]
+    columns = [column(name) for name in by]
+    keys = [sql for sql, _ in columns]
     condition, params = where_sql(since, until, where)
+    params = [*(param for _, key_params in columns for param in key_params), *params]
     day = by.index("day") if "day" in by else -1
     merged: dict[tuple[str | None, ...], UsageTotals] = {}
     for raw, totals in _scan(fetch, keys, condition, params):
