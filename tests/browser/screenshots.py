@@ -12,7 +12,6 @@ import io
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
 from openrouter_attribution.dashboard import create_app
 from openrouter_attribution.usage.budgets.budget import UserBudget
@@ -20,10 +19,11 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Served
 
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 PAGES = {
-    "overview": "/?period=today",
+    "overview": "/?period=today&dimension=tenant",
     "users": "/users?period=today",
     "user": "/users/app_alice?period=today",
-    "dimension": "/dimensions/model/" + quote("openai/gpt-4o-mini", safe="") + "?period=today",
+    "dimensions": "/dimensions/tenant?period=today",
+    "dimension": "/dimensions/tenant/acme?period=today",
     "budgets": "/budgets",
     "reconciliation": "/reconciliation?period=today",
 }

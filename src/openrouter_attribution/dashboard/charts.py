@@ -44,6 +44,8 @@ def render_svg(chart: Chart) -> str:
     bar.x_labels = labels
     if len(labels) > 16:
         bar.x_labels_major = labels[:: max(1, len(labels) // 8)]
+    top = max((value for _, value in chart.points), default=0) or 1.0
+    bar.y_labels = [top * step / 4 for step in range(5)]  # five ticks, whatever the scale of the values
     bar.add(chart.title, [value for _, value in chart.points])
     svg = bar.render(is_unicode=True, disable_xml_declaration=True)
     return _SCRIPT.sub("", svg)
