@@ -300,7 +300,7 @@ def reconciliation(store: UsageStore, period: Period) -> Page:
     page.stats += [("cost", "Cost (billed where reconciled)", total.cost),
                    ("reported_cost", "Reported cost", total.reported_cost), ("drift", "Drift", _drift(total)),
                    ("reconciled", "Reconciled records", total.reconciled),
-                   ("unreconciled", "Not yet reconciled", "n/a" if pending is None else pending),
+                   ("unreconciled", "Not yet reconciled", pending),
                    ("user_mismatches", "User mismatches", total.user_mismatches)]  # fmt: skip
     rows = [{"user": row.key, "requests": row.requests, "reconciled": row.reconciled,
              "reported_cost": row.reported_cost, "cost": row.cost, "drift": _drift(row),
