@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from openrouter_attribution.testing.postgres import PostgresServer, PostgresUnavailable
-from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
+from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore, register_functions
 
 BACKENDS = ["sqlite", "postgres"]
 _databases = itertools.count()
@@ -74,6 +74,7 @@ class Backend:
         if self.name == "sqlite":
             fold_inbox(self.location)
             with contextlib.closing(sqlite3.connect(self.location)) as conn:
+                register_functions(conn)  # the daily rollup's triggers call them
                 conn.execute(sql)
                 conn.commit()
             return

@@ -23,7 +23,7 @@ RECORDS = [
                 cost=Decimal("1999.123456789012")),
     UsageRecord(record_id="r4", time=20_001 * DAY + 7, user=None, model_used="m/a", cost=Decimal("0.1"),
                 session_id="s", metadata={"tenant": "acme"}),
-    # 13 decimals: the SQLite read falls back to its exact aggregate for this group.
+    # 13 decimals and a cost near 2,000 USD (r3): sums stay exact to the last digit.
     UsageRecord(record_id="r5", time=20_002 * DAY, user="app_3", model_used="m/c", cost=Decimal("0.0000000000001")),
 ]  # fmt: skip
 GROUPINGS = [(), ("user",), ("day", "model", "kind"), ("session", "provider"), ("metadata.tenant", "day")]

@@ -22,13 +22,18 @@ from openrouter_attribution.usage.records import (
     sort_totals,
 )
 from openrouter_attribution.usage.stores.protocol import (
+    DAY,
+    Filters,
     SupportsBreakdown,
+    SupportsDaily,
     SupportsTotals,
     UsageStore,
     aggregate_records,
     breakdown_records,
     combine,
+    in_daily,
     matches,
+    merged,
     recent_from,
 )
 
@@ -113,7 +118,13 @@ def totals(
     check_by(by)
     filters = check_where(where)
     lo, hi = parse_time(since), parse_time(until)
-    if isinstance(store, SupportsTotals):
+    if isinstance(store, SupportsBreakdown):
+        keys: tuple[str, ...] = () if by is None else (by,)
+        if user is not None and filters.setdefault("user", user) != user:
+            rows = []  # two different users asked for
+        else:
+            rows = rollup(_breakdown(store, keys, lo, hi, filters), None if by is None else 0)
+    elif isinstance(store, SupportsTotals):
         rows = sort_totals(store.totals(by, lo, hi, user, filters or None))
     else:
         rows = aggregate_records(_filtered(store.iter_records(lo, hi, user), filters), by)
@@ -189,8 +200,33 @@ def breakdown(
         check_by(name)
     filters, lo, hi = check_where(where), parse_time(since), parse_time(until)
     if isinstance(store, SupportsBreakdown):
-        return store.breakdown(tuple(by), lo, hi, filters)
+        return _breakdown(store, tuple(by), lo, hi, filters)
     return breakdown_records(store.iter_records(lo, hi, filters.get("user")), tuple(by), filters)
+
+
+def _breakdown(
+    store: SupportsBreakdown, by: tuple[str, ...], lo: float | None, hi: float | None, where: Filters
+) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+    """``store.breakdown``, reading whole UTC days from the store's daily rollup when it keeps one and every
+    key and filter is one it groups by; the records of a partial day at either end are read as they are."""
+    if not isinstance(store, SupportsDaily) or not in_daily((*by, *where)):
+        return store.breakdown(by, lo, hi, where)
+    first = None if lo is None else _day_from(lo)
+    end = None if hi is None else math.floor(hi) // DAY  # the day hi falls in: the days before it are whole
+    if first is not None and end is not None and first >= end:  # no whole day in the range
+        return store.breakdown(by, lo, hi, where)
+    parts = store.daily(by, first, end, where)
+    if lo is not None and first is not None and lo < first * DAY:
+        parts += store.breakdown(by, lo, first * DAY, where)
+    if hi is not None and end is not None and hi > end * DAY:
+        parts += store.breakdown(by, end * DAY, hi, where)
+    return merged(parts)
+
+
+def _day_from(lo: float) -> int:
+    """The first UTC day starting at or after ``lo`` (in integers: a division of floats may round up)."""
+    day = math.floor(lo) // DAY
+    return day if day * DAY == lo else day + 1
 
 
 def rollup(rows: Iterable[tuple[tuple[str | None, ...], UsageTotals]], position: int | None) -> list[UsageTotals]:

@@ -29,8 +29,9 @@ from openrouter_attribution.usage.records import (
 )
 
 __all__ = [
-    "BackendOwner", "Filters", "MemoryUsageStore", "SupportsBreakdown", "SupportsTotals", "UsageStore",
-    "aggregate_records", "breakdown_records", "combine", "group_key", "matches", "recent_from",
+    "DAILY_BY", "DAY", "BackendOwner", "Filters", "MemoryUsageStore", "SupportsBreakdown", "SupportsDaily",
+    "SupportsTotals", "UsageStore", "aggregate_records", "breakdown_records", "combine", "group_key", "in_daily",
+    "matches", "merged", "recent_from",
 ]  # fmt: skip
 
 
@@ -260,6 +261,41 @@ class SupportsBreakdown(Protocol):
     def recent(self, limit: int, since: float | None, until: float | None, where: Filters) -> list[UsageRecord]:
         """The ``limit`` latest matching records, newest first (then record id, descending)."""
         ...
+
+
+DAY = 86_400
+"""Seconds in a UTC day: a record's day number is ``floor(time) // DAY``."""
+DAILY_BY: tuple[str, ...] = ("day", "user", "model", "provider", "kind")
+"""The keys a daily rollup groups by, besides every ``metadata.<key>``."""
+
+
+def in_daily(names: Iterable[str]) -> bool:
+    """Whether a daily rollup can group and filter by every one of ``names``."""
+    return all(name in DAILY_BY or name.startswith(METADATA_PREFIX) for name in names)
+
+
+@runtime_checkable
+class SupportsDaily(Protocol):
+    """A store that keeps totals per UTC day and per :data:`DAILY_BY` key and metadata (the SQL stores), so
+    reads over whole days do not add up every record; must match :func:`breakdown_records` over those days."""
+
+    def daily(
+        self, by: Sequence[TotalsBy | str], first: int | None, end: int | None, where: Filters
+    ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+        """Totals per combination of the ``by`` keys over the UTC days ``first`` (inclusive) to ``end``
+        (exclusive), day numbers since 1970 (``None``: open); ``by`` and ``where`` name only keys
+        :func:`in_daily` admits."""
+        ...
+
+
+def merged(
+    rows: Iterable[tuple[tuple[str | None, ...], UsageTotals]],
+) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+    """Rows of several reads of one ``breakdown`` with their totals added up per key."""
+    groups: dict[tuple[str | None, ...], list[UsageTotals]] = {}
+    for key, row in rows:
+        groups.setdefault(key, []).append(row)
+    return [(key, members[0] if len(members) == 1 else combine(None, members)) for key, members in groups.items()]
 
 
 def breakdown_records(

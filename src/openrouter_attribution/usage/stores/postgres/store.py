@@ -41,6 +41,7 @@ from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
 from openrouter_attribution.usage.stores.postgres import reads
 from openrouter_attribution.usage.stores.postgres.backend import POSTGRES_BACKEND_MIGRATION
+from openrouter_attribution.usage.stores.postgres.daily import DAILY_MIGRATION
 from openrouter_attribution.usage.stores.protocol import BackendOwner, Filters
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
 
@@ -85,6 +86,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     POSTGRES_BACKEND_MIGRATION,
     # The attribution's metadata as JSON text (SQLite's schema 6): totals and budgets by metadata.<key>.
     ("ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS metadata text",),
+    # The daily rollup the dashboard's reads add up (daily.py), filled from the records already stored.
+    DAILY_MIGRATION,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -119,6 +122,8 @@ _KEY_SQL: dict[str, str] = {
     "kind": "kind",
 }
 _PAGE = 1000
+# The rollup rows whose records were all deleted (the triggers leave them at zero).
+_EMPTIED = "DELETE FROM usage_daily WHERE requests = 0"
 
 
 def _column(name: str) -> tuple[str, list[object]]:
@@ -426,7 +431,9 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
         if dry_run:
             return int(self._fetch("SELECT COUNT(*) FROM usage_records WHERE time < %s", [before])[0][0])
         with self.transaction() as conn:
-            return int(conn.execute("DELETE FROM usage_records WHERE time < %s", (before,)).rowcount)
+            deleted = int(conn.execute("DELETE FROM usage_records WHERE time < %s", (before,)).rowcount)
+            conn.execute(_EMPTIED)
+            return deleted
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -496,6 +503,12 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
     ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
         """Totals per combination of the ``by`` keys, in one query (see :mod:`.reads`); unsorted."""
         return reads.breakdown(self._fetch, by, since, until, where)
+
+    def daily(
+        self, by: Sequence[TotalsBy | str], first: int | None, end: int | None, where: Filters
+    ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+        """Totals per combination of the ``by`` keys over whole UTC days, from the daily rollup; unsorted."""
+        return reads.daily(self._fetch, by, first, end, where)
 
     def recent(self, limit: int, since: float | None, until: float | None, where: Filters) -> list[UsageRecord]:
         """The ``limit`` latest matching records, newest first."""

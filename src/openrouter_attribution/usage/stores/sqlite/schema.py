@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from openrouter_attribution.usage.records import FIELDS
 from openrouter_attribution.usage.stores.rows import COLUMNS
+from openrouter_attribution.usage.stores.sqlite.daily import DAILY_MIGRATION
 
 __all__ = [
     "FOLD", "FOLD_AT", "INBOX_INSERT", "INBOX_MAX", "INBOX_ONCE", "INBOX_WAITING", "MIGRATIONS",
@@ -149,6 +150,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP VIEW IF EXISTS usage_all",
         _view(COLUMNS),
     ),
+    # The daily rollup the dashboard's reads add up (daily.py), filled from the records already stored.
+    DAILY_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

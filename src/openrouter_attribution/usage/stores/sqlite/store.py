@@ -72,7 +72,7 @@ from openrouter_attribution.usage.stores.sqlite.schema import MIGRATIONS as _MIG
 if TYPE_CHECKING:
     from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
 
-__all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore"]
+__all__ = ["FOLD_AT", "SCHEMA_VERSION", "SQLiteUsageStore", "register_functions"]
 
 # floor(time) keeps SQL and Python (storage.group_key) on the same UTC day near midnight.
 _DAY = "strftime('%Y-%m-%d', CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), 'unixepoch')"
@@ -86,6 +86,8 @@ _KEY_SQL: dict[str, str] = {
 }
 
 _PAGE = 1000
+# The rollup rows whose records were all deleted (the triggers leave them at zero).
+_EMPTIED = "DELETE FROM usage_daily WHERE requests = 0"
 
 
 class _DecimalSum:
@@ -100,6 +102,26 @@ class _DecimalSum:
 
     def finalize(self) -> str | None:
         return None if self.total is None else format_cost(self.total)
+
+
+def _decimal_add(a: str | None, b: str | None) -> str:
+    """SQLite function ``usage_decimal_add``: the exact sum of two decimal TEXT values (NULL counts as 0)."""
+    return format_cost(add_costs(Decimal(a or 0), None if b is None else Decimal(b)) or Decimal(0))
+
+
+def _decimal_sub(a: str | None, b: str | None) -> str:
+    """SQLite function ``usage_decimal_sub``: ``a - b`` exactly (NULL counts as 0; copy_negate never rounds)."""
+    return format_cost(add_costs(Decimal(a or 0), None if b is None else Decimal(b).copy_negate()) or Decimal(0))
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """Register the ledger's SQL functions on ``conn``: ``usage_decimal_sum`` (an exact sum of decimal TEXT)
+    for reads, and ``usage_decimal_add`` / ``usage_decimal_sub``, which the daily rollup's triggers call:
+    another program that inserts, deletes or updates ``usage_records`` needs them (see ``daily.py``)."""
+    # typeshed types aggregate values as int; ours receives the TEXT cost column.
+    conn.create_aggregate("usage_decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
+    conn.create_function("usage_decimal_add", 2, _decimal_add, deterministic=True)
+    conn.create_function("usage_decimal_sub", 2, _decimal_sub, deterministic=True)
 
 
 _NULL = float("nan")
@@ -257,8 +279,7 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
             if not self._create:
                 raise UsageStoreError(f"no ledger at {self.path}") from err
             raise
-        # typeshed types aggregate values as int; ours receives the TEXT cost column.
-        conn.create_aggregate("usage_decimal_sum", 1, _DecimalSum)  # type: ignore[arg-type]
+        register_functions(conn)
         return conn
 
     def _configure_connection(self, conn: sqlite3.Connection) -> None:
@@ -460,7 +481,9 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
         if dry_run:
             return int(self._fetch("SELECT COUNT(*) FROM usage_all WHERE time < ?", [before])[0][0])
         with self.transaction() as conn:
-            return conn.execute("DELETE FROM usage_records WHERE time < ?", (before,)).rowcount
+            deleted = conn.execute("DELETE FROM usage_records WHERE time < ?", (before,)).rowcount
+            conn.execute(_EMPTIED)
+            return deleted
 
     def _read_connection(self) -> sqlite3.Connection:
         conn = self._conn  # only its closed state matters here: file ledgers read through their own
@@ -536,6 +559,12 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
     ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
         """Totals per combination of the ``by`` keys, in one pass (see :mod:`.reads`); unsorted."""
         return reads.breakdown(self._fetch, by, since, until, where)
+
+    def daily(
+        self, by: Sequence[TotalsBy | str], first: int | None, end: int | None, where: Filters
+    ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+        """Totals per combination of the ``by`` keys over whole UTC days, from the daily rollup; unsorted."""
+        return reads.daily(self._fetch, by, first, end, where)
 
     def recent(self, limit: int, since: float | None, until: float | None, where: Filters) -> list[UsageRecord]:
         """The ``limit`` latest matching records, newest first."""
