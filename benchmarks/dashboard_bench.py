@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,11 @@ PAGES = [
     "/users/app_77",
     "/dimensions/provider",
     "/dimensions/model/" + quote(dashboard_ledger.MODELS[0], safe=""),
+    "/?period=30d&dimension=tenant",
+    "/dimensions/tenant",
+    "/dimensions/tenant/" + dashboard_ledger.tenant(1),
+    # 7 days from 06:00 UTC: whole days from the rollup, the first 18 hours from the records.
+    "/?since=" + (datetime.now(UTC) - timedelta(days=7)).strftime("%Y-%m-%dT06:00:00Z"),
     "/budgets",
     "/reconciliation",
     "/api/overview",

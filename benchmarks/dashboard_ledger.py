@@ -3,6 +3,8 @@
 Usage: ``python benchmarks/dashboard_ledger.py PATH_OR_DSN [--records N]`` (default 1,000,000).
 The records are spread over the last 30 days, 2,000 users, 12 models, 4 kinds and a few sessions per user,
 with costs of up to 10 decimals; about 1 in 50 calls failed (no cost), about half carry a generation id.
+Each user belongs to one of 50 tenants (``metadata={"tenant": "tenant-07"}``), so the dimension pages
+by ``metadata.tenant`` are measured too.
 Nothing is committed: the file is made again whenever it is needed.
 """
 
@@ -24,8 +26,14 @@ from openrouter_attribution.usage.records import UsageRecord  # noqa: E402
 MODELS = [f"vendor{i % 4}/model-{i}" for i in range(12)]
 KINDS = ["chat", "chat", "chat", "embeddings", "rerank", "responses"]
 USERS = 2_000
+TENANTS = 50
 DAYS = 30
 BATCH = 10_000
+
+
+def tenant(user_number: int) -> str:
+    """The tenant of the user ``app_<user_number>``."""
+    return f"tenant-{user_number % TENANTS:02d}"
 
 
 def records(n: int, *, now: float | None = None, seed: int = 7) -> Iterator[UsageRecord]:
@@ -34,7 +42,8 @@ def records(n: int, *, now: float | None = None, seed: int = 7) -> Iterator[Usag
     end = time.time() if now is None else now
     start = end - DAYS * 86_400
     for i in range(n):
-        user = f"app_{int(rng.paretovariate(1.2)) % USERS}"
+        number = int(rng.paretovariate(1.2)) % USERS
+        user = f"app_{number}"
         failed = rng.random() < 0.02
         prompt, completion = rng.randint(20, 4_000), rng.randint(1, 800)
         cost = None if failed else Decimal(rng.randint(1, 5_000_000)).scaleb(-10)
@@ -53,6 +62,7 @@ def records(n: int, *, now: float | None = None, seed: int = 7) -> Iterator[Usag
             generation_id=None if failed or i % 2 else f"gen-{seed}-{i}",
             outcome="RateLimitError" if failed else "ok",
             kind=rng.choice(KINDS),
+            metadata={"tenant": tenant(number)},
         )
 
 

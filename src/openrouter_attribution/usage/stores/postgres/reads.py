@@ -8,6 +8,7 @@ reads scan the records. ``NUMERIC`` sums are exact and native; the UTC day is a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -90,8 +91,9 @@ def _sums(
     return found
 
 
-def _day(value: object) -> str:
-    return datetime.fromtimestamp(int(value) * DAY, tz=UTC).strftime("%Y-%m-%d")  # type: ignore[call-overload]
+@functools.lru_cache(maxsize=4096)
+def _day(value: int) -> str:
+    return datetime.fromtimestamp(value * DAY, tz=UTC).strftime("%Y-%m-%d")
 
 
 def breakdown(

@@ -7,6 +7,7 @@ Costs are summed exactly by the store's ``usage_decimal_sum`` aggregate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -100,8 +101,9 @@ def _sums(
     return found
 
 
-def _day(value: object) -> str:
-    return datetime.fromtimestamp(int(value) * DAY, tz=UTC).strftime("%Y-%m-%d")  # type: ignore[call-overload]
+@functools.lru_cache(maxsize=4096)
+def _day(value: int) -> str:
+    return datetime.fromtimestamp(value * DAY, tz=UTC).strftime("%Y-%m-%d")
 
 
 def breakdown(
