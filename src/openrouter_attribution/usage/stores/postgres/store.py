@@ -31,7 +31,10 @@ from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
-from openrouter_attribution.usage.stores.postgres.backend import POSTGRES_BACKEND_MIGRATION
+from openrouter_attribution.usage.stores.postgres.backend import (
+    POSTGRES_BACKEND_MIGRATION,
+    POSTGRES_BUDGET_SCOPES_MIGRATION,
+)
 from openrouter_attribution.usage.stores.protocol import BackendOwner
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
 
@@ -73,6 +76,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Reconciliation columns, budget reservations and the two budget functions (usage/stores/postgres/backend.py).
     POSTGRES_BACKEND_MIGRATION,
+    # Budgets by metadata value and budget alerts (usage/stores/postgres/backend.py).
+    POSTGRES_BUDGET_SCOPES_MIGRATION,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

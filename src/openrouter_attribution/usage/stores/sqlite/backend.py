@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from openrouter_attribution.usage.budgets.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.budget import SCOPE_MARK, BudgetCheck, BudgetUsage, Reservation, store_key
 from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.stores.sqlite.schema import padded, page_sql
 
 if TYPE_CHECKING:
+    from openrouter_attribution.usage.budgets.alerts import BudgetAlert
     from openrouter_attribution.usage.reconcile import Billed, Candidate
     from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
@@ -89,6 +90,15 @@ _LINK = (
     "VALUES (?, ?, ?, 1, ?, ?, ?)"
 )
 _IDS_AT_ONCE = 256
+_CLAIM = (
+    "INSERT INTO budget_alerts (scope, budget_key, kind, fraction, window_start, spent, limit_value, period, "
+    "resets_at, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_FIRED = (
+    "SELECT scope, budget_key, kind, fraction, window_start, spent, limit_value, period, resets_at, fired_at "
+    "FROM budget_alerts WHERE (? IS NULL OR fired_at >= ?) AND (? IS NULL OR fired_at < ?) ORDER BY fired_at"
+)
+_WINDOWS = "SELECT user_key, SUM(pico), SUM(requests) FROM budget_spend WHERE day >= ?"
 
 _PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= ?"
 _CANDIDATE_COLUMNS = "record_id, generation_id, user, cost, time"
@@ -109,8 +119,8 @@ def _pico(amount: Decimal, *, up: bool) -> int:
     return whole + 1 if up and whole < scaled else whole
 
 
-def _params(user: str | None, since: float, now: float) -> dict[str, object]:
-    return {"key": user or "", "day": int(since // _DAY), "since": since, "now": now}
+def _params(key: str, since: float, now: float) -> dict[str, object]:
+    return {"key": key, "day": int(since // _DAY), "since": since, "now": now}
 
 
 def _usd(pico: object) -> Decimal:
@@ -166,6 +176,9 @@ def _text(value: Decimal | None) -> str | None:
 class SQLiteBackend:
     """Budget reservations and reconciliation results in an :class:`SQLiteUsageStore`."""
 
+    scoped_budgets = True
+    """Budgets of another scope than ``"user"`` are kept (budget keys of ``store_key``, the spend rollup)."""
+
     def __init__(self, store: SQLiteUsageStore) -> None:
         self.store = store
         self.settles = SettleQueue(self._apply_settles)
@@ -189,7 +202,7 @@ class SQLiteBackend:
     def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
         """Check and reserve in one write transaction (see the module docstring)."""
         r = reservation
-        key = r.user or ""
+        key = store_key(r.scope, r.user)
         self._ensure_rollup()
         settles = self.settles.take(everything=settle_all)
         sweep = self._sweeps.due(settles)
@@ -199,7 +212,7 @@ class SQLiteBackend:
                     _apply(conn, settles)
                 if sweep:  # expired reservations and those whose records are stored no longer count
                     conn.execute(_CLEANUP, (key, r.now))
-                usage = _params(r.user, r.since, r.now)
+                usage = _params(key, r.since, r.now)
                 took = conn.execute(_TAKE, {
                     **usage, "id": r.id, "amount": format_cost(r.amount), "expires": r.expires_at, "slots": r.slots,
                     "max_pico": None if r.max_cost is None else _pico(r.max_cost, up=False),
@@ -216,8 +229,9 @@ class SQLiteBackend:
     def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
         """Queue the settle: applied by the next reserve step or within ``SettleQueue.delay`` seconds (once
         ``after`` has passed)."""
-        self.settles.add(Settle(reservation.user, reservation.id, tuple(record_ids), reservation.amount,
-                                reservation.now, reservation.expires_at, after))  # fmt: skip
+        key = store_key(reservation.scope, reservation.user)
+        self.settles.add(Settle(key, reservation.id, tuple(record_ids), reservation.amount, reservation.now,
+                                reservation.expires_at, after))  # fmt: skip
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         with self.store.transaction() as conn:
@@ -228,16 +242,49 @@ class SQLiteBackend:
         """Apply the settles still pending."""
         self.settles.close()
 
-    def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
-        """Records and reservations of ``user`` in the window (a read, after this process's settles)."""
+    def budget_usage(self, user: str | None, since: float, now: float, *, scope: str = "user") -> BudgetUsage:
+        """Records and reservations of ``user`` (the ``scope``'s key) in the window (a read, after this
+        process's settles)."""
         self._ensure_rollup()
         self.settles.flush()
         # In a write transaction: it folds the inbox first, so the spend rollup has every record.
         with self.store.transaction() as conn:
-            check = _usage(conn.execute(_USAGE, _params(user, since, now)).fetchone())
+            check = _usage(conn.execute(_USAGE, _params(store_key(scope, user), since, now)).fetchone())
         return BudgetUsage(
             spent=check.spent, requests=check.requests, reserved=check.reserved, in_flight=check.in_flight
         )
+
+    def budget_alert_claim(self, key: str, alert: BudgetAlert) -> bool:
+        """Insert the alert's row unless one of the same scope, store ``key``, kind, fraction and window is
+        there; returns whether this call inserted it (then it is this process's to fire)."""
+        row = (alert.scope, key, alert.kind, alert.fraction, alert.window_start.timestamp(), str(alert.spent),
+               str(alert.limit), alert.period, None if alert.resets_at is None else alert.resets_at.timestamp(),
+               alert.fired_at.timestamp())  # fmt: skip
+        try:
+            with self.store.transaction() as conn:
+                return conn.execute(_CLAIM, row).rowcount == 1
+        except sqlite3.Error as err:
+            raise UsageStoreError(f"cannot claim a budget alert in the ledger {self.store.path}: {err}") from err
+
+    def budget_alerts_fired(self, since: float | None, until: float | None) -> list[tuple[Any, ...]]:
+        """The rows of the alerts fired in ``[since, until)``, oldest first."""
+        return self.store._fetch(_FIRED, [since, since, until, until])
+
+    def budget_windows(self, scope: str, since: float) -> list[tuple[str, Decimal, int]]:
+        """``(store key, spent, requests)`` of every key of ``scope`` with records since ``since`` (a UTC
+        day boundary, or 0), from the spend rollup."""
+        self._ensure_rollup()
+        self.settles.flush()
+        with self.store.transaction() as conn:  # folds the inbox first
+            day = int(since // _DAY)
+            if scope == "user":
+                rows = conn.execute(_WINDOWS + " AND substr(user_key, 1, 1) <> ? GROUP BY user_key", (day, SCOPE_MARK))
+            else:
+                prefix = store_key(scope, None)
+                within = " AND (user_key = ? OR substr(user_key, 1, ?) = ?) GROUP BY user_key"
+                rows = conn.execute(_WINDOWS + within, (day, prefix, len(prefix) + 1, prefix + SCOPE_MARK))
+            found = rows.fetchall()
+        return [(key, _usd(pico), int(n)) for key, pico, n in found]
 
     # -- reconciliation ----------------------------------------------------------------------------
 

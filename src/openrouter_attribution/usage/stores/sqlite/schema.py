@@ -46,6 +46,31 @@ BILLED: tuple[str, ...] = (
     "native_cached_tokens", "cancelled", "billed_user", "user_mismatch", "reconcile_status", "reconciled_at",
 )  # fmt: skip
 
+# Budget alerts (usage/budgets/alerts.py): one row per alert fired; its primary key is what makes an alert
+# fire once in the fleet (each process claims it with INSERT ... ON CONFLICT DO NOTHING). ``budget_key`` is
+# the budget's store key (budgets.budget.store_key). The spend triggers are dropped with the spend rollup:
+# the first budgeted call installs them again, with the rollup per metadata value, and refills it.
+BUDGET_ALERTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS budget_alerts (
+        scope TEXT NOT NULL,
+        budget_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        fraction REAL NOT NULL,
+        window_start REAL NOT NULL,
+        spent TEXT NOT NULL,
+        limit_value TEXT NOT NULL,
+        period TEXT NOT NULL,
+        resets_at REAL,
+        fired_at REAL NOT NULL,
+        PRIMARY KEY (scope, budget_key, kind, fraction, window_start)
+    )""",
+    "CREATE INDEX IF NOT EXISTS budget_alerts_fired ON budget_alerts (fired_at)",
+    "DROP TRIGGER IF EXISTS budget_spend_insert",
+    "DROP TRIGGER IF EXISTS budget_spend_delete",
+    "DROP TRIGGER IF EXISTS budget_spend_update",
+    "DELETE FROM budget_spend",
+)
+
 # Each entry moves the schema from version i to i + 1 (index 0 creates version 1). Version 1 is the
 # schema of the first release; a file with a lower user_version is brought up to date when opened.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -133,6 +158,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX IF EXISTS usage_records_model",
         "DROP INDEX IF EXISTS usage_records_session_time",
     ),
+    BUDGET_ALERTS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
