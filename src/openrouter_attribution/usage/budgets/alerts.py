@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage.budgets.budget import backend_of, key_from_store, store_key, window
 from openrouter_attribution.usage.records import format_cost
 
@@ -151,8 +152,7 @@ class _Checks:
         if guard._commit_pending is not None:  # this process's last records count
             guard._commit_pending()
         backend = guard.backend
-        scoped = {} if top.scope == "user" else {"scope": top.scope}
-        usage = backend.budget_usage(key, start, now, **scoped)
+        usage = backend.budget_usage(key, start, now, scope=top.scope, period=budget.period)
         stored = store_key(top.scope, key)
         claimed: list[BudgetAlert] = []
         limits: tuple[tuple[str, Decimal | int, Decimal | int | None], ...] = (
@@ -217,8 +217,6 @@ def alerts_fired(
         ...     alerts_fired(ledger)
         []
     """
-    from openrouter_attribution.errors import ConfigurationError
-
     store = getattr(store, "store", store)
     backend = backend_of(store)
     if backend is None or not hasattr(backend, "budget_alerts_fired"):

@@ -59,6 +59,7 @@ __all__ = [
     "backend_of",
     "budget_status",
     "close_backend",
+    "held_key",
     "key_from_store",
     "store_key",
     "window",
@@ -94,6 +95,13 @@ def store_key(scope: str, key: str | None) -> str:
     if scope == "user":
         return key or ""
     return f"{SCOPE_MARK}{scope}" if key is None else f"{SCOPE_MARK}{scope}{SCOPE_MARK}{key}"
+
+
+def held_key(reservation: Reservation) -> str:
+    """The key of a reservation in the store: its budget's :func:`store_key` and period after
+    :data:`SCOPE_MARK`. Each period of a key holds its own reservations, so a call reserved in a user's
+    daily and monthly budget counts once in each; the records count in every budget of their key."""
+    return f"{store_key(reservation.scope, reservation.user)}{SCOPE_MARK}{reservation.period}"
 
 
 def key_from_store(stored: str) -> tuple[str, str | None]:
@@ -323,6 +331,8 @@ class Reservation:
     """The request limit of the window."""
     slots: int = 1
     """Calls asked for: more than 1 asks for a lease, granted only while room for twice as many is left."""
+    period: str = "day"
+    """The budget's :attr:`UserBudget.period`."""
     scope: str = "user"
     """The budget's :attr:`UserBudget.scope`; a store that does not say ``scoped_budgets = True`` only
     ever receives ``"user"``. Its key in the store is :func:`store_key` of the scope and :attr:`user`."""
@@ -511,9 +521,9 @@ def budget_status(store: Any, user: str | None, budget: UserBudget | None = None
         period=budget.period,
         window_start=datetime.fromtimestamp(start, tz=_UTC),
         resets_at=None if reset is None else datetime.fromtimestamp(reset, tz=_UTC),
-        usage=backend.budget_usage(user, start, now)
-        if top.scope == "user"
-        else backend.budget_usage(user, start, now, scope=top.scope),
+        usage=backend.budget_usage(user, start, now, scope=top.scope, period=budget.period)
+        if getattr(backend, "scoped_budgets", False)
+        else backend.budget_usage(user, start, now),
         max_cost=budget.max_cost,
         max_requests=budget.max_requests,
     )

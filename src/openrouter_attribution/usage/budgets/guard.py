@@ -130,6 +130,11 @@ class BudgetGuard:
                 f"UserBudget(scope={budget.scope!r}) needs an SQLite or PostgreSQL ledger (their triggers keep the "
                 f"spend per metadata value); {type(store).__name__} only holds budgets per user."
             )
+        if budget.alerts and not hasattr(backend, "budget_alert_claim"):
+            raise ConfigurationError(
+                f"UserBudget(alerts=...) needs an SQLite or PostgreSQL ledger (alerts are claimed in its "
+                f"budget_alerts table, to fire once in the fleet); {type(store).__name__} has no such table."
+            )
         self.budget = budget
         self.backend = backend
         self._settles: QueuedSettles | None = backend.settles if isinstance(backend, SupportsQueuedSettles) else None
@@ -269,7 +274,8 @@ class BudgetGuard:
                 slots = min(max(self._sizes.get(key, budget.lease), budget.lease), budget.lease_cap)
         return Reservation(id=new_reservation_id(), user=user, amount=plan.amount, since=plan.since, now=plan.now,
                            expires_at=plan.now + budget.reservation_ttl, max_cost=budget.max_cost,
-                           max_requests=budget.max_requests, slots=slots, scope=self.budget.scope)  # fmt: skip
+                           max_requests=budget.max_requests, slots=slots, period=budget.period,
+                           scope=self.budget.scope)  # fmt: skip
 
     def _unclaim(self, request: Reservation, plan: _Plan) -> None:
         if request.slots > 1:

@@ -25,7 +25,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from openrouter_attribution.usage.budgets.budget import SCOPE_MARK, BudgetCheck, BudgetUsage, Reservation, store_key
+from openrouter_attribution.usage.budgets.budget import (
+    SCOPE_MARK,
+    BudgetCheck,
+    BudgetUsage,
+    Reservation,
+    held_key,
+    store_key,
+)
 from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 
 if TYPE_CHECKING:
@@ -41,7 +48,7 @@ _RECORDS_WINDOW = """(SELECT COALESCE(SUM(COALESCE(u.billed_cost, u.cost)), 0) A
              FROM usage_records u WHERE {user} AND u.time >= p_since)"""
 _RESERVED_WINDOW = """(SELECT COALESCE(SUM(r.amount * r.slots), 0) AS s, COALESCE(SUM(r.slots), 0) AS n
              FROM budget_reservations r
-             WHERE r.user_key = v_key AND r.created_at >= p_since AND r.expires_at > p_now
+             WHERE r.user_key = v_held AND r.created_at >= p_since AND r.expires_at > p_now
                AND (r.record_id IS NULL OR NOT EXISTS (
                     SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id)))"""
 
@@ -79,10 +86,12 @@ _SCOPE_WINDOW = """SELECT a.s, a.n, b.s, b.n INTO spent, requests, reserved, in_
 
 
 def _reserve_function(*, scoped: bool) -> str:
-    """The reserve step; ``scoped``: with the ``p_scoped`` argument (schema 4 on), reading the rollup for scopes."""
-    scoped_arg = " p_scoped boolean," if scoped else ""
-    by_scope = f"IF p_scoped THEN\n        {_SCOPE_WINDOW.format(reserved=_RESERVED_WINDOW)}\n    ELS" if scoped else ""
-    return _RESERVE_FUNCTION.format(scoped_arg=scoped_arg, by_scope=by_scope)
+    """The reserve step; ``scoped`` (schema 4 on): with ``p_scoped`` (read the rollup of another scope) and
+    ``p_held`` (the key of the budget's reservations: each period of a key holds its own)."""
+    if not scoped:
+        return _RESERVE_FUNCTION.format(scoped_arg="", held="v_key", by_scope="")
+    by_scope = f"IF p_scoped THEN\n        {_SCOPE_WINDOW.format(reserved=_RESERVED_WINDOW)}\n    ELS"
+    return _RESERVE_FUNCTION.format(scoped_arg=" p_scoped boolean, p_held text,", held="p_held", by_scope=by_scope)
 
 
 _RESERVE_FUNCTION = f"""CREATE OR REPLACE FUNCTION budget_reserve(
@@ -93,12 +102,13 @@ RETURNS TABLE (granted boolean, spent numeric, requests bigint, reserved numeric
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_key text := COALESCE(p_user, '');
+    v_held text := {{held}};
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     {_SETTLE_MANY}
     PERFORM pg_advisory_xact_lock({_BUDGET_LOCK_CLASS}, hashtext(v_key));
     IF p_cleanup THEN
-        DELETE FROM budget_reservations r WHERE r.user_key = v_key AND (r.expires_at <= p_now
+        DELETE FROM budget_reservations r WHERE r.user_key = v_held AND (r.expires_at <= p_now
             OR (r.record_id IS NOT NULL AND EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id)));
     END IF;
     {{by_scope}}IF p_user IS NULL THEN
@@ -112,7 +122,7 @@ BEGIN
     granted := slots > 0;
     IF granted THEN
         INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at)
-        VALUES (p_id, v_key, p_amount, slots, p_now, p_expires);
+        VALUES (p_id, v_held, p_amount, slots, p_now, p_expires);
     END IF;
     RETURN NEXT;
 END
@@ -188,7 +198,7 @@ POSTGRES_BUDGET_SCOPES_MIGRATION: tuple[str, ...] = (
 """Schema step: budgets by metadata value (the spend rollup) and budget alerts."""
 
 _SETTLE_PARAMS = "%s::text[], %s::text[], %s::text[], %s::numeric[], %s::float8[], %s::float8[], %s::text[]"
-_RESERVE = f"SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_SETTLE_PARAMS})"
+_RESERVE = f"SELECT * FROM budget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_SETTLE_PARAMS})"
 _SETTLE = f"SELECT budget_settle({_SETTLE_PARAMS})"
 _USAGE = {
     True: 'SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE "user" IS NULL '
@@ -261,7 +271,7 @@ class PostgresBackend:
         try:
             ((granted, spent, requests, reserved, in_flight, slots),) = self.store.execute(
                 _RESERVE, (r.id, user, r.amount, r.since, r.now, r.expires_at, r.max_cost, r.max_requests, r.slots,
-                           sweep, scoped, *_arrays(settles)))  # fmt: skip
+                           sweep, scoped, held_key(r), *_arrays(settles)))  # fmt: skip
         except BaseException:
             self.settles.restore(settles)
             raise
@@ -271,7 +281,7 @@ class PostgresBackend:
     def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
         """Queue the settle: sent with the next reserve step or within ``SettleQueue.delay`` seconds (once
         ``after`` has passed)."""
-        key = store_key(reservation.scope, reservation.user)
+        key = held_key(reservation)
         self.settles.add(Settle(key, reservation.id, tuple(record_ids), reservation.amount, reservation.now,
                                 reservation.expires_at, after))  # fmt: skip
 
@@ -283,9 +293,11 @@ class PostgresBackend:
         """Apply the settles still pending."""
         self.settles.close()
 
-    def budget_usage(self, user: str | None, since: float, now: float, *, scope: str = "user") -> BudgetUsage:
-        """Records and reservations of ``user`` (the ``scope``'s key) in the window (a read after this
-        process's settles)."""
+    def budget_usage(
+        self, user: str | None, since: float, now: float, *, scope: str = "user", period: str = "day"
+    ) -> BudgetUsage:
+        """Records of ``user`` (the ``scope``'s key) in the window and reservations of its budget of ``period``
+        (a read after this process's settles)."""
         self.settles.flush()
         key = store_key(scope, user)
         if scope != "user":
@@ -293,7 +305,8 @@ class PostgresBackend:
         else:
             params: list[object] = [since] if user is None else [user, since]
             ((spent, requests),) = self.store._fetch(_USAGE[user is None], params)
-        ((reserved, in_flight),) = self.store._fetch(_RESERVED, [key, since, now])
+        held = f"{key}{SCOPE_MARK}{period}"
+        ((reserved, in_flight),) = self.store._fetch(_RESERVED, [held, since, now])
         return BudgetUsage(
             spent=Decimal(spent), requests=int(requests), reserved=Decimal(reserved), in_flight=int(in_flight)
         )

@@ -27,7 +27,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from openrouter_attribution.usage.budgets.budget import SCOPE_MARK, BudgetCheck, BudgetUsage, Reservation, store_key
+from openrouter_attribution.usage.budgets.budget import (
+    SCOPE_MARK,
+    BudgetCheck,
+    BudgetUsage,
+    Reservation,
+    held_key,
+    store_key,
+)
 from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.stores.sqlite.schema import padded, page_sql
@@ -70,7 +77,7 @@ _USAGE = (
     "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend "
     "WHERE user_key = :key AND day >= :day) a, "
     "(SELECT SUM(ROUND(CAST(amount AS REAL) * 1e12) * slots) AS s, COALESCE(SUM(slots), 0) AS n "
-    "FROM budget_reservations r WHERE user_key = :key AND created_at >= :since AND expires_at > :now "
+    "FROM budget_reservations r WHERE user_key = :held AND created_at >= :since AND expires_at > :now "
     "AND (record_id IS NULL OR NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))) b"
 )
 _FITS = ("((:max_pico IS NULL OR COALESCE(w.spent, 0) + COALESCE(w.held, 0) + {n} * :amount_pico <= :max_pico) "
@@ -79,7 +86,7 @@ _FITS = ("((:max_pico IS NULL OR COALESCE(w.spent, 0) + COALESCE(w.held, 0) + {n
 # as many calls is left, else one call while it fits, else nothing.
 _TAKE = (
     "INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at) "
-    "SELECT :id, :key, :amount, g.n, :now, :expires FROM (SELECT CASE "
+    "SELECT :id, :held, :amount, g.n, :now, :expires FROM (SELECT CASE "
     f"WHEN :slots > 1 AND {_FITS.format(n='2 * :slots')} THEN :slots WHEN {_FITS.format(n='1')} THEN 1 ELSE 0 END AS n "
     f"FROM ({_USAGE}) AS w) AS g WHERE g.n > 0 RETURNING slots"
 )
@@ -119,8 +126,8 @@ def _pico(amount: Decimal, *, up: bool) -> int:
     return whole + 1 if up and whole < scaled else whole
 
 
-def _params(key: str, since: float, now: float) -> dict[str, object]:
-    return {"key": key, "day": int(since // _DAY), "since": since, "now": now}
+def _params(key: str, held: str, since: float, now: float) -> dict[str, object]:
+    return {"key": key, "held": held, "day": int(since // _DAY), "since": since, "now": now}
 
 
 def _usd(pico: object) -> Decimal:
@@ -202,7 +209,7 @@ class SQLiteBackend:
     def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
         """Check and reserve in one write transaction (see the module docstring)."""
         r = reservation
-        key = store_key(r.scope, r.user)
+        key, held = store_key(r.scope, r.user), held_key(r)
         self._ensure_rollup()
         settles = self.settles.take(everything=settle_all)
         sweep = self._sweeps.due(settles)
@@ -211,8 +218,8 @@ class SQLiteBackend:
                 if settles:
                     _apply(conn, settles)
                 if sweep:  # expired reservations and those whose records are stored no longer count
-                    conn.execute(_CLEANUP, (key, r.now))
-                usage = _params(key, r.since, r.now)
+                    conn.execute(_CLEANUP, (held, r.now))
+                usage = _params(key, held, r.since, r.now)
                 took = conn.execute(_TAKE, {
                     **usage, "id": r.id, "amount": format_cost(r.amount), "expires": r.expires_at, "slots": r.slots,
                     "max_pico": None if r.max_cost is None else _pico(r.max_cost, up=False),
@@ -229,7 +236,7 @@ class SQLiteBackend:
     def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
         """Queue the settle: applied by the next reserve step or within ``SettleQueue.delay`` seconds (once
         ``after`` has passed)."""
-        key = store_key(reservation.scope, reservation.user)
+        key = held_key(reservation)
         self.settles.add(Settle(key, reservation.id, tuple(record_ids), reservation.amount, reservation.now,
                                 reservation.expires_at, after))  # fmt: skip
 
@@ -242,14 +249,17 @@ class SQLiteBackend:
         """Apply the settles still pending."""
         self.settles.close()
 
-    def budget_usage(self, user: str | None, since: float, now: float, *, scope: str = "user") -> BudgetUsage:
-        """Records and reservations of ``user`` (the ``scope``'s key) in the window (a read, after this
-        process's settles)."""
+    def budget_usage(
+        self, user: str | None, since: float, now: float, *, scope: str = "user", period: str = "day"
+    ) -> BudgetUsage:
+        """Records of ``user`` (the ``scope``'s key) in the window and reservations of its budget of ``period``
+        (a read, after this process's settles)."""
         self._ensure_rollup()
         self.settles.flush()
         # In a write transaction: it folds the inbox first, so the spend rollup has every record.
         with self.store.transaction() as conn:
-            check = _usage(conn.execute(_USAGE, _params(store_key(scope, user), since, now)).fetchone())
+            key = store_key(scope, user)
+            check = _usage(conn.execute(_USAGE, _params(key, f"{key}{SCOPE_MARK}{period}", since, now)).fetchone())
         return BudgetUsage(
             spent=check.spent, requests=check.requests, reserved=check.reserved, in_flight=check.in_flight
         )
