@@ -13,7 +13,7 @@ The row keeps the alert's values and when it fired: :func:`alerts_fired` lists t
 A callback that raises is logged once per budget (its exception type only: an alert's message could hold
 a URL or a secret); the alert stays claimed (it is not retried: :func:`~openrouter_attribution.usage.budgets.
 webhook.webhook` retries on its own). Checks queued when the process exits are waited for up to
-:data:`EXIT_WAIT` seconds.
+:data:`EXIT_WAIT` seconds (before the ledgers opened before the first check close).
 """
 
 from __future__ import annotations
@@ -100,6 +100,10 @@ class _Checks:
         with self._lock:
             self._queued[(id(guard), key)] = (guard, key)
             if self._thread is None or not self._thread.is_alive():  # none yet, or this is a forked child
+                if self._thread is None:
+                    # Registered now, after the ledgers in use: exit handlers run last first, so the queued
+                    # checks are done before those ledgers close.
+                    atexit.register(wait_for_alerts, EXIT_WAIT)
                 self._thread = threading.Thread(target=self._run, name="openrouter-budget-alerts", daemon=True)
                 self._thread.start()
             self._wake.notify_all()
@@ -193,9 +197,6 @@ def wait_for_alerts(timeout: float | None = None) -> bool:
     Useful in tests and before a short-lived process exits (interpreter exit waits :data:`EXIT_WAIT` seconds).
     """
     return _checks.wait(timeout)
-
-
-atexit.register(wait_for_alerts, EXIT_WAIT)
 
 
 def alerts_fired(
