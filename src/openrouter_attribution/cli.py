@@ -1,7 +1,7 @@
 """The ``openrouter-attribution`` command line.
 
 Subcommands:
-    report       usage and cost per user, model, UTC day, session, provider or kind, from a ledger
+    report       usage and cost per user, model, UTC day, session, provider, kind or metadata key
     export       every record of a ledger as CSV or JSON Lines
     prune        delete the records older than a date (``--dry-run`` only counts them)
     migrate      bring a ledger's schema up to date
@@ -15,7 +15,8 @@ Subcommands:
 in a DSN never appears in output or errors.
 
 ``report --format json`` prints a list of objects whose first field is named
-after ``--by`` (``"user"``, ``"model"``, ``"day"``, ``"session"``, ``"provider"``)
+after ``--by`` (``"user"``, ``"model"``, ``"day"``, ``"session"``, ``"provider"``, ``"kind"``,
+``"metadata.tenant"``)
 followed by ``requests``, ``errors``, ``prompt_tokens``, ``completion_tokens``,
 ``cached_tokens``, ``reasoning_tokens``, ``cost``, ``unknown_cost_requests``,
 ``reported_cost``, ``reconciled`` and ``user_mismatches``. ``cost`` is the billed
@@ -64,6 +65,8 @@ from openrouter_attribution.usage.records import (
     UsageQueryError,
     UsageStoreError,
     UsageTotals,
+    check_by,
+    check_where,
     format_cost,
     format_time,
 )
@@ -94,13 +97,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report = add_command(
         sub, "report", "usage and cost totals from a ledger",
-        "Requests, tokens and cost of a ledger's records, grouped by user, model, UTC day, session, provider or "
-        "kind.\nCost is the billed cost where a record is reconciled, the reported one elsewhere.",
+        "Requests, tokens and cost of a ledger's records, grouped by user, model, UTC day, session, provider, "
+        "kind or a metadata key.\nCost is the billed cost where a record is reconciled, the reported one elsewhere.",
         ["report --db usage.db", "report --db usage.db --by model --since 2026-12-01 --format csv",
+         "report --db usage.db --by metadata.tenant", "report --db usage.db --where metadata.tenant=acme --by user",
          "report --db postgresql://app:pw@db:5432/usage --by user --top 20 --format json"],
     )  # fmt: skip
     _add_filters(report)
-    report.add_argument("--by", choices=TOTALS_BY, default="user", help="group key (default: user)")
+    report.add_argument("--by", type=_group, default="user", metavar="KEY",
+                        help=f"group key: {', '.join(TOTALS_BY)} or metadata.<key> (default: user)")  # fmt: skip
     report.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="table (default) for reading, csv for spreadsheets, json for programs")  # fmt: skip
     report.add_argument(
@@ -171,6 +176,28 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", metavar="TIME", help="inclusive: ISO date/datetime (UTC) or epoch seconds")
     parser.add_argument("--until", metavar="TIME", help="exclusive: ISO date/datetime (UTC) or epoch seconds")
     parser.add_argument("--user", help="only this end-user id")
+    parser.add_argument("--where", type=_filter, action="append", metavar="NAME=VALUE",
+                        help="only records where NAME (user, model, kind, session, provider or metadata.<key>) "
+                        "equals VALUE; repeat to combine")  # fmt: skip
+
+
+def _group(text: str) -> str:
+    try:
+        check_by(text)
+    except UsageQueryError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _filter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as metadata.tenant=acme, got {text!r}")
+    try:
+        check_where({name: value})
+    except UsageQueryError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return name, value
 
 
 def _port(text: str) -> int:
@@ -281,7 +308,7 @@ def _format_table(rows: list[UsageTotals], overall: UsageTotals, key_name: str) 
 def _report(args: argparse.Namespace, out: IO[str]) -> int:
     store = _open_for_reading(args.db)
     try:
-        filters = {"since": args.since, "until": args.until, "user": args.user}
+        filters = {"since": args.since, "until": args.until, "user": args.user, "where": dict(args.where or ())}
         rows = queries.totals(store, args.by, **filters)
         if args.top is not None:
             rows = rows[: args.top]
@@ -302,7 +329,8 @@ def _export(args: argparse.Namespace, out: IO[str]) -> int:
     progress = _progress_printer() if sys.stderr.isatty() else None
     write = export.export_csv if args.format == "csv" else export.export_jsonl
     try:
-        records = queries.iter_records(store, since=args.since, until=args.until, user=args.user)
+        where = dict(args.where or ())
+        records = queries.iter_records(store, since=args.since, until=args.until, user=args.user, where=where)
         if args.output == "-":
             count = write(records, out, progress=progress)
         else:

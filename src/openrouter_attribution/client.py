@@ -60,7 +60,7 @@ class Invoker:
     """Sends chat completions (or Responses API calls) for one configured model. Built by ``OpenRouterOptions``."""
 
     __slots__ = ("_arecord_call", "_build_record", "budget", "connection", "default", "endpoint", "extra_body",
-                 "framework", "ids", "ledger", "params", "require_user", "send", "sends_metadata")  # fmt: skip
+                 "framework", "ids", "ledger", "params", "require_user", "send")  # fmt: skip
 
     def __init__(
         self,
@@ -74,7 +74,6 @@ class Invoker:
         ledger: Any,
         framework: str,
         budget: BudgetGroup | None = None,
-        sends_metadata: bool = True,
         user_keys: OpenRouterUserKeys | None = None,
         endpoint: Endpoint = CHAT,
     ) -> None:
@@ -99,9 +98,6 @@ class Invoker:
         """Sends each request with the model's key, or with its user's own key (``user_keys``)."""
         self.endpoint = endpoint
         """What a model call goes to: chat completions or the Responses API (``endpoints.RESPONSES``)."""
-        self.sends_metadata = sends_metadata
-        """False for embeddings and rerank: OpenRouter's ``/embeddings`` and ``/rerank`` take no ``metadata``,
-        so a resolved one is dropped here (neither checked nor sent)."""
 
     # -- attribution ---------------------------------------------------------------------------------
 
@@ -142,8 +138,6 @@ class Invoker:
         else:
             sent_user = ids.apply(user)
         sent_session = None if session is None else ids.apply_session(session)
-        if not self.sends_metadata:
-            return Attribution(sent_user, sent_session, resolved.trace)
         sent_metadata = ids.apply_metadata(metadata) if metadata else metadata
         if sent_user is user and sent_session is session and sent_metadata is metadata:
             return resolved

@@ -13,7 +13,7 @@ spelled as each framework spells it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.options import ClientOptions
@@ -31,8 +31,6 @@ class EmbeddingOptions(ClientOptions):
     does: the answer is about a third of the size of the JSON floats and decodes several times
     faster (see the embeddings benchmark in ``benchmarks/``); vectors come back as floats either way.
     """
-
-    _SENDS_METADATA: ClassVar[bool] = False  # /embeddings takes no metadata: none is resolved or checked
 
     model: str = DEFAULT_EMBEDDING_MODEL
     """OpenRouter embeddings model id, e.g. ``"openai/text-embedding-3-small"``."""

@@ -11,7 +11,7 @@ build their requests through the same :class:`~openrouter_attribution.client.Inv
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_serializer
@@ -73,9 +73,6 @@ class ClientOptions(BaseModel):
 
     A field left at ``None`` is not sent: the library adds no hidden defaults.
     """
-
-    _SENDS_METADATA: ClassVar[bool] = True
-    """Whether the endpoint takes OpenRouter's ``metadata`` (see ``Invoker.sends_metadata``)."""
 
     model: str = DEFAULT_MODEL
     """OpenRouter model id, e.g. ``"openai/gpt-4o-mini"``; ``openrouter/auto`` lets OpenRouter choose."""
@@ -290,7 +287,6 @@ class ClientOptions(BaseModel):
             ledger=self.ledger,
             framework=framework,
             budget=budget,
-            sends_metadata=self._SENDS_METADATA,
             user_keys=self.user_keys,
             endpoint=endpoint,
         )

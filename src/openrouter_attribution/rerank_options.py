@@ -12,7 +12,7 @@ policy, ``require_user``, ledger, budget) and send their requests through the sa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from openrouter_attribution.attribution import Attribution
 from openrouter_attribution.options import ClientOptions
@@ -25,8 +25,6 @@ _BODY_FIELDS = ("model", "top_n", "provider")
 
 class RerankOptions(ClientOptions):
     """Fields of the rerankers: the common client fields plus the rerank request fields."""
-
-    _SENDS_METADATA: ClassVar[bool] = False  # /rerank takes no metadata: none is resolved or checked
 
     model: str = DEFAULT_RERANK_MODEL
     """OpenRouter rerank model id, e.g. ``"cohere/rerank-v3.5"``."""

@@ -8,6 +8,8 @@ import pytest
 
 from openrouter_attribution import cli
 from openrouter_attribution.usage import UsageLedger, UsageRecord
+from openrouter_attribution.usage.stores.postgres.store import SCHEMA_VERSION as POSTGRES_SCHEMA
+from openrouter_attribution.usage.stores.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 
 RECORDS = [("app_1", 1735689600.0, 0.000123), ("app_1", 1735689660.0, 1.953e-05), ("app_2", 1735776000.0, 0.0042),
            ("app_2", 1735776060.0, None)]  # fmt: skip
@@ -31,7 +33,7 @@ def test_report_export_prune_migrate(backend, capsys, caplog):
     code, out, err = run(capsys, "prune", "--db", backend.location, "--before", "2025-01-02", "--dry-run")
     assert out == "would remove 2 records older than 2025-01-02T00:00:00.000000Z\n"
     code, out, err = run(capsys, "migrate", "--db", backend.location)
-    version = 5 if backend.name == "sqlite" else 3  # SQLite's schemas 4 and 5: the inbox, two indexes fewer
+    version = SQLITE_SCHEMA if backend.name == "sqlite" else POSTGRES_SCHEMA
     assert (code, out) == (0, f"schema {version}: up to date\n")
     if backend.server is not None:
         assert backend.server.password not in out + err + caplog.text

@@ -40,7 +40,7 @@ def test_a_schema_4_ledger_loses_the_two_unused_indexes(tmp_path):
     assert {"usage_records_model", "usage_records_session_time"} <= _indexes(path)
     store = SQLiteUsageStore(path)
     try:
-        assert (store.migrated_from, store.schema_version) == (4, SCHEMA_VERSION)
+        assert (store.migrated_from, store.schema_version, SCHEMA_VERSION) == (4, len(MIGRATIONS), len(MIGRATIONS))
         assert _indexes(path) == INDEXES_5
         assert [(t.key, t.cost) for t in store.totals("session")] == [("s", Decimal("0.5"))]
         assert [(t.key, t.cost) for t in store.totals("model")] == [("m", Decimal("0.5"))]

@@ -9,7 +9,9 @@ from decimal import Decimal
 import pytest
 
 from openrouter_attribution.usage import UsageLedger, UsageRecord, UsageStoreError, open_store
+from openrouter_attribution.usage.stores.postgres.store import SCHEMA_VERSION as POSTGRES_SCHEMA
 from openrouter_attribution.usage.stores.protocol import aggregate_records
+from openrouter_attribution.usage.stores.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 
 MIDNIGHT = 1767225600.0  # 2026-01-01T00:00:00Z
 
@@ -113,7 +115,7 @@ def test_a_v1_ledger_opens_and_is_migrated(backend):
     try:
         store.write_many([UsageRecord(user="b", kind="embeddings", record_id="new")])
         assert store.migrated_from == 1  # type: ignore[attr-defined]
-        assert store.schema_version == (5 if backend.name == "sqlite" else 3)  # type: ignore[attr-defined]
+        assert store.schema_version == (SQLITE_SCHEMA if backend.name == "sqlite" else POSTGRES_SCHEMA)  # type: ignore[attr-defined]
         assert [(r.record_id, r.kind, r.cost) for r in store.iter_records()] == [
             ("old", "chat", Decimal("0.5")), ("new", "embeddings", None)]  # fmt: skip
     finally:

@@ -15,6 +15,7 @@ import pytest
 
 from openrouter_attribution import cli
 from openrouter_attribution.usage import UsageLedger, UsageRecord
+from openrouter_attribution.usage.stores.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 
 # Costs as OpenRouter reports them on the wire: JSON floats.
 WIRE = [
@@ -282,8 +283,8 @@ def test_migrate_a_v1_file(capsys, tmp_path):
     conn.executescript(V1_SQLITE)
     conn.execute("PRAGMA user_version = 1")
     conn.close()
-    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 1 -> 5: migrated\n")
-    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, "schema 5: up to date\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, f"schema 1 -> {SQLITE_SCHEMA}: migrated\n")
+    assert run(capsys, "migrate", "--db", str(path))[:2] == (0, f"schema {SQLITE_SCHEMA}: up to date\n")
 
 
 ARGUMENT_ERRORS = [

@@ -12,6 +12,7 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from openrouter_attribution import UsageLedger, UserIdPolicy, errors, user_context
+from openrouter_attribution.errors import UserIdError
 from tests.wire.conftest import STATUS_FAULTS
 from tests.wire.embeddings_helpers import attributions, make_lc_embeddings, make_li_embedding, server_costs_by_user
 
@@ -143,18 +144,19 @@ def test_trace_from_context_is_sent_and_metadata_is_not(fake_openrouter):
 
 
 @pytest.mark.parametrize("make", [make_lc_embeddings, make_li_embedding], ids=["langchain", "llama_index"])
-def test_metadata_an_embeddings_call_does_not_send_is_not_checked_either(fake_openrouter, make):
-    # The chat models refuse an e-mail address in metadata; embeddings never send metadata at all.
-    with user_context("app_md", metadata={"contact": "ada@example.com"}):
-        embeddings = make(fake_openrouter)
-        if hasattr(embeddings, "embed_query"):
-            embeddings.embed_query("hello")
-        else:
-            embeddings.get_query_embedding("hello")
+def test_metadata_an_embeddings_call_does_not_send_is_checked_like_chat(fake_openrouter, make):
+    # Embeddings never send metadata, but the ledger keeps it: an e-mail address in it is refused as the
+    # chat models refuse it, before anything is sent.
+    embeddings = make(fake_openrouter)
+    embed = getattr(embeddings, "embed_query", None) or embeddings.get_query_embedding
+    with user_context("app_md", metadata={"contact": "ada@example.com"}), pytest.raises(UserIdError, match="contact"):
+        embed("hello")
+    assert fake_openrouter.embeddings_requests == []
+    with user_context("app_md", metadata={"tenant": "acme"}):
+        embed("hello")
     (request,) = fake_openrouter.embeddings_requests
     assert request.body["user"] == "app_md"
     assert "metadata" not in request.body
-    assert b"ada@example.com" not in request.raw_body
 
 
 @pytest.mark.parametrize("style", CALL_STYLES)

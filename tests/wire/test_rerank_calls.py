@@ -72,13 +72,20 @@ def test_no_documents_sends_nothing(fake_openrouter, make, style):
     assert fake_openrouter.requests == []
 
 
-def test_metadata_is_neither_sent_nor_checked(fake_openrouter, make):
-    # The chat models refuse an e-mail address in metadata; /rerank takes no metadata at all.
-    with user_context("app_md", metadata={"contact": "ada@example.com"}):
+def test_metadata_is_checked_but_not_sent(fake_openrouter, make):
+    # /rerank takes no metadata, but the ledger keeps it: an e-mail address in it is refused as the chat
+    # models refuse it, before anything is sent.
+    with (
+        user_context("app_md", metadata={"contact": "ada@example.com"}),
+        pytest.raises(errors.UserIdError, match="contact"),
+    ):
+        rank(make(fake_openrouter), "q", ["d"])
+    assert fake_openrouter.rerank_requests == []
+    with user_context("app_md", metadata={"tenant": "acme"}):
         rank(make(fake_openrouter), "q", ["d"])
     (request,) = fake_openrouter.rerank_requests
     assert request.body["user"] == "app_md"
-    assert b"ada@example.com" not in request.raw_body
+    assert b"acme" not in request.raw_body
 
 
 def test_policy_pseudonymises_the_user(fake_openrouter, make):

@@ -41,6 +41,10 @@ def current_run_config() -> RunnableConfig | None:
     return RUN_CONFIG.get() or var_child_runnable_config.get()
 
 
+RUNTIME_METADATA_KEY = "openrouter_metadata"
+"""The LangGraph runtime context's attribute (or key) holding the run's metadata, e.g. ``{"tenant": "acme"}``."""
+
+
 class CallLayers(NamedTuple):
     """The LangChain attribution layers of one call, by :data:`~openrouter_attribution.attribution.LAYERS` name."""
 
@@ -50,7 +54,8 @@ class CallLayers(NamedTuple):
     """``configurable[user_id_key]``, then ``metadata[user_id_key]`` / ``langfuse_user_id`` (and the
     session keys the same way), plus the run-tree ``trace``."""
     runtime: Attribution | None
-    """The LangGraph runtime context's ``user_id_key`` / ``session_id_key`` (attribute or key)."""
+    """The LangGraph runtime context's ``user_id_key`` / ``session_id_key`` and ``openrouter_metadata``
+    (attribute or key)."""
     fallback: Attribution | None
     """LangGraph's ``thread_id`` as the session."""
 
@@ -67,10 +72,12 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def _layer(user: Any, session: Any, trace: Mapping[str, Any] | None = None) -> Attribution | None:
-    if user is None and session is None and trace is None:
+def _layer(
+    user: Any, session: Any, trace: Mapping[str, Any] | None = None, metadata: Mapping[str, str] | None = None
+) -> Attribution | None:
+    if user is None and session is None and trace is None and metadata is None:
         return None
-    return Attribution(user=user, session_id=session, trace=trace)
+    return Attribution(user=user, session_id=session, trace=trace, metadata=metadata)
 
 
 def call_layers(
@@ -120,7 +127,11 @@ def call_layers(
         invocation=_layer(user, session, trace),
         runtime=None
         if context is None
-        else _layer(context_value(context, user_id_key), context_value(context, session_id_key)),
+        else _layer(
+            context_value(context, user_id_key),
+            context_value(context, session_id_key),
+            metadata=context_value(context, RUNTIME_METADATA_KEY),
+        ),
         fallback=None if thread is None else Attribution(session_id=str(thread)),
     )
 

@@ -57,7 +57,7 @@ def build_call_record(
         time.time() - (now - started), attribution.user, attribution.session_id, body.get("model"), model_used,
         provider, prompt, completion, cached, reasoning, cost, now - started,
         None if first is None else first - started, generation_id, streamed, outcome, framework, kind,
-        record_id or generation_id or uuid.uuid4().hex,
+        dict(attribution.metadata) if attribution.metadata else None, record_id or generation_id or uuid.uuid4().hex,
     ))  # fmt: skip
     if error is not None:
         with contextlib.suppress(AttributeError, TypeError):  # an exception type that refuses attributes

@@ -226,6 +226,16 @@ def _policy_user(user: str | None, policy: Any) -> str | None:
         return None
 
 
+def _policy_metadata(metadata: Mapping[str, str] | None, policy: Any) -> Mapping[str, str] | None:
+    if not metadata or policy is None:
+        return metadata
+    try:
+        return policy.apply_metadata(metadata)  # type: ignore[no-any-return]
+    except Exception:
+        _log.debug("the identity policy rejected a metadata value; recording the call without metadata", exc_info=True)
+        return None
+
+
 def build_record(
     call: ObservedCall,
     observed: Observed = EMPTY,
@@ -270,6 +280,7 @@ def build_record(
         streamed=call.first is not None,
         outcome=outcome_of(error),
         framework=framework,
+        metadata=_policy_metadata(call.attribution.metadata, policy),
         record_id=_handler_record_id(call, observed, error, now),
     )
 

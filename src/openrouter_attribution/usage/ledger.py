@@ -5,7 +5,7 @@ Durable mode (the default): ``record()`` writes the record to this process's jou
 the journal to the store every ``commit_interval`` seconds, many calls in one transaction. Committed
 mode: ``record()`` returns once the record is committed to the store itself; calls that finish together
 share one commit (group commit: the first caller commits on its own thread for every caller waiting,
-see :mod:`~openrouter_attribution.usage.commit.writer`). In both, a store that is down or slow never fails a
+see :mod:`~openrouter_attribution.usage.commit.group_commit`). In both, a store that is down or slow never fails a
 call and never delays it past ``commit_timeout``: the record goes to the spool, an append-only fsynced
 file replayed into the store when it answers again or when the next process opens the ledger.
 Buffered mode: ``record()`` only queues; the writer thread commits every ``flush_interval``.
@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from openrouter_attribution import environment
@@ -32,8 +32,9 @@ from openrouter_attribution.errors import ConfigurationError, UsageStoreWarning
 from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.commit.journal import Journal
+from openrouter_attribution.usage.commit.queue import Handed
 from openrouter_attribution.usage.commit.spool import Spool
-from openrouter_attribution.usage.commit.writer import Handed, Writer
+from openrouter_attribution.usage.commit.writer import Writer
 from openrouter_attribution.usage.queries import TimeBound
 from openrouter_attribution.usage.records import TotalsBy, UsageRecord, UsageStoreError, UsageTotals
 from openrouter_attribution.usage.stores.location import parse_location
@@ -198,8 +199,9 @@ class UsageLedger:
         self._writer = Writer(store, name=self._path, durable=self._durable, commit_timeout=commit_timeout,
                               flush_interval=flush_interval, max_queue=max_queue, retry_interval=retry_interval,
                               spool=self._spool, journal=self._journal, commit_interval=commit_interval)  # fmt: skip
+        self._failures = self._writer.failures
         if self._open_error is not None:
-            self._writer.fail("open", self._open_error, dropped=0)
+            self._failures.fail("open", self._open_error, dropped=0)
         elif self._owns_store and where.backend == "postgres" and (problem := _unreachable(store)):
             # Said once, at once (not in a log line at exit); stacklevel: the line that created the ledger.
             warnings.warn(problem, UsageStoreWarning, stacklevel=3)
@@ -241,28 +243,29 @@ class UsageLedger:
     @property
     def written(self) -> int:
         """Records handed to the store in committed batches (a re-written ``record_id`` counts again)."""
-        return self._writer.written
+        return self._writer.commit_queue.written
 
     @property
     def spooled(self) -> int:
         """Records written to the spool (the store was down or slow), or to the journal of a forked child;
         replayed into the store later."""
-        return self._writer.spooled
+        return self._writer.commit_queue.spooled
 
     @property
     def dropped(self) -> int:
         """Records lost: a failed write without a spool, a full queue, a failed spool append, after close."""
-        return self._writer.dropped
+        return self._failures.dropped
 
     @property
     def errors(self) -> int:
         """Storage failures: a failed open, writes, replays and spool appends."""
-        return self._writer.errors
+        return self._failures.errors
 
     @property
     def pending(self) -> int:
         """Records queued but not yet handled."""
-        return self._writer.queued - self._writer.processed
+        q = self._writer.commit_queue
+        return q.queued - q.processed
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -290,16 +293,16 @@ class UsageLedger:
 
     def _drain_late(self) -> None:
         try:
-            self._writer.drain_late()
+            self._writer.drainer.drain_late()
         except Exception as err:  # record() is called inside model calls: it must never raise
-            self._writer.fail("record", err, dropped=0)
+            self._failures.fail("record", err, dropped=0)
 
     def record_many(self, records: Iterable[UsageRecord]) -> None:
         """Record several calls with one wait (and one commit when they fit in a batch); never raises."""
         try:
             batch = self._valid(records)
         except Exception as err:  # a failing iterable: record_many() must never raise either
-            self._writer.fail("record", err, dropped=0)
+            self._failures.fail("record", err, dropped=0)
             return
         if batch:
             self._write(batch)
@@ -312,10 +315,10 @@ class UsageLedger:
             elif self._journal is not None and (journaled := w.journal_write(batch)) is not Handed.BACK:
                 queued = journaled is Handed.TAKEN
             elif (loop := _running_loop()) is None:
-                done = w.commit(batch)
+                done = w.group.commit(batch)
                 queued = done is not Handed.REFUSED
                 if done is Handed.BACK:
-                    w.spool_late(batch)
+                    w.fallback.spool_late(batch)
             else:
                 fut = w.submit(batch, loop)
                 queued = fut is not None
@@ -324,7 +327,7 @@ class UsageLedger:
             if not queued:
                 self._refused(len(batch))
         except Exception as err:  # record() is called inside model calls: it must never raise
-            self._writer.fail("record", err, dropped=0)
+            self._failures.fail("record", err, dropped=0)
 
     async def arecord(self, rec: UsageRecord) -> None:
         """Async :meth:`record`: durable, writes the journal and returns; committed, waits for the commit
@@ -346,15 +349,15 @@ class UsageLedger:
             if fut is None:
                 self._refused(1)
             elif not await fut:
-                await asyncio.to_thread(w.spool_late, batch)
+                await asyncio.to_thread(w.fallback.spool_late, batch)
         except Exception as err:  # arecord() is awaited inside model calls: it must never raise
-            self._writer.fail("record", err, dropped=0)
+            self._failures.fail("record", err, dropped=0)
 
     def _late(
         self, fut: asyncio.Future[bool], *, loop: asyncio.AbstractEventLoop, batch: Sequence[UsageRecord]
     ) -> None:
         if not fut.cancelled() and not fut.result():
-            loop.run_in_executor(None, self._writer.spool_late, batch)
+            loop.run_in_executor(None, self._writer.fallback.spool_late, batch)
 
     def _valid(self, records: Iterable[UsageRecord]) -> list[UsageRecord]:
         batch = []
@@ -363,12 +366,12 @@ class UsageLedger:
                 batch.append(rec)
             else:
                 reason = f"record dropped: not a UsageRecord ({type(rec).__name__})"
-                self._writer.note("invalid", reason, dropped=1, error=False)
+                self._failures.note("invalid", reason, dropped=1, error=False)
         return batch
 
     def _refused(self, n: int) -> None:
-        reason = "closed" if self._writer.closed else "queue full"
-        self._writer.note(reason, f"record dropped: ledger {reason}", dropped=n, error=False)
+        reason = "closed" if self._writer.commit_queue.closed else "queue full"
+        self._failures.note(reason, f"record dropped: ledger {reason}", dropped=n, error=False)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record queued before this call is committed (or spooled, or dropped), and
@@ -381,13 +384,9 @@ class UsageLedger:
         if w.on_writer_thread():
             return False
         # What processes that are gone left in journals and spools is committed first, when the ledger opens.
-        if w.live() and not w.opened.wait(timeout):
+        if w.commit_queue.live() and not w.drainer.opened.wait(timeout):
             return False
-        with w.lock:
-            target = w.request_flush()
-            if not w.live():
-                return w.processed >= target
-            return w.wait(target, timeout)
+        return w.flush(timeout)
 
     def commit_pending(self) -> bool:
         """Commit what this process has recorded and the store does not have yet (durable records wait
@@ -401,10 +400,10 @@ class UsageLedger:
         if self.pending <= 0 or not self._durable or w.on_writer_thread():
             return False
         try:
-            if _running_loop() is not None or w.commit(()) is not Handed.TAKEN:
-                self.flush(w.commit_timeout)
+            if _running_loop() is not None or w.group.commit(()) is not Handed.TAKEN:
+                self.flush(w.commit_queue.commit_timeout)
         except Exception as err:  # called inside model calls: it must never raise
-            w.fail("record", err, dropped=0)
+            self._failures.fail("record", err, dropped=0)
         return True
 
     def close(self, timeout: float | None = None) -> None:
@@ -412,7 +411,7 @@ class UsageLedger:
 
         Also runs at interpreter exit. Records passed to :meth:`record` afterwards are dropped.
         """
-        if self._writer.closed:
+        if self._writer.commit_queue.closed:
             return
         atexit.unregister(self.close)
         self._buffer = None  # record() now goes through the writer's lock, which refuses once it is closed
@@ -442,30 +441,44 @@ class UsageLedger:
 
     def totals(
         self,
-        by: TotalsBy | None = "user",
+        by: TotalsBy | str | None = "user",
         *,
         since: TimeBound = None,
         until: TimeBound = None,
         user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """Usage per ``by`` group (UTC days for ``"day"``), highest cost first; see :func:`queries.totals`.
 
-        ``since`` is inclusive and ``until`` exclusive; each accepts a ``datetime`` (naive means UTC),
-        a ``date``, an ISO 8601 string or epoch seconds. ``by=None`` returns one overall row.
+        ``by`` may name a metadata key (``"metadata.tenant"``: the total of each tenant); ``where``
+        keeps the records equal to every filter given (``{"metadata.tenant": "acme"}``). ``since`` is
+        inclusive and ``until`` exclusive; each accepts a ``datetime`` (naive means UTC), a ``date``, an
+        ISO 8601 string or epoch seconds. ``by=None`` returns one overall row.
         """
-        return queries.totals(self._readable(), by, since=since, until=until, user=user)
+        return queries.totals(self._readable(), by, since=since, until=until, user=user, where=where)
 
     def top_users(
-        self, n: int = 10, *, since: TimeBound = None, until: TimeBound = None, user: str | None = None
+        self,
+        n: int = 10,
+        *,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """The ``n`` users with the highest cost."""
-        return queries.top_users(self._readable(), n, since=since, until=until, user=user)
+        return queries.top_users(self._readable(), n, since=since, until=until, user=user, where=where)
 
     def records(
-        self, since: TimeBound = None, until: TimeBound = None, user: str | None = None
+        self,
+        since: TimeBound = None,
+        until: TimeBound = None,
+        user: str | None = None,
+        *,
+        where: Mapping[str, str] | None = None,
     ) -> Iterator[UsageRecord]:
-        """Matching records in time order."""
-        return queries.iter_records(self._readable(), since=since, until=until, user=user)
+        """Matching records in time order (``where`` as in :meth:`totals`)."""
+        return queries.iter_records(self._readable(), since=since, until=until, user=user, where=where)
 
     def export_csv(
         self,

@@ -8,18 +8,19 @@ always agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 
 from openrouter_attribution.usage.records import (
-    TOTALS_BY,
     TotalsBy,
     UsageQueryError,
     UsageRecord,
     UsageTotals,
+    check_by,
+    check_where,
     sort_totals,
 )
-from openrouter_attribution.usage.stores.protocol import SupportsTotals, UsageStore, aggregate_records
+from openrouter_attribution.usage.stores.protocol import SupportsTotals, UsageStore, aggregate_records, matches
 
 __all__ = ["TimeBound", "iter_records", "parse_time", "top_users", "totals"]
 
@@ -76,31 +77,40 @@ def _parse_time_text(text: str) -> float:
 
 def totals(
     store: UsageStore,
-    by: TotalsBy | None = "user",
+    by: TotalsBy | str | None = "user",
     *,
     since: TimeBound = None,
     until: TimeBound = None,
     user: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> list[UsageTotals]:
     """Usage per group, sorted by cost (highest first, unknown last) then key.
 
-    ``by=None`` returns exactly one overall row (zeros when nothing matches).
-    Aggregates in the store when it can (SQL), otherwise in Python.
+    ``by`` is one of ``user``, ``model``, ``day``, ``session``, ``provider``, ``kind`` or
+    ``metadata.<key>`` (a key of the records' metadata, e.g. ``metadata.tenant``; records without it
+    fall in the ``None`` group). ``by=None`` returns exactly one overall row (zeros when nothing
+    matches). ``where`` keeps the records equal to every filter given (``{"metadata.tenant": "acme",
+    "kind": "chat"}``; names as :data:`~openrouter_attribution.usage.records.FILTERS` or
+    ``metadata.<key>``). Aggregates in the store when it can (SQL), otherwise in Python.
 
     Raises:
-        UsageQueryError: for an unknown ``by`` or an invalid time filter.
+        UsageQueryError: for an unknown ``by`` or filter, or an invalid time filter.
         UsageStoreError: when the store cannot be read.
     """
-    if by is not None and by not in TOTALS_BY:
-        raise UsageQueryError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
+    check_by(by)
+    filters = check_where(where)
     lo, hi = parse_time(since), parse_time(until)
     if isinstance(store, SupportsTotals):
-        rows = sort_totals(store.totals(by, lo, hi, user))
+        rows = sort_totals(store.totals(by, lo, hi, user, filters or None))
     else:
-        rows = aggregate_records(store.iter_records(lo, hi, user), by)
+        rows = aggregate_records(_filtered(store.iter_records(lo, hi, user), filters), by)
     if by is None and not rows:
         rows = [UsageTotals(key=None)]
     return rows
+
+
+def _filtered(records: Iterator[UsageRecord], where: dict[str, str]) -> Iterator[UsageRecord]:
+    return (rec for rec in records if matches(rec, where)) if where else records
 
 
 def top_users(
@@ -110,11 +120,12 @@ def top_users(
     since: TimeBound = None,
     until: TimeBound = None,
     user: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> list[UsageTotals]:
     """The ``n`` users with the highest cost (same order as :func:`totals`)."""
     if n < 0:
         raise UsageQueryError(f"n must be >= 0, got {n}")
-    return totals(store, "user", since=since, until=until, user=user)[:n]
+    return totals(store, "user", since=since, until=until, user=user, where=where)[:n]
 
 
 def iter_records(
@@ -123,6 +134,11 @@ def iter_records(
     since: TimeBound = None,
     until: TimeBound = None,
     user: str | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> Iterator[UsageRecord]:
-    """Records in time order; ``since`` inclusive, ``until`` exclusive."""
-    return store.iter_records(parse_time(since), parse_time(until), user)
+    """Records in time order; ``since`` inclusive, ``until`` exclusive; ``where`` as in :func:`totals`."""
+    filters = check_where(where)
+    lo, hi = parse_time(since), parse_time(until)
+    if filters and isinstance(store, SupportsTotals):
+        return store.iter_records(lo, hi, user, filters)
+    return _filtered(store.iter_records(lo, hi, user), filters)

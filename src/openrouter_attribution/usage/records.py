@@ -14,6 +14,8 @@ the library: sums of many small floats drift, sums of Decimals do not.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import time as _time
 import uuid
 from collections.abc import Mapping
@@ -27,6 +29,11 @@ from openrouter_attribution.errors import OpenRouterError
 
 __all__ = [
     "FIELDS",
+    "FILTERS",
+    "METADATA_PREFIX",
+    "check_by",
+    "check_where",
+    "metadata_key",
     "record_from_fields",
     "TotalsBy",
     "UsageQueryError",
@@ -36,6 +43,8 @@ __all__ = [
     "add_costs",
     "format_cost",
     "format_time",
+    "metadata_from_json",
+    "metadata_json",
     "parse_record_time",
     "parse_cost",
     "sort_totals",
@@ -45,6 +54,14 @@ TotalsBy = Literal["user", "model", "day", "session", "provider", "kind"]
 """Grouping keys accepted by ``totals(by=...)``."""
 
 TOTALS_BY: tuple[str, ...] = get_args(TotalsBy)
+
+METADATA_PREFIX = "metadata."
+"""Dimensions named ``metadata.<key>`` group and filter by one key of :attr:`UsageRecord.metadata`."""
+FILTERS: tuple[str, ...] = ("user", "model", "kind", "session", "provider")
+"""What ``where=`` filters on, besides ``metadata.<key>``: equality on the user, the model (used, else
+requested), the kind, the session and the provider."""
+# Keys a query may name: what SQL can address as a JSON path label without quoting rules.
+_METADATA_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 KINDS: tuple[str, ...] = ("chat", "embeddings", "rerank", "responses")
 """The values of :attr:`UsageRecord.kind`."""
@@ -63,6 +80,53 @@ class UsageStoreError(OpenRouterError):
 
 class UsageQueryError(OpenRouterError, ValueError):
     """A query argument is invalid, for example an unparseable ``since`` value."""
+
+
+def metadata_key(name: str) -> str | None:
+    """The key of a ``metadata.<key>`` dimension (``None`` for any other name).
+
+    Raises:
+        UsageQueryError: ``<key>`` is empty or has characters other than letters, digits and ``_.:-``.
+    """
+    if not name.startswith(METADATA_PREFIX):
+        return None
+    key = name[len(METADATA_PREFIX) :]
+    if not _METADATA_KEY.fullmatch(key):
+        raise UsageQueryError(
+            f"cannot query the metadata key {key!r}: name a key of 1 to 64 letters, digits or '_.:-', "
+            "as in metadata.tenant"
+        )
+    return key
+
+
+def check_by(by: str | None) -> None:
+    """Check a ``totals(by=...)`` value.
+
+    Raises:
+        UsageQueryError: ``by`` is neither one of :data:`TOTALS_BY` nor ``metadata.<key>``.
+    """
+    if by is None or by in TOTALS_BY or metadata_key(by) is not None:
+        return
+    raise UsageQueryError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)} or metadata.<key>")
+
+
+def check_where(where: Mapping[str, str] | None) -> dict[str, str]:
+    """A ``where=`` filter as a plain dict (empty for none): each name one of :data:`FILTERS` or
+    ``metadata.<key>``, each value a string.
+
+    Raises:
+        UsageQueryError: an unknown name or a value that is not a string.
+    """
+    if not where:
+        return {}
+    checked: dict[str, str] = {}
+    for name, value in where.items():
+        if name not in FILTERS and metadata_key(name) is None:
+            raise UsageQueryError(f"cannot filter on {name!r}; use one of {', '.join(FILTERS)} or metadata.<key>")
+        if not isinstance(value, str):
+            raise UsageQueryError(f"the filter {name}= needs a string value, not {type(value).__name__}")
+        checked[name] = value
+    return checked
 
 
 def parse_cost(value: object) -> Decimal | None:
@@ -118,6 +182,27 @@ def format_cost(cost: Decimal) -> str:
     return format(cost, "f")
 
 
+def _metadata(value: Mapping[str, str] | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("metadata must be a mapping of strings to strings")
+    return dict(value)
+
+
+def metadata_json(metadata: Mapping[str, str]) -> str:
+    """A record's metadata as the SQL stores keep it: compact JSON, keys sorted."""
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def metadata_from_json(value: object) -> dict[str, str] | None:
+    """The metadata a SQL column (JSON text, or a dict a driver already decoded) holds."""
+    if value is None or isinstance(value, dict):
+        return value
+    decoded = json.loads(value)  # type: ignore[arg-type]
+    return decoded if isinstance(decoded, dict) and decoded else None
+
+
 def add_costs(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     """Exact sum of two costs where ``None`` means unknown and is skipped."""
     if a is None:
@@ -166,6 +251,10 @@ class _UsageRecordFields(NamedTuple):
     kind: str
     """What the call was: ``"chat"`` (chat completions), ``"responses"`` (the Responses API), ``"embeddings"``
     or ``"rerank"``."""
+    metadata: dict[str, str] | None
+    """The attribution's ``metadata`` after the identity policy (``{"tenant": "acme"}``): the dimensions
+    totals and budgets group by (``totals(by="metadata.tenant")``). Kept for every kind of call, also for
+    embeddings and rerank, whose requests do not carry it. Treat it as read-only."""
     record_id: str
     """The record's identity: a store keeps one record per id, so writing a record again (two recorders on
     one call, a retried batch, a replayed spool) keeps one row. Defaults to ``generation_id`` when known,
@@ -217,6 +306,7 @@ class UsageRecord(_UsageRecordFields):
         outcome: str = "ok",
         framework: str | None = None,
         kind: str = "chat",
+        metadata: Mapping[str, str] | None = None,
         record_id: str = "",
     ) -> UsageRecord:
         if kind not in KINDS:
@@ -224,7 +314,8 @@ class UsageRecord(_UsageRecordFields):
         return record_from_fields(cls, (
             _time.time() if time is None else time, user, session_id, model_requested, model_used, provider,
             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, parse_cost(cost), latency_s, ttft_s,
-            generation_id, streamed, outcome, framework, kind, record_id or generation_id or uuid.uuid4().hex,
+            generation_id, streamed, outcome, framework, kind, _metadata(metadata),
+            record_id or generation_id or uuid.uuid4().hex,
         ))  # fmt: skip
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:

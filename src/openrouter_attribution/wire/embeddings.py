@@ -138,8 +138,8 @@ def build_embedding_bodies(
     Args:
         inputs: The texts to embed (none empty).
         params: The model's body fields (``model``, ``dimensions``, ``encoding_format``, ...).
-        attribution: The attribution to send (its ``user`` already passed the identity policy; the
-            invoker of an embeddings model resolves no ``metadata``, which ``/embeddings`` does not take).
+        attribution: The attribution to send (its ``user`` already passed the identity policy; its
+            ``metadata``, which ``/embeddings`` does not take, is checked and kept for the ledger, not sent).
         batch_size: Inputs per request, from 1 to :data:`MAX_INPUTS_PER_REQUEST`.
         extra_body: Fields sent as they are, last.
 
@@ -150,7 +150,7 @@ def build_embedding_bodies(
     _check_inputs(inputs)
     if not 1 <= batch_size <= MAX_INPUTS_PER_REQUEST:
         raise ConfigurationError(f"batch size must be from 1 to {MAX_INPUTS_PER_REQUEST}, got {batch_size}.")
-    base: dict[str, Any] = {**params, **build_attribution_fields(attribution)}
+    base: dict[str, Any] = {**params, **build_attribution_fields(attribution, send_metadata=False)}
     if extra_body:
         base.update(extra_body)
     texts = list(inputs)

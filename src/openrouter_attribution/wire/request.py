@@ -112,8 +112,11 @@ def _check_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
     return dict(metadata)
 
 
-def build_attribution_fields(attribution: Attribution) -> dict[str, Any]:
+def build_attribution_fields(attribution: Attribution, *, send_metadata: bool = True) -> dict[str, Any]:
     """The body fields for an attribution whose ``user`` already passed the identity policy.
+
+    ``send_metadata=False`` for endpoints that take no ``metadata`` (``/embeddings``, ``/rerank``): it is
+    still checked, since the ledger keeps it, but not sent.
 
     Raises:
         AttributionError: ``session_id``, ``trace`` or ``metadata`` breaks OpenRouter's limits.
@@ -129,7 +132,9 @@ def build_attribution_fields(attribution: Attribution) -> dict[str, Any]:
         if attribution.trace:
             fields["trace"] = dict(attribution.trace)
     if attribution.metadata is not None and attribution.metadata:
-        fields["metadata"] = _check_metadata(attribution.metadata)
+        metadata = _check_metadata(attribution.metadata)
+        if send_metadata:
+            fields["metadata"] = metadata
     return fields
 
 

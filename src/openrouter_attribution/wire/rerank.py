@@ -75,7 +75,8 @@ def build_rerank_body(
         documents: The texts to rank (at least one, none empty).
         params: The model's body fields (``model``, ``top_n``, ``provider``); a ``top_n`` above the number
             of documents is sent as that number.
-        attribution: The attribution to send (``user`` already through the identity policy; no ``metadata``).
+        attribution: The attribution to send (``user`` already through the identity policy; its ``metadata`` is
+            checked and kept for the ledger, not sent).
         extra_body: Fields sent as they are, last.
 
     Raises:
@@ -86,7 +87,7 @@ def build_rerank_body(
     _check_input(query, documents)
     top_n = params.get("top_n")
     check_top_n(top_n)
-    body: dict[str, Any] = {**params, **build_attribution_fields(attribution), "query": query,
+    body: dict[str, Any] = {**params, **build_attribution_fields(attribution, send_metadata=False), "query": query,
                             "documents": list(documents)}  # fmt: skip
     if top_n is not None and top_n > len(documents):
         # Fewer documents than top_n (a small retrieval): ask for all of them rather than for more than

@@ -92,6 +92,8 @@ def decode_entries(data: bytes) -> Iterator[UsageRecord]:
         at += 4 + size
         try:
             others, cost = marshal.loads(chunk)
+            if isinstance(others, tuple) and len(others) == len(COLUMNS) - 2:
+                others += (None,)  # written before records kept their metadata (the last column)
             if not (isinstance(others, tuple) and len(others) == len(COLUMNS) - 1):
                 raise ValueError("not a row")
             yield from_row((*others[:_COST], cost, *others[_COST:]))

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from openrouter_attribution.usage.records import (
+    METADATA_PREFIX,
     TotalsBy,
     UsageRecord,
     UsageStoreError,
@@ -27,7 +28,15 @@ from openrouter_attribution.usage.records import (
     sort_totals,
 )
 
-__all__ = ["BackendOwner", "MemoryUsageStore", "SupportsTotals", "UsageStore", "aggregate_records", "group_key"]
+__all__ = [
+    "BackendOwner",
+    "MemoryUsageStore",
+    "SupportsTotals",
+    "UsageStore",
+    "aggregate_records",
+    "group_key",
+    "matches",
+]
 
 
 class _Closable(Protocol):
@@ -98,23 +107,43 @@ class SupportsTotals(Protocol):
 
     def totals(
         self,
-        by: TotalsBy | None,
+        by: TotalsBy | str | None,
         since: float | None = None,
         until: float | None = None,
         user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
-        """Aggregated totals per group, in any order."""
+        """Aggregated totals per group, in any order; ``by`` and ``where`` as :func:`group_key` and
+        :func:`matches` read them (checked by the caller)."""
+        ...
+
+    def iter_records(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        where: Mapping[str, str] | None = None,
+    ) -> Iterator[UsageRecord]:
+        """Matching records ordered by time (``where`` as :func:`matches` reads it)."""
         ...
 
 
-def group_key(record: UsageRecord, by: TotalsBy | None) -> str | None:
+def matches(record: UsageRecord, where: Mapping[str, str]) -> bool:
+    """Whether ``record`` passes every filter of a checked ``where`` (see ``records.check_where``)."""
+    return all(group_key(record, name) == value for name, value in where.items())
+
+
+def group_key(record: UsageRecord, by: TotalsBy | str | None) -> str | None:
     """The group a record falls in for ``totals(by=...)``.
 
     ``model`` is the model used, or the one requested when none was reported
-    (failed calls); ``day`` is the UTC date ``YYYY-MM-DD`` of ``time``.
+    (failed calls); ``day`` is the UTC date ``YYYY-MM-DD`` of ``time``; ``metadata.<key>`` the value of
+    that key in the record's metadata (``None`` without one).
     """
     if by is None:
         return None
+    if by.startswith(METADATA_PREFIX):
+        return None if record.metadata is None else record.metadata.get(by[len(METADATA_PREFIX) :])
     if by == "user":
         return record.user
     if by == "model":
@@ -155,7 +184,7 @@ class _Accumulator:
         self.reported_cost = add_costs(self.reported_cost, rec.cost)  # a record alone carries no billed cost
 
 
-def aggregate_records(records: Iterable[UsageRecord], by: TotalsBy | None) -> list[UsageTotals]:
+def aggregate_records(records: Iterable[UsageRecord], by: TotalsBy | str | None) -> list[UsageTotals]:
     """Aggregate records in Python (the reference semantics for every store), sorted."""
     groups: dict[str | None, _Accumulator] = {}
     for rec in records:

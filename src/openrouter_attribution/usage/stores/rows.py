@@ -11,7 +11,14 @@ import operator
 from collections.abc import Sequence
 from decimal import Decimal
 
-from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, format_cost
+from openrouter_attribution.usage.records import (
+    FIELDS,
+    UsageRecord,
+    UsageTotals,
+    format_cost,
+    metadata_from_json,
+    metadata_json,
+)
 
 __all__ = ["COLUMNS", "from_row", "to_row", "totals_row"]
 
@@ -35,27 +42,34 @@ COLUMNS: tuple[str, ...] = (
     "outcome",
     "framework",
     "kind",
+    "metadata",
 )
 
 
 # A record's values in COLUMNS order (one C call).
 _TO_COLUMNS = operator.itemgetter(*(FIELDS.index(name) for name in COLUMNS))
 _COST = COLUMNS.index("cost")
+_METADATA = COLUMNS.index("metadata")
 
 
 def to_row(rec: UsageRecord, *, cost_as_text: bool) -> tuple[object, ...]:
-    """The column values of ``rec``; ``cost`` as exact text (SQLite) or a Decimal (PostgreSQL)."""
+    """The column values of ``rec``; ``cost`` as exact text (SQLite) or a Decimal (PostgreSQL), the
+    metadata as JSON text."""
     row: tuple[object, ...] = _TO_COLUMNS(rec)
     cost = rec.cost
     if cost_as_text and cost is not None:
-        return (*row[:_COST], format_cost(cost), *row[_COST + 1 :])
+        row = (*row[:_COST], format_cost(cost), *row[_COST + 1 :])
+    if rec.metadata is not None:
+        row = (*row[:_METADATA], metadata_json(rec.metadata), *row[_METADATA + 1 :])
     return row
 
 
 def from_row(row: Sequence[object]) -> UsageRecord:
-    """The record a row of :data:`COLUMNS` holds (``cost`` as text or a number, ``streamed`` as 0 or 1)."""
+    """The record a row of :data:`COLUMNS` holds (``cost`` as text or a number, ``streamed`` as 0 or 1, the
+    metadata as JSON text or a dict)."""
     data = dict(zip(COLUMNS, row, strict=True))
     data["streamed"] = bool(data["streamed"])
+    data["metadata"] = metadata_from_json(data["metadata"])
     return UsageRecord(**data)  # type: ignore[arg-type]
 
 

@@ -37,7 +37,7 @@ _TYPES: dict[str, int] = {
     "record_id": _TEXT, "time": _FLOAT8, "user": _TEXT, "session_id": _TEXT, "model_requested": _TEXT,
     "model_used": _TEXT, "provider": _TEXT, "prompt_tokens": _INT8, "completion_tokens": _INT8,
     "cached_tokens": _INT8, "reasoning_tokens": _INT8, "cost": _NUMERIC, "latency_s": _FLOAT8, "ttft_s": _FLOAT8,
-    "generation_id": _TEXT, "streamed": _BOOL, "outcome": _TEXT, "framework": _TEXT, "kind": _TEXT,
+    "generation_id": _TEXT, "streamed": _BOOL, "outcome": _TEXT, "framework": _TEXT, "kind": _TEXT, "metadata": _TEXT,
 }  # fmt: skip
 assert tuple(_TYPES) == COLUMNS, "every column needs its PostgreSQL type here"
 _OIDS = tuple(_TYPES.values())

@@ -24,11 +24,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.usage.records import TOTALS_BY, TotalsBy, UsageRecord, UsageStoreError, UsageTotals
+from openrouter_attribution.usage.records import (
+    TotalsBy,
+    UsageRecord,
+    UsageStoreError,
+    UsageTotals,
+    check_by,
+    check_where,
+    metadata_key,
+)
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
 from openrouter_attribution.usage.stores.postgres.backend import (
@@ -43,7 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "PostgresUsageStore"]
 
-# Each entry moves the schema from version i to i + 1; the numbering matches the SQLite store's.
+# Each entry moves the schema from version i to i + 1; versions 1 to 3 match the SQLite store's (4 and 5
+# of SQLite change only its own layout).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE IF NOT EXISTS usage_records (
@@ -76,6 +85,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Reconciliation columns, budget reservations and the two budget functions (usage/stores/postgres/backend.py).
     POSTGRES_BACKEND_MIGRATION,
+    # The attribution's metadata as JSON text (SQLite's schema 6): totals and budgets by metadata.<key>.
+    ("ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS metadata text",),
     # Budgets by metadata value and budget alerts (usage/stores/postgres/backend.py).
     POSTGRES_BUDGET_SCOPES_MIGRATION,
 )
@@ -89,7 +100,7 @@ _SQLSTATE, _MESSAGE_PRIMARY = 67, 77  # libpq PG_DIAG_SQLSTATE, PG_DIAG_MESSAGE_
 _LOCK_KEY = 0x6F726174  # the advisory lock that serialises migrations ("orat")
 _QUOTED = tuple('"user"' if c == "user" else c for c in COLUMNS)
 _TYPES = ("text", "float8", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "numeric",
-          "float8", "float8", "text", "bool", "text", "text", "text")  # fmt: skip
+          "float8", "float8", "text", "bool", "text", "text", "text", "text")  # fmt: skip
 # One statement per batch, whatever its size: each column travels as one array parameter, so the SQL text
 # never changes (psycopg prepares it after a few uses) and a batch costs one round trip. A single
 # statement in autocommit mode is its own transaction: all rows or none.
@@ -97,7 +108,7 @@ _INSERT_MANY = (
     f"INSERT INTO usage_records ({', '.join(_QUOTED)}) "
     f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _TYPES)}) ON CONFLICT (record_id) DO NOTHING"
 )
-# A batch of one (a lone durable call) is cheaper to send as plain values than as 19 one-element arrays.
+# A batch of one (a lone durable call) is cheaper to send as plain values than as 20 one-element arrays.
 _INSERT_ONE = (
     f"INSERT INTO usage_records ({', '.join(_QUOTED)}) VALUES ({', '.join('%s' for _ in COLUMNS)}) "
     "ON CONFLICT (record_id) DO NOTHING"
@@ -114,7 +125,17 @@ _KEY_SQL: dict[str, str] = {
 _PAGE = 1000
 
 
-def _where(since: float | None, until: float | None, user: str | None) -> tuple[str, list[object]]:
+def _column(name: str) -> tuple[str, list[object]]:
+    """The SQL expression of a dimension (a :data:`TOTALS_BY` name or ``metadata.<key>``) and its parameters."""
+    key = metadata_key(name)
+    if key is None:
+        return _KEY_SQL[name], []
+    return "(metadata::jsonb ->> %s)", [key]
+
+
+def _where(
+    since: float | None, until: float | None, user: str | None, where: Mapping[str, str] | None = None
+) -> tuple[str, list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     if since is not None:
@@ -126,6 +147,10 @@ def _where(since: float | None, until: float | None, user: str | None) -> tuple[
     if user is not None:
         clauses.append('"user" = %s')
         params.append(user)
+    for name, value in (where or {}).items():
+        column, column_params = _column(name)
+        clauses.append(f"{column} = %s")
+        params.extend((*column_params, value))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -414,14 +439,18 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
         raise AssertionError("unreachable")
 
     def iter_records(
-        self, since: float | None = None, until: float | None = None, user: str | None = None
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> Iterator[UsageRecord]:
         """Yield matching records ordered by time, then record id, read in pages (no long transaction)."""
-        where, params = _where(since, until, user)
-        joiner = " AND " if where else " WHERE "
+        clause, params = _where(since, until, user, where)
+        joiner = " AND " if clause else " WHERE "
         after: tuple[object, object] | None = None
         while True:
-            sql = f"SELECT {', '.join(_QUOTED)} FROM usage_records{where}"
+            sql = f"SELECT {', '.join(_QUOTED)} FROM usage_records{clause}"
             page_params = list(params)
             if after is not None:
                 sql += f"{joiner}(time, record_id) > (%s, %s)"
@@ -435,22 +464,23 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
 
     def totals(
         self,
-        by: TotalsBy | None,
+        by: TotalsBy | str | None,
         since: float | None = None,
         until: float | None = None,
         user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """Aggregate in SQL (exact ``NUMERIC`` sums; ``cost`` is billed where reconciled); unsorted."""
-        if by is not None and by not in TOTALS_BY:
-            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
-        key = "NULL::text" if by is None else _KEY_SQL[by]
-        where, params = _where(since, until, user)
+        check_by(by)
+        key, params = ("NULL::text", []) if by is None else _column(by)
+        clause, where_params = _where(since, until, user, check_where(where))
+        params += where_params
         sql = (
             f"SELECT {key} AS k, COUNT(*), COUNT(*) FILTER (WHERE outcome NOT IN ('ok', 'abandoned')), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
             "SUM(COALESCE(billed_cost, cost)), COUNT(*) - COUNT(COALESCE(billed_cost, cost)), SUM(cost), "
-            f"COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch) FROM usage_records{where} GROUP BY 1"
+            f"COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch) FROM usage_records{clause} GROUP BY 1"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 

@@ -40,6 +40,10 @@ def page_sql(columns: str, where: str, inbox_where: str | None = None) -> str:
             "ORDER BY time, record_id LIMIT ?")  # fmt: skip
 
 
+# The columns of usage_records up to schema 5 (schema 6 adds metadata): the migrations that built the
+# inbox and the view name the columns as they were then.
+_V5_COLUMNS = tuple(column for column in COLUMNS if column != "metadata")
+
 # The columns reconciliation fills (schema 3), after COLUMNS in usage_records.
 BILLED: tuple[str, ...] = (
     "billed_cost", "cache_discount", "native_prompt_tokens", "native_completion_tokens", "native_reasoning_tokens",
@@ -70,6 +74,16 @@ BUDGET_ALERTS: tuple[str, ...] = (
     "DROP TRIGGER IF EXISTS budget_spend_update",
     "DELETE FROM budget_spend",
 )
+
+
+def _view(columns: tuple[str, ...]) -> str:
+    # Every stored record once: what reads (and other tools) query. A migration adding a column to
+    # usage_records drops and recreates this view.
+    return (
+        f"CREATE VIEW IF NOT EXISTS usage_all AS SELECT {', '.join(columns + BILLED)} FROM usage_records UNION ALL "
+        f"SELECT {', '.join(columns)}, {', '.join('NULL' for _ in BILLED)} FROM usage_inbox i WHERE {INBOX_ONCE}"
+    )
+
 
 # Each entry moves the schema from version i to i + 1 (index 0 creates version 1). Version 1 is the
 # schema of the first release; a file with a lower user_version is brought up to date when opened.
@@ -143,13 +157,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Small commits (a durable call's record) append here: a table without indexes, so a commit
         # writes one page instead of one per index of usage_records; folded into usage_records (see
         # SQLiteUsageStore._fold). Its columns are COLUMNS: a migration adding one adds it here too.
-        "CREATE TABLE IF NOT EXISTS usage_inbox AS SELECT " + ", ".join(COLUMNS) + " FROM usage_records WHERE 0",
-        # Every stored record once: what reads (and other tools) query. A migration adding a column to
-        # usage_records drops and recreates this view.
-        "CREATE VIEW IF NOT EXISTS usage_all AS "
-        f"SELECT {', '.join(COLUMNS + BILLED)} FROM usage_records UNION ALL "
-        f"SELECT {', '.join(COLUMNS)}, {', '.join('NULL' for _ in BILLED)} FROM usage_inbox i "
-        "WHERE " + INBOX_ONCE,
+        "CREATE TABLE IF NOT EXISTS usage_inbox AS SELECT " + ", ".join(_V5_COLUMNS) + " FROM usage_records WHERE 0",
+        _view(_V5_COLUMNS),
     ),
     (
         # The indexes on the model and on (session_id, time) served no query: totals by model or session
@@ -158,6 +167,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX IF EXISTS usage_records_model",
         "DROP INDEX IF EXISTS usage_records_session_time",
     ),
+    (
+        # The attribution's metadata as JSON text: totals and budgets by metadata.<key> (json_extract).
+        "ALTER TABLE usage_records ADD COLUMN metadata TEXT",
+        "ALTER TABLE usage_inbox ADD COLUMN metadata TEXT",
+        "DROP VIEW IF EXISTS usage_all",
+        _view(COLUMNS),
+    ),
     BUDGET_ALERTS,
 )
 
@@ -165,7 +181,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this release writes (``PRAGMA user_version``)."""
 
 ROWS_AT_ONCE = 256
-"""Rows one INSERT statement carries at most (19 columns each: well within SQLite's 32,766 parameters);
+"""Rows one INSERT statement carries at most (20 columns each: well within SQLite's 32,766 parameters);
 statements carry a power of two rows, so a connection compiles at most 9 of them."""
 
 

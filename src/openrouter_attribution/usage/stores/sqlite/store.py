@@ -34,20 +34,23 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.usage.records import (
     FIELDS,
-    TOTALS_BY,
     TotalsBy,
     UsageRecord,
     UsageStoreError,
     UsageTotals,
     add_costs,
+    check_by,
+    check_where,
     format_cost,
+    metadata_json,
+    metadata_key,
 )
 from openrouter_attribution.usage.stores.protocol import BackendOwner
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
@@ -102,18 +105,20 @@ _NULL = float("nan")
 """What ``None`` is bound as: SQLite stores NULL for a NaN (it keeps no NaN), and Python 3.11's sqlite3
 binds a float directly, where a ``None`` or a bool first goes through its adaptation protocol (a failed
 attribute lookup that formats an error message: about 0.4 µs a value, the costliest part of a row)."""
-_COST, _STREAMED, _WIDTH = FIELDS.index("cost"), FIELDS.index("streamed"), len(FIELDS)
+_COST, _STREAMED, _METADATA = (FIELDS.index(field) for field in ("cost", "streamed", "metadata"))
+_WIDTH = len(FIELDS)
 
 
 def _bound_values(records: Sequence[UsageRecord]) -> list[object]:
     """The values an INSERT of ``records`` binds: the records laid end to end (a record is a tuple of
-    its fields: the inserts list the columns in field order), ``None`` as NaN, cost as exact text and
-    ``streamed`` as 0 or 1 (stored as a None, the text and an int would be). One pass over the values in
-    a comprehension, two over a column each in C: a batch costs no Python call per value."""
+    its fields: the inserts list the columns in field order), ``None`` as NaN, cost as exact text,
+    ``streamed`` as 0 or 1 (stored as a None, the text and an int would be) and metadata as JSON text.
+    One pass over the values in a comprehension, then one over each converted column."""
     values: list[object] = [_NULL if value is None else value for value in chain.from_iterable(records)]
     costs = values[_COST::_WIDTH]
     values[_COST::_WIDTH] = [cost if cost is _NULL else format_cost(cost) for cost in costs]  # type: ignore[arg-type]
     values[_STREAMED::_WIDTH] = map(int, values[_STREAMED::_WIDTH])  # type: ignore[arg-type]
+    values[_METADATA::_WIDTH] = [m if m is _NULL else metadata_json(m) for m in values[_METADATA::_WIDTH]]  # type: ignore[arg-type]
     return values
 
 
@@ -133,7 +138,21 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in str(err) or "busy" in str(err)
 
 
-def _where(since: float | None, until: float | None, user: str | None) -> tuple[str, list[object]]:
+# The SQL of each filter and grouping but the day and metadata.<key> (see _column).
+_FILTER_SQL = {**_KEY_SQL, "user": "user"}
+
+
+def _column(name: str) -> tuple[str, list[object]]:
+    """The SQL expression of a dimension (a :data:`TOTALS_BY` name or ``metadata.<key>``) and its parameters."""
+    key = metadata_key(name)
+    if key is None:
+        return _FILTER_SQL[name], []
+    return "json_extract(metadata, ?)", [f'$."{key}"']  # metadata_key admits no '"'
+
+
+def _where(
+    since: float | None, until: float | None, user: str | None, where: Mapping[str, str] | None = None
+) -> tuple[str, list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     if since is not None:
@@ -145,6 +164,10 @@ def _where(since: float | None, until: float | None, user: str | None) -> tuple[
     if user is not None:
         clauses.append("user = ?")
         params.append(user)
+    for name, value in (where or {}).items():
+        column, column_params = _column(name)
+        clauses.append(f"{column} = ?")
+        params.extend((*column_params, value))
     return " AND ".join(clauses), params
 
 
@@ -442,16 +465,20 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
                 raise UsageStoreError(f"cannot read the ledger {self.path}: {err}") from err
 
     def iter_records(
-        self, since: float | None = None, until: float | None = None, user: str | None = None
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> Iterator[UsageRecord]:
-        """Yield matching records ordered by time, then record id.
+        """Yield matching records ordered by time, then record id (``where`` as ``queries.totals`` reads it).
 
         Reads in pages without holding a transaction or the lock between pages,
         so a slow consumer never blocks writers.
         """
-        where, params = _where(since, until, user)
-        first = page_sql(", ".join(COLUMNS), where)
-        after_sql = page_sql(", ".join(COLUMNS), " AND ".join(filter(None, (where, "(time, record_id) > (?, ?)"))))
+        condition, params = _where(since, until, user, where)
+        first = page_sql(", ".join(COLUMNS), condition)
+        after_sql = page_sql(", ".join(COLUMNS), " AND ".join(filter(None, (condition, "(time, record_id) > (?, ?)"))))
         after: tuple[object, object] | None = None
         while True:
             page_params = params if after is None else [*params, *after]
@@ -464,24 +491,25 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
 
     def totals(
         self,
-        by: TotalsBy | None,
+        by: TotalsBy | str | None,
         since: float | None = None,
         until: float | None = None,
         user: str | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> list[UsageTotals]:
         """Aggregate in SQL (exact cost sums; ``cost`` is the billed cost where a record is reconciled); unsorted."""
-        if by is not None and by not in TOTALS_BY:
-            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(TOTALS_BY)}")
-        key = "NULL" if by is None else _KEY_SQL[by]
-        condition, params = _where(since, until, user)
-        where = f" WHERE {condition}" if condition else ""
+        check_by(by)
+        key, params = ("NULL", []) if by is None else _column(by)
+        condition, where_params = _where(since, until, user, check_where(where))
+        params += where_params
+        clause = f" WHERE {condition}" if condition else ""
         sql = (
             f"SELECT {key} AS k, COUNT(*), COALESCE(SUM(outcome NOT IN ('ok', 'abandoned')), 0), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), "
             "usage_decimal_sum(COALESCE(billed_cost, cost)), COUNT(*) - COUNT(COALESCE(billed_cost, cost)), "
             "usage_decimal_sum(cost), COUNT(billed_cost), COALESCE(SUM(user_mismatch), 0) "
-            f"FROM usage_all{where} GROUP BY k"
+            f"FROM usage_all{clause} GROUP BY k"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
 
