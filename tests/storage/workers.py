@@ -151,7 +151,8 @@ def tenant_calls(location: str, base_url: str, api_key: str, proc: int, calls: i
     from openrouter_attribution import BudgetExceededError, UserBudget, user_context
     from openrouter_attribution.langchain import ChatOpenRouter
 
-    budget = UserBudget(scope="metadata.tenant", max_requests=limit, lease=4, max_lease=4)
+    # Leases of 16 calls need room for 32: near a limit of 10 every call reserves alone, exactly.
+    budget = UserBudget(scope="metadata.tenant", max_requests=limit, lease=16, max_lease=16)
     with UsageLedger(location) as ledger:
         model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
                                ledger=ledger, budget=budget)  # fmt: skip

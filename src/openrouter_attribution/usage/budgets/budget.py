@@ -116,9 +116,10 @@ def _check_scope(scope: object) -> None:
     if scope == "user":
         return
     name = scope[len("metadata.") :] if isinstance(scope, str) and scope.startswith("metadata.") else ""
-    if not name or not name.isprintable() or SCOPE_MARK in name:
+    if not name or not name.isprintable() or any(c in name for c in '"\\'):
         raise ConfigurationError(
-            f"UserBudget scope must be 'user' or 'metadata.<key>' (a printable metadata key), not {scope!r}"
+            f"UserBudget scope must be 'user' or 'metadata.<key>' (a printable metadata key without quotes or "
+            f"backslashes), not {scope!r}"
         )
 
 

@@ -79,10 +79,18 @@ _SETTLE_ARGS = (
 _FITS = ("((p_max_cost IS NULL OR spent + reserved + {n} * p_amount <= p_max_cost) "
          "AND (p_max_requests IS NULL OR requests + in_flight + {n} <= p_max_requests))")  # fmt: skip
 
-# A budget of another scope (its key starts with SCOPE_MARK) reads the spend rollup its triggers keep.
-_SCOPE_WINDOW = """SELECT a.s, a.n, b.s, b.n INTO spent, requests, reserved, in_flight
+# A budget of another scope (its key starts with SCOPE_MARK) reads the spend rollup its triggers keep; the
+# shared budget of the calls whose metadata lacks the scope's key (no second SCOPE_MARK) has no rollup (the
+# triggers cannot know which keys are budgeted): it reads the window's records (only those calls pay for it).
+_SCOPE_WINDOW = """IF position(chr(31) in substr(v_key, 2)) = 0 THEN
+            SELECT a.s, a.n, b.s, b.n INTO spent, requests, reserved, in_flight
+            FROM (SELECT COALESCE(SUM(COALESCE(u.billed_cost, u.cost)), 0) AS s, COUNT(*) AS n FROM usage_records u
+                  WHERE u.time >= p_since AND (u.metadata::jsonb ->> substr(v_key, 11)) IS NULL) a, {reserved} b;
+        ELSE
+            SELECT a.s, a.n, b.s, b.n INTO spent, requests, reserved, in_flight
             FROM (SELECT COALESCE(SUM(s.cost), 0) AS s, COALESCE(SUM(s.requests), 0) AS n FROM budget_spend s
-                  WHERE s.user_key = v_key AND s.day >= floor(p_since / 86400)) a, {reserved} b;"""
+                  WHERE s.user_key = v_key AND s.day >= floor(p_since / 86400)) a, {reserved} b;
+        END IF;"""
 
 
 def _reserve_function(*, scoped: bool) -> str:
@@ -165,6 +173,39 @@ POSTGRES_BACKEND_MIGRATION: tuple[str, ...] = (
 )
 """Schema step 2 -> 3 of the PostgreSQL ledger (kept here, beside the SQL that uses it)."""
 
+# The spend rollup per metadata value: statement triggers with transition tables, one grouped upsert per
+# statement in key order (concurrent writers of one tenant then lock its rows in the same order).
+_SCOPE_ROWS = """SELECT chr(31) || 'metadata.' || j.key || chr(31) || j.value, floor(n.time / 86400)::bigint,
+        SUM(COALESCE(n.billed_cost, n.cost, 0)), COUNT(*)
+    FROM {rows} n, jsonb_each_text(CASE WHEN jsonb_typeof(n.metadata::jsonb) = 'object' THEN n.metadata::jsonb END) j
+    GROUP BY 1, 2 ORDER BY 1, 2"""
+_SPEND_TRIGGERS = (
+    f"""CREATE OR REPLACE FUNCTION budget_spend_add() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO budget_spend (user_key, day, cost, requests) {_SCOPE_ROWS.format(rows="new_rows")}
+    ON CONFLICT (user_key, day) DO UPDATE
+        SET cost = budget_spend.cost + excluded.cost, requests = budget_spend.requests + excluded.requests;
+    RETURN NULL;
+END
+$fn$""",
+    f"""CREATE OR REPLACE FUNCTION budget_spend_subtract() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE budget_spend s SET cost = s.cost - o.cost, requests = s.requests - o.n
+    FROM ({_SCOPE_ROWS.format(rows="old_rows")}) AS o(key, day, cost, n)
+    WHERE s.user_key = o.key AND s.day = o.day;
+    RETURN NULL;
+END
+$fn$""",
+    "CREATE TRIGGER budget_spend_insert AFTER INSERT ON usage_records REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION budget_spend_add()",
+    "CREATE TRIGGER budget_spend_delete AFTER DELETE ON usage_records REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION budget_spend_subtract()",
+    "CREATE TRIGGER budget_spend_update_new AFTER UPDATE ON usage_records REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION budget_spend_add()",
+    "CREATE TRIGGER budget_spend_update_old AFTER UPDATE ON usage_records REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION budget_spend_subtract()",
+)
+
 POSTGRES_BUDGET_SCOPES_MIGRATION: tuple[str, ...] = (
     # Spend and requests per budget key of another scope than "user" (budgets.budget.store_key) and UTC day,
     # kept by triggers on usage_records (a user's spend is read from the records themselves).
@@ -190,6 +231,8 @@ POSTGRES_BUDGET_SCOPES_MIGRATION: tuple[str, ...] = (
         PRIMARY KEY (scope, budget_key, kind, fraction, window_start)
     )""",
     "CREATE INDEX IF NOT EXISTS budget_alerts_fired ON budget_alerts (fired_at)",
+    *_SPEND_TRIGGERS,
+    f"INSERT INTO budget_spend (user_key, day, cost, requests) {_SCOPE_ROWS.format(rows='usage_records')}",
     "DROP FUNCTION IF EXISTS budget_reserve(text, text, numeric, double precision, double precision, "
     "double precision, numeric, bigint, integer, boolean, text[], text[], text[], numeric[], double precision[], "
     "double precision[], text[])",
@@ -214,6 +257,10 @@ _RESERVED = (
 )
 _SCOPE_USAGE = (
     "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(requests), 0) FROM budget_spend WHERE user_key = %s AND day >= %s"
+)
+_SCOPE_USAGE_WITHOUT = (
+    "SELECT COALESCE(SUM(COALESCE(billed_cost, cost)), 0), COUNT(*) FROM usage_records WHERE time >= %s "
+    "AND (metadata::jsonb ->> %s) IS NULL"
 )
 _CLAIM = (
     "INSERT INTO budget_alerts (scope, budget_key, kind, fraction, window_start, spent, limit_value, period, "
@@ -300,7 +347,9 @@ class PostgresBackend:
         (a read after this process's settles)."""
         self.settles.flush()
         key = store_key(scope, user)
-        if scope != "user":
+        if scope != "user" and user is None:
+            ((spent, requests),) = self.store._fetch(_SCOPE_USAGE_WITHOUT, [since, scope[len("metadata.") :]])
+        elif scope != "user":
             ((spent, requests),) = self.store._fetch(_SCOPE_USAGE, [key, since // 86400])
         else:
             params: list[object] = [since] if user is None else [user, since]

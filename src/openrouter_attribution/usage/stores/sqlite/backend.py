@@ -59,37 +59,60 @@ _ADD = ("INSERT INTO budget_spend (user_key, day, pico, requests) VALUES (COALES
         "ON CONFLICT (user_key, day) DO UPDATE SET pico = pico + excluded.pico, requests = requests + 1;")  # fmt: skip
 _SUBTRACT = (f"UPDATE budget_spend SET pico = pico - {_RECORD_PICO.format(r='OLD')}, requests = requests - 1 "
              f"WHERE user_key = COALESCE(OLD.user, '') AND day = CAST(OLD.time / {_DAY} AS INTEGER);")  # fmt: skip
+# The same per metadata value, under the store key of its scope (budgets.budget.store_key:
+# "\x1fmetadata.<key>\x1f<value>"); metadata that is not a JSON object of strings adds nothing.
+_SCOPE_KEY = "char(31) || 'metadata.' || j.key || char(31) || j.value"
+_SCOPES = "json_each(CASE WHEN json_valid({r}.metadata) THEN {r}.metadata END) j WHERE j.type = 'text'"
+_ADD_SCOPES = (f"INSERT INTO budget_spend (user_key, day, pico, requests) SELECT {_SCOPE_KEY}, "
+               f"CAST(NEW.time / {_DAY} AS INTEGER), {_RECORD_PICO.format(r='NEW')}, 1 "
+               f"FROM {_SCOPES.format(r='NEW')} ON CONFLICT (user_key, day) "
+               "DO UPDATE SET pico = pico + excluded.pico, requests = requests + 1;")  # fmt: skip
+_SUBTRACT_SCOPES = (f"UPDATE budget_spend SET pico = pico - {_RECORD_PICO.format(r='OLD')}, requests = requests - 1 "
+                    f"WHERE day = CAST(OLD.time / {_DAY} AS INTEGER) AND user_key IN "
+                    f"(SELECT {_SCOPE_KEY} FROM {_SCOPES.format(r='OLD')});")  # fmt: skip
 _TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS budget_spend_insert AFTER INSERT ON usage_records BEGIN {_ADD} END",
-    f"CREATE TRIGGER IF NOT EXISTS budget_spend_delete AFTER DELETE ON usage_records BEGIN {_SUBTRACT} END",
-    "CREATE TRIGGER IF NOT EXISTS budget_spend_update AFTER UPDATE OF user, time, cost, billed_cost ON usage_records "
-    f"BEGIN {_SUBTRACT} {_ADD} END",
+    f"CREATE TRIGGER IF NOT EXISTS budget_spend_insert AFTER INSERT ON usage_records BEGIN {_ADD} {_ADD_SCOPES} END",
+    "CREATE TRIGGER IF NOT EXISTS budget_spend_delete AFTER DELETE ON usage_records "
+    f"BEGIN {_SUBTRACT} {_SUBTRACT_SCOPES} END",
+    "CREATE TRIGGER IF NOT EXISTS budget_spend_update AFTER UPDATE OF user, time, cost, billed_cost, metadata "
+    f"ON usage_records BEGIN {_SUBTRACT} {_SUBTRACT_SCOPES} {_ADD} {_ADD_SCOPES} END",
 )
 _HAS_TRIGGERS = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'budget_spend_insert'"
 _FILL = (
     "INSERT INTO budget_spend (user_key, day, pico, requests) "
     f"SELECT COALESCE(user, ''), CAST(time / {_DAY} AS INTEGER), SUM({_RECORD_PICO.format(r='usage_records')}), "
-    "COUNT(*) FROM usage_records GROUP BY 1, 2"
+    "COUNT(*) FROM usage_records GROUP BY 1, 2",
+    "INSERT INTO budget_spend (user_key, day, pico, requests) "
+    f"SELECT {_SCOPE_KEY}, CAST(u.time / {_DAY} AS INTEGER), SUM({_RECORD_PICO.format(r='u')}), COUNT(*) "
+    f"FROM usage_records u, {_SCOPES.format(r='u')} GROUP BY 1, 2",
 )
-# Spend and requests of one user from the day rows of the window, and what its calls in flight hold.
-_USAGE = (
-    "SELECT a.s AS spent, a.n AS requests, b.s AS held, b.n AS in_flight FROM "
-    "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend "
-    "WHERE user_key = :key AND day >= :day) a, "
+# Spend and requests of one key from the day rows of the window, and what its calls in flight hold. The
+# shared budget of the calls whose metadata lacks a scope's key has no rollup (the triggers cannot know which
+# keys are budgeted): it reads the window's records (only those calls pay for it).
+_SPENT = (
+    "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend WHERE user_key = :key AND day >= :day)"
+)
+_SPENT_WITHOUT = (f"(SELECT SUM({_RECORD_PICO.format(r='u')}) AS s, COUNT(*) AS n FROM usage_records u "
+                  "WHERE u.time >= :since AND json_extract(u.metadata, :path) IS NULL)")  # fmt: skip
+_USAGE_OF = (
+    "SELECT a.s AS spent, a.n AS requests, b.s AS held, b.n AS in_flight FROM {spent} a, "
     "(SELECT SUM(ROUND(CAST(amount AS REAL) * 1e12) * slots) AS s, COALESCE(SUM(slots), 0) AS n "
     "FROM budget_reservations r WHERE user_key = :held AND created_at >= :since AND expires_at > :now "
     "AND (record_id IS NULL OR NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))) b"
 )
+_USAGE = {False: _USAGE_OF.format(spent=_SPENT), True: _USAGE_OF.format(spent=_SPENT_WITHOUT)}
+"""By whether the key is the shared budget of calls without a metadata key."""
 _FITS = ("((:max_pico IS NULL OR COALESCE(w.spent, 0) + COALESCE(w.held, 0) + {n} * :amount_pico <= :max_pico) "
          "AND (:max_requests IS NULL OR w.requests + w.in_flight + {n} <= :max_requests))")  # fmt: skip
 # The check and the insert in one statement (inside BEGIN IMMEDIATE): the lease asked for while room for twice
 # as many calls is left, else one call while it fits, else nothing.
-_TAKE = (
+_TAKE_OF = (
     "INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at) "
     "SELECT :id, :held, :amount, g.n, :now, :expires FROM (SELECT CASE "
     f"WHEN :slots > 1 AND {_FITS.format(n='2 * :slots')} THEN :slots WHEN {_FITS.format(n='1')} THEN 1 ELSE 0 END AS n "
-    f"FROM ({_USAGE}) AS w) AS g WHERE g.n > 0 RETURNING slots"
+    "FROM ({usage}) AS w) AS g WHERE g.n > 0 RETURNING slots"
 )
+_TAKE = {without: _TAKE_OF.format(usage=usage) for without, usage in _USAGE.items()}
 _RELEASE = "DELETE FROM budget_reservations WHERE user_key = ? AND id = ?"
 # A call whose record is not stored yet keeps its share, as a reservation linked to the record.
 _LINK = (
@@ -127,7 +150,15 @@ def _pico(amount: Decimal, *, up: bool) -> int:
 
 
 def _params(key: str, held: str, since: float, now: float) -> dict[str, object]:
-    return {"key": key, "held": held, "day": int(since // _DAY), "since": since, "now": now}
+    params: dict[str, object] = {"key": key, "held": held, "day": int(since // _DAY), "since": since, "now": now}
+    if _without(key):
+        params["path"] = '$."' + key[1 + len("metadata.") :] + '"'
+    return params
+
+
+def _without(key: str) -> bool:
+    """Whether ``key`` is the shared budget of the calls whose metadata lacks its scope's key."""
+    return key.startswith(SCOPE_MARK) and SCOPE_MARK not in key[1:]
 
 
 def _usd(pico: object) -> Decimal:
@@ -201,7 +232,8 @@ class SQLiteBackend:
                 conn.execute("DELETE FROM budget_spend")
                 for ddl in _TRIGGERS:
                     conn.execute(ddl)
-                conn.execute(_FILL)
+                for fill in _FILL:
+                    conn.execute(fill)
         self._rollup = True
 
     # -- budgets -----------------------------------------------------------------------------------
@@ -220,13 +252,13 @@ class SQLiteBackend:
                 if sweep:  # expired reservations and those whose records are stored no longer count
                     conn.execute(_CLEANUP, (held, r.now))
                 usage = _params(key, held, r.since, r.now)
-                took = conn.execute(_TAKE, {
+                took = conn.execute(_TAKE[_without(key)], {
                     **usage, "id": r.id, "amount": format_cost(r.amount), "expires": r.expires_at, "slots": r.slots,
                     "max_pico": None if r.max_cost is None else _pico(r.max_cost, up=False),
                     "amount_pico": _pico(r.amount, up=True), "max_requests": r.max_requests}).fetchone()  # fmt: skip
                 if took is not None:
                     return _granted(int(took[0]))
-                return _usage(conn.execute(_USAGE, usage).fetchone())  # why it was refused
+                return _usage(conn.execute(_USAGE[_without(key)], usage).fetchone())  # why it was refused
         except BaseException as err:
             self.settles.restore(settles)
             if isinstance(err, sqlite3.Error):  # locked beyond busy_timeout, disk full, ...: the call is not sent
@@ -259,7 +291,8 @@ class SQLiteBackend:
         # In a write transaction: it folds the inbox first, so the spend rollup has every record.
         with self.store.transaction() as conn:
             key = store_key(scope, user)
-            check = _usage(conn.execute(_USAGE, _params(key, f"{key}{SCOPE_MARK}{period}", since, now)).fetchone())
+            params = _params(key, f"{key}{SCOPE_MARK}{period}", since, now)
+            check = _usage(conn.execute(_USAGE[_without(key)], params).fetchone())
         return BudgetUsage(
             spent=check.spent, requests=check.requests, reserved=check.reserved, in_flight=check.in_flight
         )
