@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from decimal import Decimal
 
 import pytest
 
@@ -15,7 +16,7 @@ from openrouter_attribution import (
     user_context,
 )
 from openrouter_attribution.langchain import ChatOpenRouter
-from openrouter_attribution.usage import budget_windows
+from openrouter_attribution.usage import UsageRecord, budget_windows
 from tests.storage.workers import tenant_calls
 
 MODEL = "openai/gpt-4o-mini"
@@ -126,3 +127,22 @@ def test_a_scoped_budget_needs_a_sql_store(fake_openrouter):
         model(fake_openrouter, ledger, UserBudget(scope="metadata.tenant", max_requests=1)).invoke("Hi", user="a")
     with pytest.raises(ConfigurationError, match="scope"):
         UserBudget(scope="tenant")
+
+
+def test_a_postgres_ledger_of_schema_4_fills_the_spend_per_metadata_value_when_migrated(postgres_server):
+    import psycopg
+
+    dsn = postgres_server.create_database("schema_4_budgets")
+    with UsageLedger(dsn) as ledger:
+        ledger.record(UsageRecord(user="app_1", cost="0.5", metadata={"tenant": "acme"}))
+    with psycopg.connect(dsn) as conn:  # back to schema 4: records with metadata, no rollup nor alerts yet
+        for trigger in ("insert", "delete", "update_new", "update_old"):
+            conn.execute(f"DROP TRIGGER budget_spend_{trigger} ON usage_records")
+        conn.execute("DROP TABLE budget_spend, budget_alerts")
+        conn.execute("UPDATE usage_schema SET version = 4")
+    with UsageLedger(dsn) as ledger:
+        status = ledger.budget_status("acme", UserBudget(scope="metadata.tenant", period="total"))
+        assert (status.usage.requests, status.usage.spent) == (1, Decimal("0.5"))
+        ledger.record(UsageRecord(user="app_2", cost="0.25", metadata={"tenant": "acme"}))
+        status = ledger.budget_status("acme", UserBudget(scope="metadata.tenant", period="total"))
+        assert (status.usage.requests, status.usage.spent) == (2, Decimal("0.75"))

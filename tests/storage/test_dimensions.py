@@ -12,7 +12,7 @@ import pytest
 from openrouter_attribution import cli
 from openrouter_attribution.usage import UsageLedger, UsageQueryError, UsageRecord, queries
 from openrouter_attribution.usage.stores.protocol import MemoryUsageStore, aggregate_records, matches
-from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
+from openrouter_attribution.usage.stores.sqlite.store import SCHEMA_VERSION, SQLiteUsageStore
 
 T0 = 1767225600.0  # 2026-01-01 00:00 UTC
 # (user, metadata, kind, cost): three tenants, a user without a tenant, a record without metadata.
@@ -126,7 +126,7 @@ def test_a_schema_5_ledger_gains_the_metadata_column(tmp_path):
     conn.close()
     store = SQLiteUsageStore(path)
     try:
-        assert (store.migrated_from, store.schema_version) == (5, 6)
+        assert (store.migrated_from, store.schema_version) == (5, SCHEMA_VERSION)
         store.write_many([UsageRecord(time=T0 + 2, user="new", metadata={"tenant": "acme"})])
         got = [(r.user, r.metadata) for r in store.iter_records()]
         assert got == [("old", None), ("old", None), ("new", {"tenant": "acme"})]
