@@ -1,4 +1,4 @@
-"""The main job in one run: a LangChain chain and an agent serving two end-users.
+"""The main job in one run: a LangChain chain and an agent serving three end-users of two customers.
 
 ``make demo`` (or ``openrouter-attribution demo``) runs it against the embedded
 local OpenRouter-compatible server: nothing leaves the machine and nothing is
@@ -25,8 +25,8 @@ from typing import Any
 __all__ = ["main"]
 
 DESCRIPTION = """\
-A LangChain chain and an agent serving two end-users, with every request's user and cost printed
-and the per-user totals read back from a usage ledger.
+A LangChain chain and an agent serving three end-users of two customers (tenants), with every
+request's user and cost printed and the per-user and per-customer totals read back from a usage ledger.
 
 Runs against a local OpenRouter-compatible server on 127.0.0.1: nothing leaves the machine and
 nothing is spent, even with OPENROUTER_API_KEY set. --live calls OpenRouter itself with that key
@@ -38,7 +38,8 @@ examples:
   openrouter-attribution demo --ledger /tmp/u.db --append
   OPENROUTER_API_KEY=sk-or-... openrouter-attribution demo --live"""
 
-USERS = ("app_alice", "app_bob")
+USERS = {"app_alice": "acme", "app_bob": "acme", "app_carol": "globex"}
+"""The demo's end-users and the customer (tenant) each belongs to."""
 LIVE_MODEL = "openai/gpt-4o-mini"
 DEFAULT_LEDGER = "demo-usage.db"
 
@@ -116,15 +117,16 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
 
     agent = create_agent(llm, tools=[order_status], system_prompt="You are a support agent.")
 
-    for user in USERS:
-        print(f"\n== {user}: a chain, user passed in the run config")
-        answer = chain.invoke(
-            {"question": "What is OpenRouter?"},
-            config={"configurable": {"user_id": user, "session_id": f"{user}-faq"}, "callbacks": [printer]},
-        )
+    for user, tenant in USERS.items():
+        print(f"\n== {user} of {tenant}: a chain, user passed in the run config, tenant in user_context()")
+        with user_context(metadata={"tenant": tenant}):
+            answer = chain.invoke(
+                {"question": "What is OpenRouter?"},
+                config={"configurable": {"user_id": user, "session_id": f"{user}-faq"}, "callbacks": [printer]},
+            )
         print(f"  answer: {answer.content[:70]}")
-        print(f"== {user}: an agent with a tool, user set once with user_context()")
-        with user_context(user, session_id=f"{user}-support"):
+        print(f"== {user} of {tenant}: an agent with a tool, user and tenant set once with user_context()")
+        with user_context(user, session_id=f"{user}-support", metadata={"tenant": tenant}):
             result = agent.invoke(
                 {"messages": [HumanMessage("Where is my order 1234? Use order_status.")]},
                 config=RunnableConfig(callbacks=[printer]),
@@ -135,8 +137,11 @@ def _run(base_url: str, api_key: str, model: str, ledger_path: str) -> None:
     for row in ledger.totals(by="user"):
         print(f"  {row.key}: {row.requests} requests, {row.prompt_tokens}+{row.completion_tokens} tokens, "
               f"cost {dollars(row.cost)}")  # fmt: skip
+    print("== usage per customer (metadata.tenant)")
+    for row in ledger.totals(by="metadata.tenant"):
+        print(f"  {row.key}: {row.requests} requests, cost {dollars(row.cost)}")
     ledger.close()
-    print(f"\nLedger written to {ledger_path}. Next, per-user totals from the shell:")
+    print(f"\nLedger written to {ledger_path}. Next, totals from the shell and the dashboard in a browser:")
     for command in _report_commands(ledger_path):
         print(f"  {command}")
 
@@ -152,7 +157,8 @@ def _report_commands(ledger_path: str) -> list[str]:
         relative = os.path.relpath(python)
         python = relative if not relative.startswith("..") else python
     cli = f"{shlex.quote(python)} -m openrouter_attribution.cli"
-    commands.append(f"{cli} report --db {shlex.quote(ledger_path)} --by model")
+    commands.append(f"{cli} report --db {shlex.quote(ledger_path)} --by metadata.tenant")
+    commands.append(f"{cli} dashboard --db {shlex.quote(ledger_path)}   # then open http://127.0.0.1:8050/")
     return commands
 
 

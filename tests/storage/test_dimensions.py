@@ -3,6 +3,8 @@ and SQL agrees with the reference aggregation in Python (``aggregate_records``).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 from decimal import Decimal
@@ -88,6 +90,9 @@ def test_report_by_tenant_equals_the_sum_of_its_users_report(ledger, backend, ca
     assert cli.main(["export", "--db", backend.location, "--where", "metadata.plan=pro", "--format", "jsonl"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(line["user"], line["metadata"]) for line in lines] == [("u1", CALLS[0][1]), ("u1", CALLS[1][1])]
+    assert cli.main(["export", "--db", backend.location, "--where", "user=u6", "--format", "csv"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert json.loads(row["metadata"]) == CALLS[7][1]
 
 
 def test_bad_dimensions_are_refused_before_any_query(ledger, capsys):

@@ -31,6 +31,9 @@ def test_an_api_key_in_the_environment_does_not_make_the_demo_live(tmp_path):
     assert "local OpenRouter-compatible server at http://127.0.0.1:" in first
     assert "nothing is spent" in first
     assert demo.stdout.count("user=app_alice") == demo.stdout.count("user=app_bob") == 3
+    assert "  acme: 6 requests" in demo.stdout
+    assert "  globex: 3 requests" in demo.stdout
+    assert "dashboard --db" in demo.stdout
 
 
 def test_live_says_it_spends_and_uses_the_key(tmp_path):
@@ -40,7 +43,7 @@ def test_live_says_it_spends_and_uses_the_key(tmp_path):
     assert demo.returncode == 0, demo.stderr
     assert demo.stdout.splitlines()[0].startswith(f"--live: calling OpenRouter at {base_url}")
     assert "spends credits" in demo.stdout.splitlines()[0]
-    assert len(sent) == 6
+    assert len(sent) == 9
     assert {request.headers["authorization"] for request in sent} == {"Bearer sk-or-v1-live"}
     assert "sk-or-v1-live" not in demo.stdout + demo.stderr
 
@@ -56,7 +59,7 @@ def test_costs_are_printed_the_same_way_per_request_and_in_totals(tmp_path):
     assert demo.returncode == 0, demo.stderr
     lines = [line for line in demo.stdout.splitlines() if " cost=" in line or ", cost " in line]
     costs = [line.rsplit("cost", 1)[1].strip(" =") for line in lines]
-    assert len(costs) == 8  # 6 requests, 2 users' totals
+    assert len(costs) == 14  # 9 requests, 3 users' totals, 2 tenants' totals
     for cost in costs:
         assert cost.startswith("$0."), cost
         assert len(cost.split(".")[1]) == 8, cost

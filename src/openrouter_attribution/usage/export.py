@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import IO, Any
 
-from openrouter_attribution.usage.records import FIELDS, UsageRecord, UsageTotals, format_cost, format_time
+from openrouter_attribution.usage.records import (
+    FIELDS,
+    UsageRecord,
+    UsageTotals,
+    format_cost,
+    format_time,
+    metadata_json,
+)
 
 __all__ = [
     "RECORD_FIELDS",
@@ -59,6 +66,8 @@ def _csv_value(value: object) -> object:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return metadata_json(value)  # the metadata as one JSON cell
     return value
 
 
