@@ -67,7 +67,7 @@ BUDGET_ALERTS: tuple[str, ...] = (
         resets_at REAL,
         fired_at REAL NOT NULL,
         PRIMARY KEY (scope, budget_key, kind, fraction, window_start)
-    )""",
+    ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS budget_alerts_fired ON budget_alerts (fired_at)",
     "DROP TRIGGER IF EXISTS budget_spend_insert",
     "DROP TRIGGER IF EXISTS budget_spend_delete",
