@@ -15,7 +15,7 @@ NEWEST_PYTHON := $(firstword $(foreach v,$(SUPPORTED_NEWEST),$(shell \
 		"$$p" -c "" 2>/dev/null && echo "$$p" && break; done)))
 endif
 
-.PHONY: demo report notebooks docs test test-newest pytest lint typecheck unit bench bench-smoke clean
+.PHONY: demo report notebooks docs test test-newest pytest lint typecheck unit bench bench-smoke clean chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,7 @@ docs: $(STAMP)
 
 # The suite runs on the oldest supported Python ($(PYTHON), with lint, types and the benchmark smoke run)
 # and again on the newest one the machine has.
-test: $(STAMP) lint typecheck docs
+test: $(STAMP) lint typecheck docs chromium
 	$(PY) -m pytest -q
 	$(PY) benchmarks/run.py --smoke --no-profile --out $(VENV)/bench-smoke
 	$(MAKE) test-newest
@@ -73,8 +73,15 @@ test-newest:
 	else echo "The suite again on $$($(NEWEST_PYTHON) --version) ($(NEWEST_PYTHON))"; \
 	$(MAKE) --no-print-directory pytest VENV=.venv-newest PYTHON=$(NEWEST_PYTHON); fi
 
-pytest: $(STAMP)
+pytest: $(STAMP) chromium
 	$(PY) -m pytest -q
+
+# The dashboard's browser tests (tests/browser) drive Debian's Chromium through Playwright; it comes from
+# apt, never from `playwright install` (which downloads a browser build). CI runs as root; elsewhere sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium)
 
 # Benchmarks get their own environment: the peer integrations they compare against pin versions
 # (openai<3, openrouter<1) that conflict with this package, so they are installed without their pins.

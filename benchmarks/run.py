@@ -18,6 +18,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import budget_bench  # noqa: E402
+import dashboard_bench  # noqa: E402
 import embeddings  # noqa: E402
 import ledger_bench  # noqa: E402
 import measure  # noqa: E402
@@ -286,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         measure_conversations(server, settings, results)
         log("per-user budgets")
         budget_bench.measure_budget(server.base_url(), settings, results)
+        log("dashboard pages (a ledger written through write_many)")
+        results["dashboard"] = dashboard_bench.measure(smoke=settings.smoke)
+        print(dashboard_bench.markdown(results["dashboard"]), file=sys.stderr)
         log("connections (one fresh interpreter per client)")
         for name, data in results["clients"].items():
             # The smoke run only checks that the child path works, on the two clients the targets need.

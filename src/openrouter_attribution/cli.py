@@ -8,6 +8,7 @@ Subcommands:
     budget       one user's budget window: spend, reservations in flight, limit, reset time
     reconcile    fetch OpenRouter's billed cost of every unreconciled record (``GET /generation``)
     keys         the end-users' own OpenRouter keys: list, show, set-limit, disable (management API)
+    dashboard    the read-only usage dashboard: pages, JSON and CSV (see :mod:`openrouter_attribution.cli_dashboard`)
     fake-server  a local OpenRouter-compatible server for development
     demo         the end-to-end demo (``--live`` talks to the real OpenRouter)
 
@@ -55,7 +56,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NoReturn, cast
 
-from openrouter_attribution import __version__, cli_billing, cli_keys, environment
+from openrouter_attribution import __version__, cli_billing, cli_dashboard, cli_keys, environment
 from openrouter_attribution.errors import APIError, ConfigurationError
 from openrouter_attribution.usage import export, queries
 from openrouter_attribution.usage.commit.leftovers import commit_gone
@@ -140,6 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cli_billing.add_parsers(sub, _add_db, add_command)
     cli_keys.add_parser(sub, add_command)
+    cli_dashboard.add_parser(sub, _add_db, add_command)
 
     fake = add_command(
         sub, "fake-server", "run a local OpenRouter-compatible server until Ctrl-C; logs one line per request",
@@ -429,13 +431,17 @@ def _budget(args: argparse.Namespace, out: IO[str]) -> int:
     return cli_billing.budget_command(args, out, _open_for_reading)
 
 
+def _dashboard(args: argparse.Namespace, out: IO[str]) -> int:
+    return cli_dashboard.dashboard_command(args, out, CLIError)
+
+
 def _reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     return cli_billing.reconcile_command(args, out, _open_store)
 
 
 _COMMANDS = {"report": _report, "export": _export, "prune": _prune, "migrate": _migrate, "budget": _budget,
-             "reconcile": _reconcile, "keys": cli_keys.keys_command, "fake-server": _fake_server,
-             "demo": _demo}  # fmt: skip
+             "reconcile": _reconcile, "keys": cli_keys.keys_command, "dashboard": _dashboard,
+             "fake-server": _fake_server, "demo": _demo}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -447,7 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     secrets = _passwords(getattr(args, "db", None))
-    for key in (environment.api_key(), environment.management_key()):
+    for key in (
+        environment.api_key(),
+        environment.management_key(),
+        environment.dashboard_token(),
+        getattr(args, "token", None),
+    ):
         if key:
             secrets.append(key)  # never echoed, whatever a message holds
     return _run(args, secrets)

@@ -11,12 +11,14 @@ import os
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
+    "DASHBOARD_TOKEN_ENV",
     "DEFAULT_BASE_URL",
     "HASH_KEY_ENV",
     "MANAGEMENT_KEY_ENV",
     "USER_KEY_SECRET_ENV",
     "api_key",
     "base_url",
+    "dashboard_token",
     "hash_key",
     "management_key",
     "state_home",
@@ -34,6 +36,8 @@ USER_KEY_SECRET_ENV = "OPENROUTER_USER_KEY_SECRET"
 """The secret every per-user key is derived from."""
 HASH_KEY_ENV = "OPENROUTER_USER_HASH_KEY"
 """The key of :class:`~openrouter_attribution.UserIdPolicy` pseudonyms."""
+DASHBOARD_TOKEN_ENV = "OPENROUTER_ATTRIBUTION_DASHBOARD_TOKEN"
+"""The token ``openrouter-attribution dashboard`` requires of every request (``--token`` wins)."""
 
 
 def _read(name: str) -> str | None:
@@ -63,6 +67,11 @@ def user_key_secret() -> str | None:
 def hash_key() -> str | None:
     """``OPENROUTER_USER_HASH_KEY``, or ``None``."""
     return _read(HASH_KEY_ENV)
+
+
+def dashboard_token() -> str | None:
+    """``OPENROUTER_ATTRIBUTION_DASHBOARD_TOKEN``, or ``None``."""
+    return _read(DASHBOARD_TOKEN_ENV)
 
 
 def state_home() -> str:

@@ -61,8 +61,9 @@ DEFAULT_COMMIT_INTERVAL = 1.0
 Durability = Literal["durable", "committed", "buffered"]
 
 
-def open_store(location: str | os.PathLike[str], *, create: bool = True) -> UsageStore:
-    """The store a location names: :class:`SQLiteUsageStore` or, for a DSN, ``PostgresUsageStore``.
+def open_store(location: str | os.PathLike[str], *, create: bool = True, read_only: bool = False) -> UsageStore:
+    """The store a location names: :class:`SQLiteUsageStore` or, for a DSN, ``PostgresUsageStore``;
+    ``read_only`` opens an existing ledger that is never written nor migrated (the dashboard).
 
     Raises:
         ConfigurationError: the location is neither an SQLite path nor a supported DSN, its folder is
@@ -72,8 +73,8 @@ def open_store(location: str | os.PathLike[str], *, create: bool = True) -> Usag
     if where.backend == "postgres":
         from openrouter_attribution.usage.stores.postgres.store import PostgresUsageStore
 
-        return PostgresUsageStore(where.target, create=create)
-    return SQLiteUsageStore(where.target, create=create)
+        return PostgresUsageStore(where.target, create=create, read_only=read_only)
+    return SQLiteUsageStore(where.target, create=create, read_only=read_only)
 
 
 def default_spool_folder(location: str | os.PathLike[str]) -> str | None:

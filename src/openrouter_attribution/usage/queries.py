@@ -8,9 +8,10 @@ always agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 
+from openrouter_attribution.usage.budgets.budget import backend_of
 from openrouter_attribution.usage.records import (
     TotalsBy,
     UsageQueryError,
@@ -20,9 +21,21 @@ from openrouter_attribution.usage.records import (
     check_where,
     sort_totals,
 )
-from openrouter_attribution.usage.stores.protocol import SupportsTotals, UsageStore, aggregate_records, matches
+from openrouter_attribution.usage.stores.protocol import (
+    SupportsBreakdown,
+    SupportsTotals,
+    UsageStore,
+    aggregate_records,
+    breakdown_records,
+    combine,
+    matches,
+    recent_from,
+)
 
-__all__ = ["TimeBound", "iter_records", "parse_time", "top_users", "totals"]
+__all__ = [
+    "TimeBound", "Where", "breakdown", "iter_records", "parse_time", "recent_records", "rollup", "top_users",
+    "totals", "unreconciled",
+]  # fmt: skip
 
 TimeBound = datetime | date | str | float | int | None
 """A time filter: ``datetime`` (naive means UTC), ``date`` (midnight UTC), an ISO 8601
@@ -142,3 +155,76 @@ def iter_records(
     if filters and isinstance(store, SupportsTotals):
         return store.iter_records(lo, hi, user, filters)
     return _filtered(store.iter_records(lo, hi, user), filters)
+
+
+# -- the dashboard's reads: several group keys in one pass, filters, the latest records, the backlog ------
+
+Where = Mapping[str, str]
+"""Equality filters, as ``totals(where=...)`` takes them: ``user``, ``model``, ``kind``, ``session``,
+``provider`` or ``metadata.<key>``, each to a string."""
+
+
+def breakdown(
+    store: UsageStore,
+    by: Sequence[TotalsBy | str],
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    where: Where | None = None,
+) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+    """Totals per combination of the ``by`` keys, in one pass over the matching records (the store
+    aggregates when it can); roll a key up with :func:`rollup`. Unordered.
+
+    Example:
+        >>> from openrouter_attribution.usage import MemoryUsageStore, UsageRecord
+        >>> store = MemoryUsageStore()
+        >>> store.write_many([UsageRecord(user="app_1", model_used="m", kind="chat")])
+        >>> [(key, t.requests) for key, t in breakdown(store, ["user", "kind"], where={"model": "m"})]
+        [(('app_1', 'chat'), 1)]
+
+    Raises:
+        UsageQueryError: for an unknown key or filter, or an invalid time filter.
+    """
+    for name in by:
+        check_by(name)
+    filters, lo, hi = check_where(where), parse_time(since), parse_time(until)
+    if isinstance(store, SupportsBreakdown):
+        return store.breakdown(tuple(by), lo, hi, filters)
+    return breakdown_records(store.iter_records(lo, hi, filters.get("user")), tuple(by), filters)
+
+
+def rollup(rows: Iterable[tuple[tuple[str | None, ...], UsageTotals]], position: int | None) -> list[UsageTotals]:
+    """The rows of :func:`breakdown` added up by the key at ``position`` (``None``: one overall row, zeros
+    when there are none), sorted as :func:`totals` sorts."""
+    groups: dict[str | None, list[UsageTotals]] = {}
+    for key, row in rows:
+        groups.setdefault(None if position is None else key[position], []).append(row)
+    if position is None:
+        return [combine(None, groups.get(None, []))]
+    return sort_totals([combine(key, members) for key, members in groups.items()])
+
+
+def recent_records(
+    store: UsageStore,
+    limit: int = 50,
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    where: Where | None = None,
+) -> list[UsageRecord]:
+    """The ``limit`` latest matching records, newest first (a store without native reads scans them all)."""
+    if limit < 0:
+        raise UsageQueryError(f"limit must be >= 0, got {limit}")
+    filters, lo, hi = check_where(where), parse_time(since), parse_time(until)
+    if isinstance(store, SupportsBreakdown):
+        return store.recent(limit, lo, hi, filters)
+    return recent_from(store.iter_records(lo, hi, filters.get("user")), limit, filters)
+
+
+def unreconciled(store: UsageStore, *, since: TimeBound = None) -> int | None:
+    """How many records with a generation id await their billed cost (``reconcile``); ``None`` when the
+    store keeps no reconciliation state."""
+    backend = backend_of(store)
+    if backend is None:
+        return None
+    return int(backend.reconcile_pending(parse_time(since)))

@@ -29,14 +29,9 @@ from openrouter_attribution.usage.records import (
 )
 
 __all__ = [
-    "BackendOwner",
-    "MemoryUsageStore",
-    "SupportsTotals",
-    "UsageStore",
-    "aggregate_records",
-    "group_key",
-    "matches",
-]
+    "BackendOwner", "Filters", "MemoryUsageStore", "SupportsBreakdown", "SupportsTotals", "UsageStore",
+    "aggregate_records", "breakdown_records", "combine", "group_key", "matches", "recent_from",
+]  # fmt: skip
 
 
 class _Closable(Protocol):
@@ -243,3 +238,67 @@ class MemoryUsageStore:
 
     def __repr__(self) -> str:
         return "MemoryUsageStore()"
+
+
+# -- the dashboard's reads: several group keys at once, filters, the latest records -----------------------
+
+Filters = Mapping[str, str]
+"""Equality filters as ``records.check_where`` returns them (see :func:`matches`)."""
+
+
+@runtime_checkable
+class SupportsBreakdown(Protocol):
+    """A store that groups by several keys at once and reads the latest records natively; must match
+    :func:`breakdown_records` and :func:`recent_from`."""
+
+    def breakdown(
+        self, by: Sequence[TotalsBy | str], since: float | None, until: float | None, where: Filters
+    ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+        """Totals per combination of the ``by`` keys (each key as :func:`group_key` gives it), in any order."""
+        ...
+
+    def recent(self, limit: int, since: float | None, until: float | None, where: Filters) -> list[UsageRecord]:
+        """The ``limit`` latest matching records, newest first (then record id, descending)."""
+        ...
+
+
+def breakdown_records(
+    records: Iterable[UsageRecord], by: Sequence[TotalsBy | str], where: Filters
+) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+    """Totals per combination of ``by`` keys in Python (the reference semantics of ``breakdown``)."""
+    groups: dict[tuple[str | None, ...], _Accumulator] = {}
+    for rec in records:
+        if where and not matches(rec, where):
+            continue
+        key = tuple(group_key(rec, name) for name in by)
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Accumulator()
+        acc.add(rec)
+    return [(key, UsageTotals(key=None, **dataclasses.asdict(acc))) for key, acc in groups.items()]
+
+
+def recent_from(records: Iterable[UsageRecord], limit: int, where: Filters) -> list[UsageRecord]:
+    """The ``limit`` latest of ``records`` passing ``where``, newest first (the reference of ``recent``)."""
+    kept = [rec for rec in records if not where or matches(rec, where)]
+    kept.sort(key=lambda r: (r.time, r.record_id), reverse=True)
+    return kept[:limit]
+
+
+def combine(key: str | None, rows: Iterable[UsageTotals]) -> UsageTotals:
+    """One :class:`UsageTotals` under ``key`` adding up ``rows`` (counts summed, costs summed exactly)."""
+    acc = _Accumulator()
+    reconciled = mismatches = 0
+    for row in rows:
+        acc.requests += row.requests
+        acc.errors += row.errors
+        acc.prompt_tokens += row.prompt_tokens
+        acc.completion_tokens += row.completion_tokens
+        acc.cached_tokens += row.cached_tokens
+        acc.reasoning_tokens += row.reasoning_tokens
+        acc.unknown_cost_requests += row.unknown_cost_requests
+        acc.cost = add_costs(acc.cost, row.cost)
+        acc.reported_cost = add_costs(acc.reported_cost, row.reported_cost)
+        reconciled += row.reconciled
+        mismatches += row.user_mismatches
+    return UsageTotals(key=key, reconciled=reconciled, user_mismatches=mismatches, **dataclasses.asdict(acc))

@@ -39,11 +39,12 @@ from openrouter_attribution.usage.records import (
 )
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
+from openrouter_attribution.usage.stores.postgres import reads
 from openrouter_attribution.usage.stores.postgres.backend import (
     POSTGRES_BACKEND_MIGRATION,
     POSTGRES_BUDGET_SCOPES_MIGRATION,
 )
-from openrouter_attribution.usage.stores.protocol import BackendOwner
+from openrouter_attribution.usage.stores.protocol import BackendOwner, Filters
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
 
 if TYPE_CHECKING:
@@ -172,6 +173,8 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
             key/value string). The password never appears in ``repr``, logs or errors.
         connect_timeout: Seconds to wait for a connection (libpq ``connect_timeout``, at least 1).
         create: When false, the ledger must exist already (what read-only tools want).
+        read_only: Read only: every transaction is read-only (``default_transaction_read_only``), nothing is
+            migrated, and a ledger whose schema is not this release's is refused (what the dashboard wants).
 
     Raises:
         ConfigurationError: psycopg is not installed, or ``dsn`` is not a valid connection string.
@@ -182,7 +185,7 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
         PostgresUsageStore('postgresql://app:***@db.internal:5432/usage')
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: float = 5.0, create: bool = True) -> None:
+    def __init__(self, dsn: str, *, connect_timeout: float = 5.0, create: bool = True, read_only: bool = False) -> None:
         self._psycopg = _import_psycopg()
         from psycopg.conninfo import conninfo_to_dict
 
@@ -198,7 +201,9 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
         """Seconds to wait for a connection."""
         self.migrated_from: int | None = None
         """The schema version found when the store was first opened, if it was migrated (``0``: new)."""
-        self._create = create
+        self._create = create and not read_only
+        self.read_only = read_only
+        """Whether every transaction is read-only."""
         self._ready = False
         self._closed = False
         self._lock = threading.RLock()
@@ -219,8 +224,9 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
             raise UsageStoreError(f"the ledger store {self.path} is closed")
         try:
             # UTF-8 whatever the DSN says: the prepared inserts send text as UTF-8 bytes.
+            options = {"options": "-c default_transaction_read_only=on"} if self.read_only else {}
             conn = self._psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=self.connect_timeout, client_encoding="UTF8"
+                self._dsn, autocommit=True, connect_timeout=self.connect_timeout, client_encoding="UTF8", **options
             )
         except self._psycopg.Error as err:
             raise UsageStoreError(f"cannot connect to the ledger {self.path}: {self.scrub(str(err))}") from None
@@ -244,6 +250,12 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
         found = conn.execute("SELECT to_regclass('usage_schema') IS NOT NULL").fetchone()[0]
         if found and conn.execute("SELECT version FROM usage_schema").fetchone()[0] == SCHEMA_VERSION:
             return
+        if self.read_only:
+            version = conn.execute("SELECT version FROM usage_schema").fetchone()[0] if found else 0
+            raise UsageStoreError(
+                f"{self.path} has ledger schema {version}; this library reads {SCHEMA_VERSION} read-only: "
+                + ("run `openrouter-attribution migrate` first" if version < SCHEMA_VERSION else "upgrade it")
+            )
         if not self._create and not conn.execute("SELECT to_regclass('usage_records') IS NOT NULL").fetchone()[0]:
             raise UsageStoreError(f"no ledger at {self.path}")
         with conn.transaction():
@@ -483,6 +495,16 @@ class PostgresUsageStore(BackendOwner["PostgresBackend"]):
             f"COUNT(billed_cost), COUNT(*) FILTER (WHERE user_mismatch) FROM usage_records{clause} GROUP BY 1"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def breakdown(
+        self, by: Sequence[TotalsBy | str], since: float | None, until: float | None, where: Filters
+    ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+        """Totals per combination of the ``by`` keys, in one query (see :mod:`.reads`); unsorted."""
+        return reads.breakdown(self._fetch, by, since, until, where)
+
+    def recent(self, limit: int, since: float | None, until: float | None, where: Filters) -> list[UsageRecord]:
+        """The ``limit`` latest matching records, newest first."""
+        return reads.recent(self._fetch, limit, since, until, where)
 
     def _new_backend(self) -> PostgresBackend:
         from openrouter_attribution.usage.stores.postgres.backend import PostgresBackend

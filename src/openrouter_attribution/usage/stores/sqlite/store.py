@@ -52,8 +52,9 @@ from openrouter_attribution.usage.records import (
     metadata_json,
     metadata_key,
 )
-from openrouter_attribution.usage.stores.protocol import BackendOwner
+from openrouter_attribution.usage.stores.protocol import BackendOwner, Filters
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
+from openrouter_attribution.usage.stores.sqlite import reads
 from openrouter_attribution.usage.stores.sqlite.schema import FOLD as _FOLD
 from openrouter_attribution.usage.stores.sqlite.schema import (
     FOLD_AT,
@@ -182,6 +183,8 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
         busy_timeout: Seconds a write waits for another process's lock before failing.
         create: When false, open an existing ledger only and raise :class:`UsageStoreError`
             if there is none (what read-only tools such as the CLI want).
+        read_only: Open the file read-only (SQLite's ``mode=ro``): nothing is migrated, folded or
+            written, and a ledger whose schema is not this release's is refused (what the dashboard wants).
 
     Raises:
         UsageStoreError: ``create=False`` and no ledger exists at ``path``, or the schema is newer.
@@ -195,7 +198,9 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
         >>> store.close()
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, create: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, create: bool = True, read_only: bool = False
+    ) -> None:
         self.path = os.fspath(path)
         """The database file."""
         self.busy_timeout = busy_timeout
@@ -208,13 +213,18 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
         self._memory = self.path == ":memory:"
         self._inboxed = 0
         """Records this store appended to ``usage_inbox`` since it last folded it."""
-        self._create = create
+        self._create = create and not read_only
+        self.read_only = read_only
+        """Whether the file is open read-only."""
         conn = self._open()
         try:
             self._configure_connection(conn)
-            if not create:
+            if not self._create:
                 self._check_schema(conn)
-            self._migrate(conn)
+            if read_only:
+                self._check_version(conn)
+            else:
+                self._migrate(conn)
         except sqlite3.DatabaseError as err:
             conn.close()
             if not create:
@@ -226,7 +236,7 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
         self._conn: sqlite3.Connection | None = conn
         # WAL lets a second connection read while the first writes: reports never hold up commits.
         self._reader: sqlite3.Connection | None = None
-        if not self._memory and conn.execute(_INBOX_WAITING).fetchone()[0]:
+        if not self._memory and not read_only and conn.execute(_INBOX_WAITING).fetchone()[0]:
             # What processes that ended left in the inbox moves to usage_records when a ledger opens, if
             # the write lock is free now (opening never waits for it; the next write transaction folds).
             self._wait_busy(conn, 0)
@@ -238,7 +248,7 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
             target, uri = (self.path if self._memory else os.path.expanduser(self.path)), False
         else:
             quoted = urllib.parse.quote(os.path.abspath(os.path.expanduser(self.path)))
-            target, uri = f"file:{quoted}?mode=rw", True
+            target, uri = f"file:{quoted}?mode={'ro' if self.read_only else 'rw'}", True
         try:
             conn = sqlite3.connect(
                 target, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
@@ -294,6 +304,14 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if version < SCHEMA_VERSION:
             self.migrated_from = version
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise UsageStoreError(
+                f"{self.path} has ledger schema {version}; this library reads {SCHEMA_VERSION} read-only: "
+                + ("run `openrouter-attribution migrate` first" if version < SCHEMA_VERSION else "upgrade it")
+            )
 
     @property
     def schema_version(self) -> int:
@@ -512,6 +530,16 @@ class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
             f"FROM usage_all{clause} GROUP BY k"
         )
         return [totals_row(row) for row in self._fetch(sql, params)]
+
+    def breakdown(
+        self, by: Sequence[TotalsBy | str], since: float | None, until: float | None, where: Filters
+    ) -> list[tuple[tuple[str | None, ...], UsageTotals]]:
+        """Totals per combination of the ``by`` keys, in one pass (see :mod:`.reads`); unsorted."""
+        return reads.breakdown(self._fetch, by, since, until, where)
+
+    def recent(self, limit: int, since: float | None, until: float | None, where: Filters) -> list[UsageRecord]:
+        """The ``limit`` latest matching records, newest first."""
+        return reads.recent(self._fetch, limit, since, until, where)
 
     def _new_backend(self) -> SQLiteBackend:
         from openrouter_attribution.usage.stores.sqlite.backend import SQLiteBackend
