@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from openrouter_attribution import BudgetExceededError, ConfigurationError, OpenRouterError, UserBudget
 from openrouter_attribution.pricing import ModelPrice, ceiling, parse_prices, prompt_tokens
-from openrouter_attribution.usage.budgets.budget import key_from_store, store_key, window
+from openrouter_attribution.usage.budgets.budget import window
+from openrouter_attribution.usage.budgets.keys import key_from_store, store_key
 
 
 def utc(*args: int) -> float:

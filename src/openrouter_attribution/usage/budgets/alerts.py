@@ -28,7 +28,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.usage.budgets.budget import backend_of, key_from_store, store_key, window
+from openrouter_attribution.usage.budgets.budget import backend_of, window
+from openrouter_attribution.usage.budgets.keys import key_from_store, store_key
 from openrouter_attribution.usage.records import format_cost
 
 if TYPE_CHECKING:

@@ -2,7 +2,8 @@
 
 :func:`budget_windows` reads the spend and request count of each key (a user, a tenant) of a budget's scope
 in the current window from the store's spend rollup (one grouped read), and puts each beside the limits
-the budget gives that key (its ``limits`` included). Calls in flight are not counted: see
+the budget gives that key (its ``limits`` included). The shared budget of calls without a value has no
+rollup and is not listed. Calls in flight are not counted: see
 :func:`~openrouter_attribution.usage.budgets.budget.budget_status` for one key with them.
 """
 
@@ -14,7 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from openrouter_attribution.errors import ConfigurationError
-from openrouter_attribution.usage.budgets.budget import UserBudget, backend_of, key_from_store, window
+from openrouter_attribution.usage.budgets.budget import UserBudget, backend_of, window
+from openrouter_attribution.usage.budgets.keys import key_from_store
 
 __all__ = ["BudgetWindow", "budget_windows"]
 

@@ -25,14 +25,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from openrouter_attribution.usage.budgets.budget import (
-    SCOPE_MARK,
-    BudgetCheck,
-    BudgetUsage,
-    Reservation,
-    held_key,
-    store_key,
-)
+from openrouter_attribution.usage.budgets.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.keys import SCOPE_MARK, held_key, store_key
 from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 
 if TYPE_CHECKING:
@@ -207,7 +201,7 @@ $fn$""",
 )
 
 POSTGRES_BUDGET_SCOPES_MIGRATION: tuple[str, ...] = (
-    # Spend and requests per budget key of another scope than "user" (budgets.budget.store_key) and UTC day,
+    # Spend and requests per budget key of another scope than "user" (budgets.keys.store_key) and UTC day,
     # kept by triggers on usage_records (a user's spend is read from the records themselves).
     """CREATE TABLE IF NOT EXISTS budget_spend (
         user_key text COLLATE "C" NOT NULL,

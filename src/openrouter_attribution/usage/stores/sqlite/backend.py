@@ -27,14 +27,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from openrouter_attribution.usage.budgets.budget import (
-    SCOPE_MARK,
-    BudgetCheck,
-    BudgetUsage,
-    Reservation,
-    held_key,
-    store_key,
-)
+from openrouter_attribution.usage.budgets.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.keys import SCOPE_MARK, held_key, store_key
 from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.stores.sqlite.schema import padded, page_sql
@@ -59,7 +53,7 @@ _ADD = ("INSERT INTO budget_spend (user_key, day, pico, requests) VALUES (COALES
         "ON CONFLICT (user_key, day) DO UPDATE SET pico = pico + excluded.pico, requests = requests + 1;")  # fmt: skip
 _SUBTRACT = (f"UPDATE budget_spend SET pico = pico - {_RECORD_PICO.format(r='OLD')}, requests = requests - 1 "
              f"WHERE user_key = COALESCE(OLD.user, '') AND day = CAST(OLD.time / {_DAY} AS INTEGER);")  # fmt: skip
-# The same per metadata value, under the store key of its scope (budgets.budget.store_key:
+# The same per metadata value, under the store key of its scope (budgets.keys.store_key:
 # "\x1fmetadata.<key>\x1f<value>"); metadata that is not a JSON object of strings adds nothing.
 _SCOPE_KEY = "char(31) || 'metadata.' || j.key || char(31) || j.value"
 _SCOPES = "json_each(CASE WHEN json_valid({r}.metadata) THEN {r}.metadata END) j WHERE j.type = 'text'"

@@ -52,7 +52,7 @@ BILLED: tuple[str, ...] = (
 
 # Budget alerts (usage/budgets/alerts.py): one row per alert fired; its primary key is what makes an alert
 # fire once in the fleet (each process claims it with INSERT ... ON CONFLICT DO NOTHING). ``budget_key`` is
-# the budget's store key (budgets.budget.store_key). The spend triggers are dropped with the spend rollup:
+# the budget's store key (budgets.keys.store_key). The spend triggers are dropped with the spend rollup:
 # the first budgeted call installs them again, with the rollup per metadata value, and refills it.
 BUDGET_ALERTS: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS budget_alerts (
