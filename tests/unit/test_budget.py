@@ -177,3 +177,13 @@ def test_non_text_parts_and_tools_count_toward_the_prompt():
         {"type": "text", "text": "abc"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}],
         "tools": [{"type": "function", "function": {"name": "f"}}]}  # fmt: skip
     assert prompt_tokens(body) > 4 + 1 + 1000
+
+
+@pytest.mark.parametrize("name", ["alerts", "keys", "webhook", "windows"])
+def test_the_budget_modules_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"openrouter_attribution.usage.budgets.{name}"))
+    assert result.attempted > 0
+    assert result.failed == 0
