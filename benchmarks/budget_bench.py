@@ -22,6 +22,11 @@
   record) for a user with 0, ``HISTORY`` and 500 records in the window. The history sizes take turns
   in another order each round, so periodic costs of the store (WAL checkpoints) fall on each alike.
 
+- ``alerts``: what a slow ``on_alert`` costs a call: median wall time and calling-thread CPU per call of
+  blocks of calls through a budget whose every call crosses an alert (each call a new user, ``alerts=(0.5,)``
+  of ``max_requests=2``) with an ``on_alert`` that sleeps ``ALERT_SLEEP`` seconds, next to the same budget
+  without alerts (SQLite). The callbacks run on the alerts thread, so the two should match.
+
 SQLite is durable ledger files in a temporary folder; PostgreSQL databases on a throwaway server started
 here (fsync on), skipped with its reason when the machine has no PostgreSQL binaries.
 """
@@ -35,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import measure
-from clients import API_KEY, MODEL
+from clients import API_KEY, MODEL, PROMPT
 
 from openrouter_attribution.usage.budgets.budget import DEFAULT_LEASE
 from openrouter_attribution.usage.budgets.guard import LEASE_SETTLE_AFTER
@@ -53,6 +58,8 @@ ROUND_PAIRS = 25
 """Pairs of blocks a store gets in each round (about a second of calls)."""
 BASE_BLOCKS = 5
 """Blocks of calls without any ledger per round: the denominator of the share."""
+ALERT_SLEEP = 5.0
+"""Seconds the ``on_alert`` of the alerts row sleeps."""
 SETTLE_WAIT = LEASE_SETTLE_AFTER + 0.3
 """Seconds a round waits after its last call, busy with uncounted calls without any ledger: the budget's
 settle thread applies the last settles (a used-up lease's after :data:`LEASE_SETTLE_AFTER`), so that each
@@ -141,6 +148,39 @@ def _paired(
     return out
 
 
+def _alerts_row(folder: Path, common: dict[str, Any], smoke: bool) -> dict[str, Any]:
+    """Per call, with and without a sleeping ``on_alert``: median wall µs and calling-thread CPU µs of blocks."""
+    from openrouter_attribution import UsageLedger, UserBudget
+    from openrouter_attribution.langchain import ChatOpenRouter
+
+    def sleepy(alert: Any) -> None:
+        time.sleep(ALERT_SLEEP)
+
+    budgets = {
+        "none": UserBudget(max_requests=2),
+        "sleeping": UserBudget(max_requests=2, alerts=(0.5,), on_alert=sleepy),
+    }
+    blocks, block = (2, 5) if smoke else (20, BLOCK)
+    out: dict[str, Any] = {"sleep_s": ALERT_SLEEP}
+    users = iter(range(10**9))
+    with UsageLedger(str(folder / "alerts.db")) as ledger:
+        models = {name: ChatOpenRouter(**common, ledger=ledger, budget=b) for name, b in budgets.items()}
+        for model in models.values():
+            model.invoke(PROMPT, user="bench_alert_warm")  # prices, connections, the alerts thread
+        walls: dict[str, list[float]] = {name: [] for name in models}
+        cpus: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(blocks):
+            for name, model in models.items():
+                wall, cpu = time.perf_counter(), time.thread_time()
+                for _ in range(block):
+                    model.invoke(PROMPT, user=f"bench_alert_{next(users)}")  # a new user: every call alerts
+                walls[name].append((time.perf_counter() - wall) / block * 1e6)
+                cpus[name].append((time.thread_time() - cpu) / block * 1e6)
+        for name in models:
+            out[name] = {"wall_us": measure.median(walls[name]), "caller_cpu_us": measure.median(cpus[name])}
+    return out  # the checks still queued then find the ledger closed: they log once and stop
+
+
 def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> None:
     """Fill ``results["budget"]``; a variant that cannot be measured raises (the run must fail)."""
     from openrouter_attribution import UsageLedger, UserBudget
@@ -199,6 +239,7 @@ def measure_budget(base_url: str, settings: Any, results: dict[str, Any]) -> Non
             }  # fmt: skip
         for ledger in (*ledgers.values(), *plain_ledgers.values()):
             ledger.close()
+        out["alerts"] = _alerts_row(folder, common, settings.smoke)
     finally:
         if pg is not None:
             pg.stop()
@@ -239,6 +280,15 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
                      "median of their paired differences, the other threads what every other thread of the process "
                      "used in the store's rounds, less twice the writer thread of the ledger without a budget. The "
                      "step alone is the budget's own CPU in a tight loop with warm caches: a lower bound.")  # fmt: skip
+    alerts = budget.get("alerts")
+    if alerts:
+        none, sleeping = alerts["none"], alerts["sleeping"]
+        lines += ["", f"Alerts (SQLite): every call crossing an alert whose `on_alert` sleeps {alerts['sleep_s']:g} s "
+                  "(on the alerts thread) next to the same budget without alerts.", "",
+                  "| on_alert | wall µs/call | caller's thread CPU µs/call |", "|---|---|---|",
+                  f"| none | {_fmt(none['wall_us'])} | {_fmt(none['caller_cpu_us'])} |",
+                  f"| sleeps {alerts['sleep_s']:g} s | {_fmt(sleeping['wall_us'])} | "
+                  f"{_fmt(sleeping['caller_cpu_us'])} |"]  # fmt: skip
     for name, reason in budget.get("skipped", {}).items():
         lines.append(f"\n- {LABELS[name]} skipped: {reason}")
     return lines

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from openrouter_attribution.keys import OpenRouterUserKeys
-    from openrouter_attribution.usage.budgets.guard import BudgetGuard, Hold, LeaseHold
+    from openrouter_attribution.usage.budgets.group import BudgetGroup, GroupHold
     from openrouter_attribution.usage.records import UsageRecord
 
 __all__ = ["ATTRIBUTION_KWARGS", "Invoker", "Prepared", "StreamMeta"]
@@ -73,7 +73,7 @@ class Invoker:
         require_user: bool | str,
         ledger: Any,
         framework: str,
-        budget: BudgetGuard | None = None,
+        budget: BudgetGroup | None = None,
         user_keys: OpenRouterUserKeys | None = None,
         endpoint: Endpoint = CHAT,
     ) -> None:
@@ -299,9 +299,9 @@ class Invoker:
 
     # -- budget: one step around every request (chat, embeddings and rerank alike) -------------------
 
-    def hold(self, prepared: Prepared) -> Hold | LeaseHold | NoHold:
-        """Reserve the request's share of its user's budget before any network I/O; a context manager
-        that settles the reservation when the request ends (set ``hold.record`` to its usage record
+    def hold(self, prepared: Prepared) -> GroupHold | NoHold:
+        """Reserve the request's share of its budgets (its user's, its tenant's) before any network I/O; a
+        context manager that settles the reservations when the request ends (set ``hold.record`` to its usage record
         inside the block; without one the reservation is released).
 
         Raises:
@@ -312,17 +312,17 @@ class Invoker:
         guard = self.budget
         if guard is None:
             return NO_HOLD
-        return guard.reserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
+        return guard.reserve(prepared.attribution, lambda: self._ceiling(prepared.body)) or NO_HOLD
 
-    async def ahold(self, prepared: Prepared) -> Hold | LeaseHold | NoHold:
+    async def ahold(self, prepared: Prepared) -> GroupHold | NoHold:
         """Async :meth:`hold` (``async with await invoker.ahold(prepared) as hold:``)."""
         guard = self.budget
         if guard is None:
             return NO_HOLD
-        if guard.prices_needed(prepared.attribution.user):
+        if guard.prices_needed(prepared.attribution):
             listing = pricing.listing_for(self.endpoint.priced(prepared.body))
             await pricing.aprices(self.connection, listing)  # the estimate reads the cache
-        return await guard.areserve(prepared.attribution.user, lambda: self._ceiling(prepared.body)) or NO_HOLD
+        return await guard.areserve(prepared.attribution, lambda: self._ceiling(prepared.body)) or NO_HOLD
 
     def _ceiling(self, body: Mapping[str, Any]) -> Decimal | None:
         body = self.endpoint.priced(body)
@@ -390,7 +390,7 @@ class Invoker:
         """
         vectors: list[list[float]] = []
         with contextlib.ExitStack() as stack:
-            reserved: list[tuple[Prepared, Hold | LeaseHold | NoHold]] = []
+            reserved: list[tuple[Prepared, GroupHold | NoHold]] = []
             for prepared in batches:  # all reserved first; a refusal releases those already taken
                 reserved.append((prepared, self.hold(prepared)))
                 stack.enter_context(reserved[-1][1])
@@ -405,7 +405,7 @@ class Invoker:
         """Async :meth:`embed`."""
         vectors: list[list[float]] = []
         async with contextlib.AsyncExitStack() as stack:
-            reserved: list[tuple[Prepared, Hold | LeaseHold | NoHold]] = []
+            reserved: list[tuple[Prepared, GroupHold | NoHold]] = []
             for prepared in batches:
                 reserved.append((prepared, await self.ahold(prepared)))
                 await stack.enter_async_context(reserved[-1][1])

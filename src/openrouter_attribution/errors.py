@@ -100,8 +100,9 @@ class BudgetExceededError(OpenRouterError):
     """A call would take its end-user over their :class:`~openrouter_attribution.UserBudget`.
 
     Raised before any network I/O: the request is not sent and no usage record is written. The
-    attributes say which limit, how much of it is used, and when the window resets; ``user`` is the id
-    as it would have been sent (after the identity policy), never a raw id.
+    attributes say which budget (``scope`` and ``key``: the user's own, or e.g. their tenant's), which
+    limit, how much of it is used, and when the window resets; ``user`` is the id as it would have been
+    sent (after the identity policy), never a raw id.
     """
 
     def __init__(
@@ -116,10 +117,17 @@ class BudgetExceededError(OpenRouterError):
         kind: str,
         period: str,
         resets_at: datetime | None,
+        scope: str = "user",
+        key: str | None = None,
     ) -> None:
         super().__init__(message)
         self.user = user
-        """The end-user id as sent (after the identity policy); ``None`` for the shared unattributed budget."""
+        """The end-user id of the call as sent (after the identity policy); ``None`` without one."""
+        self.scope = scope
+        """The scope of the budget that refused the call: ``"user"`` or ``"metadata.<key>"``."""
+        self.key = user if scope == "user" and key is None else key
+        """The budget's key as sent: the user id for ``scope="user"``, else the call's metadata value
+        (e.g. the tenant); ``None`` for the shared budget of calls without one."""
         self.kind = kind
         """Which limit: ``"cost"`` (``max_cost``, USD) or ``"requests"`` (``max_requests``)."""
         self.limit = limit
@@ -136,8 +144,8 @@ class BudgetExceededError(OpenRouterError):
         """When the window resets (UTC, timezone-aware); ``None`` for ``period="total"``."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        state = {name: getattr(self, name) for name in
-                 ("user", "limit", "spent", "reserved", "requested", "kind", "period", "resets_at")}  # fmt: skip
+        names = ("user", "limit", "spent", "reserved", "requested", "kind", "period", "resets_at", "scope", "key")
+        state = {name: getattr(self, name) for name in names}
         return (_rebuild_budget_error, (str(self), state))
 
 

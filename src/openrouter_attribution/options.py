@@ -112,8 +112,10 @@ class ClientOptions(BaseModel):
     ledger: Any = None
     """A :class:`~openrouter_attribution.UsageLedger` that records usage and cost of every call."""
     budget: Any = Field(default=None, exclude=True)
-    """A :class:`~openrouter_attribution.UserBudget` enforced before every call (needs ``ledger=``, whose
-    SQLite or PostgreSQL store holds spend and reservations for every process sharing it)."""
+    """A :class:`~openrouter_attribution.UserBudget`, or a sequence of them (e.g. the user's and their
+    tenant's, ``scope="metadata.tenant"``), enforced before every call: a call exceeding any is not sent.
+    Needs ``ledger=``, whose SQLite or PostgreSQL store holds spend and reservations for every process
+    sharing it."""
     user_keys: Any = Field(default=None, exclude=True, repr=False)
     """An :class:`~openrouter_attribution.OpenRouterUserKeys`: each call whose user is known is sent with
     that user's own OpenRouter key (created on their first call), so OpenRouter enforces their limit.
@@ -272,9 +274,9 @@ class ClientOptions(BaseModel):
                     "budget= needs ledger=: pass ledger=UsageLedger('usage.db') (or a PostgreSQL DSN), whose "
                     "store holds the spend and the reservations the budget is checked against."
                 )
-            from openrouter_attribution.usage.budgets.guard import BudgetGuard
+            from openrouter_attribution.usage.budgets.group import BudgetGroup
 
-            budget = BudgetGuard(self.budget, self.ledger)
+            budget = BudgetGroup(self.budget, self.ledger)
         return Invoker(
             connection=connection,
             params=params,

@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
 
             with contextlib.redirect_stdout(io.StringIO()):
                 demo.main(["--ledger", ledger])
-        served = Served(create_app(ledger, budget=UserBudget(max_cost="0.001", max_requests=20)))
+        budgets = [UserBudget(max_cost="0.001", max_requests=20),
+                   UserBudget(scope="metadata.tenant", max_cost="0.01", period="month")]  # fmt: skip
+        served = Served(create_app(ledger, budget=budgets))
         IMAGES.mkdir(parents=True, exist_ok=True)
         try:
             with sync_playwright() as playwright:

@@ -12,7 +12,10 @@ from urllib.parse import quote
 
 import pytest
 
+from openrouter_attribution import UsageLedger, UserBudget, user_context
 from openrouter_attribution.dashboard import create_app
+from openrouter_attribution.langchain import ChatOpenRouter
+from openrouter_attribution.usage.budgets.alerts import BudgetAlert, wait_for_alerts
 from tests.browser.conftest import CALLS, HOSTILE, Served, screenshot
 
 TOKEN = "dashboard-secret-Zq81"
@@ -125,3 +128,44 @@ def test_the_token_is_required_and_never_echoed(page, guarded):
     assert page.goto(guarded.url + "/?period=all").status == 200  # the cookie opens every page
     page.context.clear_cookies()
     assert page.goto(guarded.url + f"/?token=wrong{TOKEN}").status == 401
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory, fake_openrouter_session):
+    """A ledger where app_dora reached 80% of her budget of 5 requests and her alert fired, and tenant acme
+    (two users) spent under its own budget; served with both budgets."""
+    server = fake_openrouter_session
+    path = str(tmp_path_factory.mktemp("budgeted") / "usage.db")
+    fired: list[BudgetAlert] = []
+    user_budget = UserBudget(max_requests=5, period="day", alerts=(0.5, 0.8), on_alert=fired.append)
+    tenant_budget = UserBudget(scope="metadata.tenant", max_requests=100, period="month")
+    with UsageLedger(path) as ledger:
+        model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=server.base_url, api_key=server.api_key,
+                               ledger=ledger, budget=[user_budget, tenant_budget], max_retries=0)  # fmt: skip
+        for user, calls in (("app_dora", 4), ("app_eve", 1)):
+            with user_context(user, metadata={"tenant": "acme"}):
+                for i in range(calls):
+                    model.invoke(f"Question {i}")
+        assert wait_for_alerts(30)
+    assert [(a.key, a.fraction) for a in fired] == [("app_dora", 0.5), ("app_dora", 0.8)]
+    served = Served(create_app(path, budget=[user_budget, tenant_budget]))
+    yield served
+    served.stop()
+
+
+def test_the_budget_page_shows_a_user_at_80_percent_after_the_alert_fired(page, budgeted):
+    assert page.goto(budgeted.url + "/budgets").status == 200
+    screenshot(page, "budgets-alerts")
+    users = page.locator("[data-table=budgets] tbody tr")
+    assert users.first.locator("td").nth(0).inner_text() == "app_dora"
+    assert "80.0" in users.first.inner_text()
+    tenants = page.locator("[data-table=budgets_2] tbody tr")
+    assert tenants.count() == 1
+    assert tenants.first.locator("td").nth(0).inner_text() == "acme"
+    assert "5.0" in tenants.first.inner_text()  # 5 of 100 requests
+    alerts = page.locator("[data-table=alerts] tbody tr")
+    assert [row.locator("td").nth(2).inner_text() for row in alerts.all()] == ["app_dora", "app_dora"]
+    assert "80.0" in alerts.first.inner_text()  # newest first
+    data = page.request.get(budgeted.url + "/api/budgets").json()
+    assert [(a["key"], a["percent"]) for a in data["tables"]["alerts"]] == [("app_dora", 80.0),
+                                                                                    ("app_dora", 50.0)]  # fmt: skip

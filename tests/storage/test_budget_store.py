@@ -301,7 +301,8 @@ def test_the_budget_command_shows_spend_reservations_limit_and_reset(backend, ca
     assert main(["budget", "--db", backend.location, "--user", "app_1", "--period", "total", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["max_cost"], data["remaining_cost"], data["resets_at"]) == (None, None, None)
-    assert (data["requests"], data["spent"], data["in_flight"]) == (2, 0.375, 1)
+    # The call in flight is held by a daily budget: a budget of another period counts its record once stored.
+    assert (data["requests"], data["spent"], data["in_flight"]) == (2, 0.375, 0)
     with pytest.raises(SystemExit) as bad:
         main(["budget", "--db", backend.location, "--user", "app_1", "--max-cost", "-1"])
     assert bad.value.code == 2

@@ -122,7 +122,7 @@ def test_a_schema_5_ledger_gains_the_metadata_column(tmp_path):
         ledger.record(UsageRecord(time=T0, user="old", cost="0.1"))
     conn = sqlite3.connect(path)
     with conn:
-        for trigger in ("insert", "delete", "update"):  # schema 7's daily rollup
+        for trigger in ("insert", "delete", "update"):  # the daily rollup (schema 8)
             conn.execute(f"DROP TRIGGER usage_daily_{trigger}")
         conn.execute("DROP TABLE usage_daily")
         conn.execute("DROP VIEW usage_all")

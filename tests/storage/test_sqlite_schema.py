@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from openrouter_attribution import UsageLedger, UserBudget
 from openrouter_attribution.usage import UsageRecord
 from openrouter_attribution.usage.stores.sqlite.schema import MIGRATIONS, page_sql
 from openrouter_attribution.usage.stores.sqlite.store import _KEY_SQL, SCHEMA_VERSION, SQLiteUsageStore
@@ -140,3 +141,22 @@ def test_statement_journals_stay_in_memory(tmp_path):
         assert store._read_connection().execute("PRAGMA temp_store").fetchone() == (2,)
     finally:
         store.close()
+
+
+def test_a_schema_6_ledger_rebuilds_its_budget_spend_with_the_spend_per_metadata_value(tmp_path):
+    path = tmp_path / "usage.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for step in MIGRATIONS[:6]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 6")
+        conn.execute("CREATE TRIGGER budget_spend_insert AFTER INSERT ON usage_records BEGIN SELECT 1; END")  # old
+        conn.execute("INSERT INTO budget_spend VALUES ('a', 0, 7, 7)")  # the old rollup: rebuilt, not trusted
+        conn.execute("INSERT INTO usage_records (record_id, time, user, cost, streamed, outcome, metadata) VALUES "
+                     "('old', 1.0, 'a', '0.5', 0, 'ok', '{\"tenant\": \"acme\"}')")  # fmt: skip
+        conn.commit()
+    with UsageLedger(path) as ledger:
+        tenant = ledger.budget_status("acme", UserBudget(scope="metadata.tenant", period="total"))
+        user = ledger.budget_status("a", UserBudget(period="total"))
+    assert (tenant.usage.requests, tenant.usage.spent) == (1, Decimal("0.5"))
+    assert (user.usage.requests, user.usage.spent) == (1, Decimal("0.5"))

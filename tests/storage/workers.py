@@ -120,6 +120,57 @@ def budgeted_calls(
     results.put((sum(outcomes), calls - sum(outcomes)))  # type: ignore[attr-defined]
 
 
+def alerted_calls(location: str, base_url: str, api_key: str, calls: int, limit: int, alerts_file: str,
+                  barrier: object) -> None:  # fmt: skip
+    """One process of the alert race: ``calls`` calls of one user under ``max_requests=limit`` with an alert
+    at 80% that appends a line to ``alerts_file``; waits for its alert checks before exiting."""
+    from openrouter_attribution import UserBudget
+    from openrouter_attribution.langchain import ChatOpenRouter
+    from openrouter_attribution.usage.budgets.alerts import BudgetAlert, wait_for_alerts
+
+    def append(alert: BudgetAlert) -> None:
+        with open(alerts_file, "a") as out:
+            out.write(f"{os.getpid()} {alert.key} {alert.kind} {alert.fraction} {alert.spent}\n")
+
+    budget = UserBudget(max_requests=limit, alerts=(0.8,), on_alert=append)
+    with UsageLedger(location) as ledger:
+        model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
+                               ledger=ledger, budget=budget)  # fmt: skip
+        barrier.wait(120)  # type: ignore[attr-defined]
+        for _ in range(calls):
+            model.invoke("the same question", user="app_alerted")
+        assert wait_for_alerts(60)
+
+
+def tenant_calls(location: str, base_url: str, api_key: str, proc: int, calls: int, limit: int, barrier: object,
+                 results: object) -> None:  # fmt: skip
+    """One process of the tenant race: ``calls`` concurrent calls of three users of tenant ``acme`` under a
+    tenant budget of ``limit`` requests; reports each call's outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openrouter_attribution import BudgetExceededError, UserBudget, user_context
+    from openrouter_attribution.langchain import ChatOpenRouter
+
+    # Leases of 16 calls need room for 32: near a limit of 10 every call reserves alone, exactly.
+    budget = UserBudget(scope="metadata.tenant", max_requests=limit, lease=16, max_lease=16)
+    with UsageLedger(location) as ledger:
+        model = ChatOpenRouter(model="openai/gpt-4o-mini", base_url=base_url, api_key=api_key, max_retries=0,
+                               ledger=ledger, budget=budget)  # fmt: skip
+
+        def one(i: int) -> str:
+            with user_context(user=f"app_member_{(proc + i) % 3}", metadata={"tenant": "acme"}):
+                try:
+                    model.invoke("the same question")
+                except BudgetExceededError as err:
+                    return f"refused by {err.scope} {err.key}"
+            return "sent"
+
+        barrier.wait(120)  # type: ignore[attr-defined]
+        with ThreadPoolExecutor(calls) as pool:
+            outcomes = list(pool.map(one, range(calls)))
+    results.put(outcomes)  # type: ignore[attr-defined]
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "calls":

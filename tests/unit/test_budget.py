@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from openrouter_attribution import BudgetExceededError, ConfigurationError, OpenRouterError, UserBudget
 from openrouter_attribution.pricing import ModelPrice, ceiling, parse_prices, prompt_tokens
 from openrouter_attribution.usage.budgets.budget import window
+from openrouter_attribution.usage.budgets.keys import key_from_store, store_key
 
 
 def utc(*args: int) -> float:
@@ -68,11 +69,29 @@ def test_a_window_holds_now_and_starts_on_a_boundary(now, period):
         ({"lease": 64, "max_lease": 32}, r"max_lease must be None or a whole number from lease \(64\) to 1000"),
         ({"max_lease": 1001}, "max_lease must be"),
         ({"max_lease": True}, "max_lease must be"),
+        ({"scope": "tenant"}, "scope must be 'user' or 'metadata.<key>'"),
+        ({"scope": "metadata."}, "scope must be"),
+        ({"scope": "metadata.a\x1fb"}, "scope must be"),
+        ({"alerts": (0.8,)}, "alerts= needs on_alert="),
+        ({"on_alert": print}, "on_alert= needs alerts="),
+        ({"alerts": (0, 0.5), "on_alert": print}, "alerts must be fractions"),
+        ({"alerts": (1.5,), "on_alert": print}, "alerts must be fractions"),
+        ({"alerts": 0.5, "on_alert": print}, "alerts must be fractions"),
     ],
 )
 def test_bad_budgets_are_refused_at_construction(kwargs, message):
     with pytest.raises(ConfigurationError, match=message):
         UserBudget(**kwargs)
+
+
+def test_alerts_are_sorted_fractions_and_scopes_get_keys_no_user_id_has():
+    assert UserBudget(alerts=[1, 0.5, 0.5], on_alert=print).alerts == (0.5, 1.0)
+    keys = [store_key("user", "app_1"), store_key("user", None), store_key("metadata.tenant", "app_1"),
+            store_key("metadata.tenant", None), store_key("metadata.plan", "app_1")]  # fmt: skip
+    assert keys == ["app_1", "", "\x1fmetadata.tenant\x1fapp_1", "\x1fmetadata.tenant", "\x1fmetadata.plan\x1fapp_1"]
+    assert [key_from_store(key) for key in keys] == [
+        ("user", "app_1"), ("user", None), ("metadata.tenant", "app_1"), ("metadata.tenant", None),
+        ("metadata.plan", "app_1")]  # fmt: skip
 
 
 def test_the_largest_lease_defaults_to_the_largest_allowed():
@@ -107,6 +126,11 @@ def test_the_error_carries_the_window_and_survives_pickling():
     assert isinstance(err, OpenRouterError)
     assert not isinstance(err, ValueError)  # nothing was wrong with the input
     back = pickle.loads(pickle.dumps(err))
+    assert (back.scope, back.key) == ("user", "app_1")  # a user's own budget by default
+    tenant = BudgetExceededError("over", user="app_1", limit=1, spent=1, reserved=0, requested=1, kind="requests",
+                                 period="day", resets_at=None, scope="metadata.tenant", key="acme")  # fmt: skip
+    assert (pickle.loads(pickle.dumps(tenant)).scope, pickle.loads(pickle.dumps(tenant)).key) == (
+        "metadata.tenant", "acme")  # fmt: skip
     assert (back.user, back.limit, back.spent, back.reserved, back.kind, back.period, back.resets_at, str(back)) == (
         "app_1",
         Decimal(1),
@@ -153,3 +177,13 @@ def test_non_text_parts_and_tools_count_toward_the_prompt():
         {"type": "text", "text": "abc"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}],
         "tools": [{"type": "function", "function": {"name": "f"}}]}  # fmt: skip
     assert prompt_tokens(body) > 4 + 1 + 1000
+
+
+@pytest.mark.parametrize("name", ["alerts", "keys", "webhook", "windows"])
+def test_the_budget_modules_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"openrouter_attribution.usage.budgets.{name}"))
+    assert result.attempted > 0
+    assert result.failed == 0

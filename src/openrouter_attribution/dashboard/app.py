@@ -14,7 +14,7 @@ import io
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from importlib import resources
 from typing import Any
@@ -100,11 +100,11 @@ def _csv(table: pages.Table) -> str:
 
 
 class _Dashboard:
-    """The state of one app: its store, templates and budget."""
+    """The state of one app: its store, templates and budgets."""
 
-    def __init__(self, store: UsageStore, budget: UserBudget | None, title: str) -> None:
+    def __init__(self, store: UsageStore, budgets: tuple[UserBudget, ...], title: str) -> None:
         self.store = store
-        self.budget = budget
+        self.budgets = budgets
         self.title = title
         self.env = _environment()
         self.css = resources.files("openrouter_attribution.dashboard").joinpath("style.css").read_text("utf-8")
@@ -180,7 +180,7 @@ def _routes(app: _Dashboard) -> list[Route]:
         ("/dimensions/{key}", lambda r, p: pages.dimension(store, p, r.path_params["key"]), True),
         ("/dimensions/{key}/{value:path}",
          lambda r, p: pages.dimension_value(store, p, r.path_params["key"], r.path_params["value"]), True),
-        ("/budgets", lambda r, p: pages.budgets(store, time.time(), app.budget), False),
+        ("/budgets", lambda r, p: pages.budgets(store, time.time(), app.budgets), False),
         ("/reconciliation", lambda r, p: pages.reconciliation(store, p), True),
     ]  # fmt: skip
     routes = []
@@ -196,7 +196,7 @@ def create_app(
     location_or_ledger: str | os.PathLike[str] | UsageLedger | UsageStore,
     *,
     token: str | None = None,
-    budget: UserBudget | None = None,
+    budget: UserBudget | Sequence[UserBudget] | None = None,
     title: str = "Usage",
 ) -> Any:
     """The usage dashboard as an ASGI app, read-only over a ledger.
@@ -207,7 +207,8 @@ def create_app(
         token: When set, every request must carry it (``Authorization: Bearer``, or ``?token=`` once,
             which sets an HttpOnly cookie). Leave it unset only behind your own authentication or on
             127.0.0.1.
-        budget: The :class:`UserBudget` your models use, for the budgets page.
+        budget: The :class:`UserBudget` (or several: a user's and a tenant's) your models use, for the
+            budgets page; the alerts fired show without it.
         title: The name in the header.
 
     Returns:
@@ -237,7 +238,8 @@ def create_app(
             except BaseException:
                 store.close()
                 raise
-    dashboard = _Dashboard(store, budget, title)
+    budgets = () if budget is None else (budget,) if isinstance(budget, UserBudget) else tuple(budget)
+    dashboard = _Dashboard(store, budgets, title)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:

@@ -6,14 +6,16 @@ the CSV of one of its tables, so every view of a page comes from the same query 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.usage import queries
+from openrouter_attribution.usage.budgets.alerts import alerts_fired
 from openrouter_attribution.usage.budgets.budget import UserBudget, window
 from openrouter_attribution.usage.records import UsageQueryError, UsageRecord, UsageTotals, format_time
 from openrouter_attribution.usage.stores.protocol import UsageStore
@@ -328,44 +330,71 @@ def _drift(row: UsageTotals) -> Decimal | None:
     return row.cost - row.reported_cost
 
 
-def budgets(store: UsageStore, now: float, budget: UserBudget | None) -> Page:
-    """Each user's spend and requests in their budget's current window, against its limits.
+def budgets(store: UsageStore, now: float, budgets: Sequence[UserBudget]) -> Page:
+    """Each key's spend and requests in its budget's current window against its limits (one table per
+    budget: users, tenants, ...), and the budget alerts fired.
 
     Read from the records (reservations of calls in flight are not shown: reading them is a budget
     backend's write transaction, and the dashboard never writes).
     """
     page = Page("budgets", "Budgets", None)
-    if budget is None:
-        page.notes.append("No budget given: pass budget=UserBudget(...) to create_app (the one your models use) "
-                          "to see each user's spend against its limits.")  # fmt: skip
-        return page
-    windows: dict[str, list[UsageTotals]] = {}
+    if not budgets:
+        page.notes.append("No budget given: pass budget=UserBudget(...) (or several) to create_app, the ones your "
+                          "models use, to see each user's or tenant's spend against its limits.")  # fmt: skip
+    for number, budget in enumerate(budgets):
+        label = "User" if budget.scope == "user" else dimension_label(budget.scope)
+        rows = _windows(store, now, budget)
+        columns = [Column("key", label, "text"), Column("period", "Window", "text"),
+                   Column("spent", "Spent (USD)", "usd"),
+                   Column("max_cost", "Limit (USD)", "usd"), Column("remaining_cost", "Remaining (USD)", "usd"),
+                   Column("requests", "Requests"), Column("max_requests", "Request limit"),
+                   Column("used_percent", "Used %", "text"), Column("resets", "Resets (UTC)", "time")]  # fmt: skip
+        link = user_link if budget.scope == "user" else dimension_link(budget.scope)
+        name = "budgets" if number == 0 else f"budgets_{number + 1}"
+        title = f"{label}s in their current window ({budget.scope} budget), most used first"
+        page.tables.append(Table(name, title, columns, rows[:MAX_ROWS], {"key": link}))
+    page.tables.append(_alerts_table(store))
+    return page
+
+
+def _windows(store: UsageStore, now: float, budget: UserBudget) -> list[dict[str, Any]]:
+    """The rows of one budget's table: every key with records in its current window, most used first."""
     used = [budget, *(budget.limits.values() if isinstance(budget.limits, Mapping) else ())]
-    for period in dict.fromkeys(b.period for b in used):
-        start, _ = window(period, now)
-        windows[period] = queries.rollup(queries.breakdown(store, ["user"], since=start or None), 0)
     rows = []
-    for period, totals in windows.items():
-        for row in totals:
+    for period in dict.fromkeys(b.period for b in used):
+        start, reset = window(period, now)
+        for row in queries.rollup(queries.breakdown(store, [budget.scope], since=start or None), 0):
             limits = budget.for_user(row.key)
             if limits.period != period:
                 continue
-            start, reset = window(period, now)
             spent = row.cost or Decimal(0)
-            rows.append({"user": row.key, "period": period, "spent": spent, "max_cost": limits.max_cost,
+            rows.append({"key": row.key, "period": period, "spent": spent, "max_cost": limits.max_cost,
                          "remaining_cost": None if limits.max_cost is None else limits.max_cost - spent,
                          "requests": row.requests, "max_requests": limits.max_requests,
                          "used_percent": _percent(spent, row.requests, limits),
                          "resets": None if reset is None else format_time(reset)})  # fmt: skip
     rows.sort(key=lambda r: r["used_percent"] or 0, reverse=True)
-    columns = [Column("user", "User", "text"), Column("period", "Window", "text"),
-               Column("spent", "Spent (USD)", "usd"),
-               Column("max_cost", "Limit (USD)", "usd"), Column("remaining_cost", "Remaining (USD)", "usd"),
-               Column("requests", "Requests"), Column("max_requests", "Request limit"),
-               Column("used_percent", "Used %", "text"), Column("resets", "Resets (UTC)", "time")]  # fmt: skip
-    page.tables.append(Table("budgets", "Users in their current window, most used first", columns, rows[:MAX_ROWS],
-                             {"user": user_link}))  # fmt: skip
-    return page
+    return rows
+
+
+def _alerts_table(store: UsageStore) -> Table:
+    """The budget alerts fired (newest first), as every process's ``on_alert`` received them once."""
+    columns = [Column("fired_at", "Fired (UTC)", "time"), Column("scope", "Scope", "text"),
+               Column("key", "Key", "text"), Column("kind", "Of", "text"), Column("percent", "At %", "text"),
+               Column("spent", "Spent", "text"), Column("limit", "Limit", "text"), Column("period", "Window", "text"),
+               Column("resets_at", "Resets (UTC)", "time")]  # fmt: skip
+    try:
+        fired = alerts_fired(store)
+    except ConfigurationError:  # a store that keeps no alerts (the in-memory one)
+        fired = []
+    rows = [{"fired_at": _iso(a.fired_at), "scope": a.scope, "key": a.key, "kind": a.kind,
+             "percent": round(100 * a.fraction, 1), "spent": a.spent, "limit": a.limit, "period": a.period,
+             "resets_at": _iso(a.resets_at)} for a in reversed(fired)]  # fmt: skip
+    return Table("alerts", "Budget alerts fired, newest first", columns, rows[:MAX_ROWS])
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else format_time(moment.timestamp())
 
 
 def _percent(spent: Decimal, requests: int, limits: UserBudget) -> float | None:

@@ -1,6 +1,8 @@
 """Per-user usage ledger: records, storage, queries and exports (framework-neutral)."""
 
+from openrouter_attribution.usage.budgets.alerts import BudgetAlert, alerts_fired
 from openrouter_attribution.usage.budgets.budget import BudgetStatus, BudgetUsage, UserBudget
+from openrouter_attribution.usage.budgets.windows import BudgetWindow, budget_windows
 from openrouter_attribution.usage.commit.spool import Spool
 from openrouter_attribution.usage.export import export_csv, export_jsonl, totals_to_json, write_totals_csv
 from openrouter_attribution.usage.ledger import DEFAULT_COMMIT_TIMEOUT, UsageLedger, default_spool_folder, open_store
@@ -19,8 +21,10 @@ from openrouter_attribution.usage.stores.protocol import MemoryUsageStore, Suppo
 from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
 __all__ = [
+    "BudgetAlert",
     "BudgetStatus",
     "BudgetUsage",
+    "BudgetWindow",
     "DEFAULT_COMMIT_TIMEOUT",
     "MemoryUsageStore",
     "PostgresUsageStore",
@@ -37,6 +41,8 @@ __all__ = [
     "UsageStoreError",
     "UsageTotals",
     "UserBudget",
+    "alerts_fired",
+    "budget_windows",
     "default_spool_folder",
     "export_csv",
     "export_jsonl",

@@ -35,11 +35,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 from openrouter_attribution.errors import ConfigurationError
 from openrouter_attribution.keywords import checked_keywords
 from openrouter_attribution.usage.records import parse_cost
+
+if TYPE_CHECKING:
+    from openrouter_attribution.usage.budgets.alerts import BudgetAlert
 
 __all__ = [
     "BudgetCheck",
@@ -69,6 +72,29 @@ DEFAULT_RESERVATION_TTL = 900.0
 DEFAULT_LEASE = 32
 DEFAULT_MAX_LEASE = 1000
 _UTC = UTC
+
+
+def _check_scope(scope: object) -> None:
+    if scope == "user":
+        return
+    name = scope[len("metadata.") :] if isinstance(scope, str) and scope.startswith("metadata.") else ""
+    if not name or not name.isprintable() or any(c in name for c in '"\\'):
+        raise ConfigurationError(
+            f"UserBudget scope must be 'user' or 'metadata.<key>' (a printable metadata key without quotes or "
+            f"backslashes), not {scope!r}"
+        )
+
+
+def _check_alerts(alerts: object, on_alert: object) -> tuple[float, ...]:
+    if not isinstance(alerts, (tuple, list)) or not all(
+        isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in alerts
+    ):
+        raise ConfigurationError(f"UserBudget alerts must be fractions of the limit in (0, 1], got {alerts!r}")
+    if alerts and not callable(on_alert):
+        raise ConfigurationError("UserBudget alerts= needs on_alert=, a callable that takes a BudgetAlert")
+    if on_alert is not None and not alerts:
+        raise ConfigurationError("UserBudget on_alert= needs alerts=, e.g. alerts=(0.5, 0.8, 1.0)")
+    return tuple(sorted({float(f) for f in alerts}))
 
 
 def window(period: str, now: float) -> tuple[float, float | None]:
@@ -152,7 +178,8 @@ class UserBudget:
     limits: Limits | None = None
     """Per-user budgets that replace this one: a mapping from user id *as sent* (after the identity
     policy) to a :class:`UserBudget`, or a callable taking that id and returning one (or ``None`` for
-    the default). A replacement's own ``limits`` and ``unattributed`` are not used."""
+    the default); with another :attr:`scope`, keyed by that scope's value. A replacement's own
+    ``limits``, ``unattributed``, ``scope``, ``alerts`` and ``on_alert`` are not used (this budget's are)."""
     unattributed: Unattributed = "shared"
     """Calls that resolve no user: ``"shared"`` (default) share one budget, the same limits; ``"allow"``
     sends them unbudgeted; ``"refuse"`` raises ``MissingUserError`` before sending. Under
@@ -172,6 +199,20 @@ class UserBudget:
     one that took longer half as large (never below :attr:`lease`), so a busy user's lease lasts about
     a second of their calls in this process and takes a store write that often. ``None``: 1,000, the
     largest allowed; set it to :attr:`lease` for leases of a fixed size."""
+    scope: str = "user"
+    """What one budget counts: ``"user"`` (each end-user id as sent), or ``"metadata.<key>"``: every call
+    whose ``metadata`` (as sent, after the identity policy) has the same value for ``<key>`` shares one
+    budget, e.g. ``"metadata.tenant"`` limits the sum of a tenant's users. :attr:`limits` is then keyed
+    by that value. A call whose metadata lacks the key is treated as a call without a user
+    (:attr:`unattributed`). Needs an SQLite or PostgreSQL ledger."""
+    alerts: tuple[float, ...] = ()
+    """Fractions of a limit (``0 < f <= 1``), e.g. ``(0.5, 0.8, 1.0)``: when the spend of a key's window
+    (cost of its records for ``max_cost``, their count for ``max_requests``) first reaches a fraction,
+    :attr:`on_alert` is called once, in the whole fleet sharing the ledger."""
+    on_alert: Callable[[BudgetAlert], object] | None = field(default=None, repr=False, compare=False)
+    """Called with a :class:`~openrouter_attribution.usage.budgets.alerts.BudgetAlert` on a background
+    thread (never on the model call's): it may block or raise without affecting calls (an error is
+    logged once per budget). :func:`~openrouter_attribution.usage.budgets.webhook.webhook` builds one."""
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
     """Epoch seconds now; replaceable for tests of window boundaries."""
 
@@ -198,6 +239,8 @@ class UserBudget:
                                            or not self.lease <= self.max_lease <= 1000):  # fmt: skip
             raise ConfigurationError(f"UserBudget max_lease must be None or a whole number from lease ({self.lease}) "
                                      f"to 1000, got {self.max_lease!r}")  # fmt: skip
+        _check_scope(self.scope)
+        object.__setattr__(self, "alerts", _check_alerts(self.alerts, self.on_alert))
         if isinstance(self.limits, Mapping):
             for key, value in self.limits.items():
                 if not isinstance(value, UserBudget):
@@ -236,7 +279,7 @@ class Reservation:
     id: str
     """A unique id (32 hex digits)."""
     user: str | None
-    """The user as sent; ``None`` for the shared unattributed budget."""
+    """The user as sent (the scope's value for another :attr:`scope`); ``None`` for the shared unattributed budget."""
     amount: Decimal
     """USD held per call while it runs."""
     since: float
@@ -251,6 +294,11 @@ class Reservation:
     """The request limit of the window."""
     slots: int = 1
     """Calls asked for: more than 1 asks for a lease, granted only while room for twice as many is left."""
+    period: str = "day"
+    """The budget's :attr:`UserBudget.period`."""
+    scope: str = "user"
+    """The budget's :attr:`UserBudget.scope`; a store that does not say ``scoped_budgets = True`` only
+    ever receives ``"user"``. Its keys in the store: :mod:`~openrouter_attribution.usage.budgets.keys`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,12 +463,14 @@ class BudgetStatus:
 
 def budget_status(store: Any, user: str | None, budget: UserBudget | None = None) -> BudgetStatus:
     """The budget window of ``user`` (as sent) in ``store``, under ``budget`` (default: a day, no limit).
+    With a ``budget`` of another :attr:`~UserBudget.scope`, ``user`` is that scope's value (a tenant).
 
     Raises:
         ConfigurationError: the store holds no budgets (neither SQLite nor PostgreSQL nor a
             :class:`SupportsBudgets` store).
     """
-    budget = (budget or UserBudget()).for_user(user)
+    top = budget or UserBudget()
+    budget = top.for_user(user)
     backend = backend_of(store)
     if backend is None:
         raise ConfigurationError(
@@ -434,7 +484,9 @@ def budget_status(store: Any, user: str | None, budget: UserBudget | None = None
         period=budget.period,
         window_start=datetime.fromtimestamp(start, tz=_UTC),
         resets_at=None if reset is None else datetime.fromtimestamp(reset, tz=_UTC),
-        usage=backend.budget_usage(user, start, now),
+        usage=backend.budget_usage(user, start, now, scope=top.scope, period=budget.period)
+        if getattr(backend, "scoped_budgets", False)
+        else backend.budget_usage(user, start, now),
         max_cost=budget.max_cost,
         max_requests=budget.max_requests,
     )

@@ -125,6 +125,16 @@ class BudgetGuard:
                 f"store that implements SupportsBudgets); {type(store).__name__} cannot. Use "
                 "UsageLedger('usage.db') or UsageLedger('postgresql://...')."
             )
+        if budget.scope != "user" and not getattr(backend, "scoped_budgets", False):
+            raise ConfigurationError(
+                f"UserBudget(scope={budget.scope!r}) needs an SQLite or PostgreSQL ledger (their triggers keep the "
+                f"spend per metadata value); {type(store).__name__} only holds budgets per user."
+            )
+        if budget.alerts and not hasattr(backend, "budget_alert_claim"):
+            raise ConfigurationError(
+                f"UserBudget(alerts=...) needs an SQLite or PostgreSQL ledger (alerts are claimed in its "
+                f"budget_alerts table, to fire once in the fleet); {type(store).__name__} has no such table."
+            )
         self.budget = budget
         self.backend = backend
         self._settles: QueuedSettles | None = backend.settles if isinstance(backend, SupportsQueuedSettles) else None
@@ -138,41 +148,46 @@ class BudgetGuard:
         """Slots the next lease of a user asks for, where it is not ``UserBudget.lease``."""
         self._lock = threading.Lock()
 
-    def reserve(self, user: str | None, estimate: Estimate) -> Hold | LeaseHold | None:
-        """Reserve this call's share of ``user``'s budget; ``None`` when the call is not budgeted.
+    def reserve(self, key: str | None, estimate: Estimate, *, user: str | None = None) -> Hold | LeaseHold | None:
+        """Reserve this call's share of the budget of ``key``; ``None`` when the call is not budgeted.
 
         Args:
-            user: The user id as it will be sent (after the identity policy).
+            key: The budget's key as sent: the user id (after the identity policy) for ``scope="user"``,
+                else the call's value of the scope's metadata key; ``None``: the call has none.
             estimate: Prices the call when the budget has no fixed ``reserve`` (may do network I/O
                 for the model's pricing; never sends the request itself).
+            user: The call's user as sent, named by a refusal (default: ``key`` for ``scope="user"``).
 
         Raises:
             BudgetExceededError: a limit would be exceeded; nothing is reserved.
-            MissingUserError: no user and ``unattributed="refuse"``.
+            MissingUserError: no key and ``unattributed="refuse"``.
         """
-        plan = self._plan(user, estimate)
+        plan = self._plan(key, estimate)
         if plan is None:
             return None
-        drawn = self._draw(user, plan)
+        drawn = self._draw(key, plan)
         if drawn is not None:
             return drawn
-        request = self._request(user, plan)
+        request = self._request(key, plan)
         try:
-            return self._granted(request, plan.budget, self._reserve_in_store(request))
+            return self._granted(request, plan.budget, self._reserve_in_store(request), user)
         finally:
             self._unclaim(request, plan)  # after the lease is in place
 
-    async def areserve(self, user: str | None, estimate: Estimate) -> Hold | LeaseHold | None:
+    async def areserve(
+        self, key: str | None, estimate: Estimate, *, user: str | None = None
+    ) -> Hold | LeaseHold | None:
         """Async :meth:`reserve`: the store is called on a worker thread, the event loop keeps running."""
-        plan = self._plan(user, estimate)
+        plan = self._plan(key, estimate)
         if plan is None:
             return None
-        drawn = self._draw(user, plan)
+        drawn = self._draw(key, plan)
         if drawn is not None:
             return drawn
-        request = self._request(user, plan)
+        request = self._request(key, plan)
         try:
-            return self._granted(request, plan.budget, await asyncio.to_thread(self._reserve_in_store, request))
+            check = await asyncio.to_thread(self._reserve_in_store, request)
+            return self._granted(request, plan.budget, check, user)
         finally:
             self._unclaim(request, plan)
 
@@ -191,9 +206,9 @@ class BudgetGuard:
                 check = backend.budget_reserve(request, settle_all=True)
         return check
 
-    def prices_needed(self, user: str | None) -> bool:
-        """Whether a call of ``user`` is held at its priced ceiling (a cost limit without a fixed reserve)."""
-        budget = self.budget.for_user(user) if user is not None else self.budget
+    def prices_needed(self, key: str | None) -> bool:
+        """Whether a call of ``key`` is held at its priced ceiling (a cost limit without a fixed reserve)."""
+        budget = self.budget.for_user(key) if key is not None else self.budget
         return budget.max_cost is not None and budget.reserve is None
 
     def _plan(self, user: str | None, estimate: Estimate) -> _Plan | None:
@@ -201,6 +216,13 @@ class BudgetGuard:
         if user is None:
             if budget.unattributed == "allow":
                 return None
+            if budget.unattributed == "refuse" and budget.scope != "user":
+                raise MissingUserError(
+                    f"This call's metadata has no {budget.scope[len('metadata.') :]!r} and the model's budget by "
+                    f"{budget.scope} refuses such calls (UserBudget(unattributed='refuse')). Pass metadata=... "
+                    "or set it in user_context(metadata=...).",
+                    searched=(),
+                )
             if budget.unattributed == "refuse":
                 raise MissingUserError(
                     "This call resolved no end-user id and the model's budget refuses unattributed calls "
@@ -252,7 +274,8 @@ class BudgetGuard:
                 slots = min(max(self._sizes.get(key, budget.lease), budget.lease), budget.lease_cap)
         return Reservation(id=new_reservation_id(), user=user, amount=plan.amount, since=plan.since, now=plan.now,
                            expires_at=plan.now + budget.reservation_ttl, max_cost=budget.max_cost,
-                           max_requests=budget.max_requests, slots=slots)  # fmt: skip
+                           max_requests=budget.max_requests, slots=slots, period=budget.period,
+                           scope=self.budget.scope)  # fmt: skip
 
     def _unclaim(self, request: Reservation, plan: _Plan) -> None:
         if request.slots > 1:
@@ -285,7 +308,9 @@ class BudgetGuard:
         except Exception as err:  # settling runs in a model call's cleanup: it must never raise
             logger.warning("budget: could not release a lease (%s); it expires on its own", type(err).__name__)
 
-    def _granted(self, request: Reservation, budget: UserBudget, check: BudgetCheck) -> Hold | LeaseHold:
+    def _granted(
+        self, request: Reservation, budget: UserBudget, check: BudgetCheck, user: str | None = None
+    ) -> Hold | LeaseHold:
         if check.granted and check.slots > 1:
             lease = Lease(request, check.slots)
             with self._lock:
@@ -317,12 +342,19 @@ class BudgetGuard:
                 f"spent {format_cost(check.spent)} USD, calls in flight hold {format_cost(check.reserved)} "
                 f"USD and this call would hold {format_cost(request.amount)} USD, over the limit of {limit} USD"
             )
-        who = "the shared unattributed budget" if request.user is None else f"user {request.user!r}"
+        scope = self.budget.scope
+        if scope == "user":
+            who = "the shared unattributed budget" if request.user is None else f"user {request.user!r}"
+            user = request.user
+        else:
+            who = (f"the shared budget of calls without {scope}" if request.user is None
+                   else f"{scope} {request.user!r}")  # fmt: skip
         when = "never resets (period 'total')" if resets_at is None else f"resets {resets_at.isoformat()}"
         message = (f"Budget exceeded for {who}: {what} this {budget.period} ({when}); the call was not sent. "
                    "Raise the limit (UserBudget(limits=...)) or wait for the window to reset.")  # fmt: skip
-        raise BudgetExceededError(message, user=request.user, limit=limit, spent=spent, reserved=reserved,
-                                  requested=asked, kind=kind, period=budget.period, resets_at=resets_at)  # fmt: skip
+        raise BudgetExceededError(message, user=user, limit=limit, spent=spent, reserved=reserved, requested=asked,
+                                  kind=kind, period=budget.period, resets_at=resets_at, scope=scope,
+                                  key=request.user)  # fmt: skip
 
 
 class Lease:

@@ -51,7 +51,10 @@ END
 $fn$"""
 
 DAILY_MIGRATION: tuple[str, ...] = (
-    f"""CREATE TABLE IF NOT EXISTS usage_daily (
+    # Built afresh from the records, whatever an earlier run left (a ledger set back to an older version).
+    *(f"DROP TRIGGER IF EXISTS usage_daily_{op} ON usage_records" for op in ("insert", "delete", "update")),
+    "DROP TABLE IF EXISTS usage_daily",
+    f"""CREATE TABLE usage_daily (
         day bigint NOT NULL,
         "user" text,
         model text,
@@ -62,7 +65,7 @@ DAILY_MIGRATION: tuple[str, ...] = (
         cost numeric NOT NULL,
         reported_cost numeric NOT NULL
     )""",
-    f"CREATE UNIQUE INDEX IF NOT EXISTS usage_daily_key ON usage_daily ({_KEY})",
+    f"CREATE UNIQUE INDEX usage_daily_key ON usage_daily ({_KEY})",
     _FUNCTION,
     # Transition tables admit no column list (UPDATE OF ...): every update of usage_records re-adds its
     # rows; only reconciliation updates records.

@@ -40,7 +40,10 @@ from openrouter_attribution.usage.records import (
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
 from openrouter_attribution.usage.stores.postgres import reads
-from openrouter_attribution.usage.stores.postgres.backend import POSTGRES_BACKEND_MIGRATION
+from openrouter_attribution.usage.stores.postgres.backend import (
+    POSTGRES_BACKEND_MIGRATION,
+    POSTGRES_BUDGET_SCOPES_MIGRATION,
+)
 from openrouter_attribution.usage.stores.postgres.daily import DAILY_MIGRATION
 from openrouter_attribution.usage.stores.protocol import BackendOwner, Filters
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, to_row, totals_row
@@ -86,6 +89,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     POSTGRES_BACKEND_MIGRATION,
     # The attribution's metadata as JSON text (SQLite's schema 6): totals and budgets by metadata.<key>.
     ("ALTER TABLE usage_records ADD COLUMN IF NOT EXISTS metadata text",),
+    # Budgets by metadata value and budget alerts (usage/stores/postgres/backend.py).
+    POSTGRES_BUDGET_SCOPES_MIGRATION,
     # The daily rollup the dashboard's reads add up (daily.py), filled from the records already stored.
     DAILY_MIGRATION,
 )

@@ -28,11 +28,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from openrouter_attribution.usage.budgets.budget import BudgetCheck, BudgetUsage, Reservation
+from openrouter_attribution.usage.budgets.keys import SCOPE_MARK, held_key, store_key
 from openrouter_attribution.usage.budgets.settles import Settle, SettleQueue, SweepClock
 from openrouter_attribution.usage.records import UsageStoreError, format_cost
 from openrouter_attribution.usage.stores.sqlite.schema import padded, page_sql
 
 if TYPE_CHECKING:
+    from openrouter_attribution.usage.budgets.alerts import BudgetAlert
     from openrouter_attribution.usage.reconcile import Billed, Candidate
     from openrouter_attribution.usage.stores.sqlite.store import SQLiteUsageStore
 
@@ -51,37 +53,60 @@ _ADD = ("INSERT INTO budget_spend (user_key, day, pico, requests) VALUES (COALES
         "ON CONFLICT (user_key, day) DO UPDATE SET pico = pico + excluded.pico, requests = requests + 1;")  # fmt: skip
 _SUBTRACT = (f"UPDATE budget_spend SET pico = pico - {_RECORD_PICO.format(r='OLD')}, requests = requests - 1 "
              f"WHERE user_key = COALESCE(OLD.user, '') AND day = CAST(OLD.time / {_DAY} AS INTEGER);")  # fmt: skip
+# The same per metadata value, under the store key of its scope (budgets.keys.store_key:
+# "\x1fmetadata.<key>\x1f<value>"); metadata that is not a JSON object of strings adds nothing.
+_SCOPE_KEY = "char(31) || 'metadata.' || j.key || char(31) || j.value"
+_SCOPES = "json_each(CASE WHEN json_valid({r}.metadata) THEN {r}.metadata END) j WHERE j.type = 'text'"
+_ADD_SCOPES = (f"INSERT INTO budget_spend (user_key, day, pico, requests) SELECT {_SCOPE_KEY}, "
+               f"CAST(NEW.time / {_DAY} AS INTEGER), {_RECORD_PICO.format(r='NEW')}, 1 "
+               f"FROM {_SCOPES.format(r='NEW')} ON CONFLICT (user_key, day) "
+               "DO UPDATE SET pico = pico + excluded.pico, requests = requests + 1;")  # fmt: skip
+_SUBTRACT_SCOPES = (f"UPDATE budget_spend SET pico = pico - {_RECORD_PICO.format(r='OLD')}, requests = requests - 1 "
+                    f"WHERE day = CAST(OLD.time / {_DAY} AS INTEGER) AND user_key IN "
+                    f"(SELECT {_SCOPE_KEY} FROM {_SCOPES.format(r='OLD')});")  # fmt: skip
 _TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS budget_spend_insert AFTER INSERT ON usage_records BEGIN {_ADD} END",
-    f"CREATE TRIGGER IF NOT EXISTS budget_spend_delete AFTER DELETE ON usage_records BEGIN {_SUBTRACT} END",
-    "CREATE TRIGGER IF NOT EXISTS budget_spend_update AFTER UPDATE OF user, time, cost, billed_cost ON usage_records "
-    f"BEGIN {_SUBTRACT} {_ADD} END",
+    f"CREATE TRIGGER IF NOT EXISTS budget_spend_insert AFTER INSERT ON usage_records BEGIN {_ADD} {_ADD_SCOPES} END",
+    "CREATE TRIGGER IF NOT EXISTS budget_spend_delete AFTER DELETE ON usage_records "
+    f"BEGIN {_SUBTRACT} {_SUBTRACT_SCOPES} END",
+    "CREATE TRIGGER IF NOT EXISTS budget_spend_update AFTER UPDATE OF user, time, cost, billed_cost, metadata "
+    f"ON usage_records BEGIN {_SUBTRACT} {_SUBTRACT_SCOPES} {_ADD} {_ADD_SCOPES} END",
 )
 _HAS_TRIGGERS = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'budget_spend_insert'"
 _FILL = (
     "INSERT INTO budget_spend (user_key, day, pico, requests) "
     f"SELECT COALESCE(user, ''), CAST(time / {_DAY} AS INTEGER), SUM({_RECORD_PICO.format(r='usage_records')}), "
-    "COUNT(*) FROM usage_records GROUP BY 1, 2"
+    "COUNT(*) FROM usage_records GROUP BY 1, 2",
+    "INSERT INTO budget_spend (user_key, day, pico, requests) "
+    f"SELECT {_SCOPE_KEY}, CAST(u.time / {_DAY} AS INTEGER), SUM({_RECORD_PICO.format(r='u')}), COUNT(*) "
+    f"FROM usage_records u, {_SCOPES.format(r='u')} GROUP BY 1, 2",
 )
-# Spend and requests of one user from the day rows of the window, and what its calls in flight hold.
-_USAGE = (
-    "SELECT a.s AS spent, a.n AS requests, b.s AS held, b.n AS in_flight FROM "
-    "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend "
-    "WHERE user_key = :key AND day >= :day) a, "
+# Spend and requests of one key from the day rows of the window, and what its calls in flight hold. The
+# shared budget of the calls whose metadata lacks a scope's key has no rollup (the triggers cannot know which
+# keys are budgeted): it reads the window's records (only those calls pay for it).
+_SPENT = (
+    "(SELECT SUM(pico) AS s, COALESCE(SUM(requests), 0) AS n FROM budget_spend WHERE user_key = :key AND day >= :day)"
+)
+_SPENT_WITHOUT = (f"(SELECT SUM({_RECORD_PICO.format(r='u')}) AS s, COUNT(*) AS n FROM usage_records u "
+                  "WHERE u.time >= :since AND json_extract(u.metadata, :path) IS NULL)")  # fmt: skip
+_USAGE_OF = (
+    "SELECT a.s AS spent, a.n AS requests, b.s AS held, b.n AS in_flight FROM {spent} a, "
     "(SELECT SUM(ROUND(CAST(amount AS REAL) * 1e12) * slots) AS s, COALESCE(SUM(slots), 0) AS n "
-    "FROM budget_reservations r WHERE user_key = :key AND created_at >= :since AND expires_at > :now "
+    "FROM budget_reservations r WHERE user_key = :held AND created_at >= :since AND expires_at > :now "
     "AND (record_id IS NULL OR NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.record_id = r.record_id))) b"
 )
+_USAGE = {False: _USAGE_OF.format(spent=_SPENT), True: _USAGE_OF.format(spent=_SPENT_WITHOUT)}
+"""By whether the key is the shared budget of calls without a metadata key."""
 _FITS = ("((:max_pico IS NULL OR COALESCE(w.spent, 0) + COALESCE(w.held, 0) + {n} * :amount_pico <= :max_pico) "
          "AND (:max_requests IS NULL OR w.requests + w.in_flight + {n} <= :max_requests))")  # fmt: skip
 # The check and the insert in one statement (inside BEGIN IMMEDIATE): the lease asked for while room for twice
 # as many calls is left, else one call while it fits, else nothing.
-_TAKE = (
+_TAKE_OF = (
     "INSERT INTO budget_reservations (id, user_key, amount, slots, created_at, expires_at) "
-    "SELECT :id, :key, :amount, g.n, :now, :expires FROM (SELECT CASE "
+    "SELECT :id, :held, :amount, g.n, :now, :expires FROM (SELECT CASE "
     f"WHEN :slots > 1 AND {_FITS.format(n='2 * :slots')} THEN :slots WHEN {_FITS.format(n='1')} THEN 1 ELSE 0 END AS n "
-    f"FROM ({_USAGE}) AS w) AS g WHERE g.n > 0 RETURNING slots"
+    "FROM ({usage}) AS w) AS g WHERE g.n > 0 RETURNING slots"
 )
+_TAKE = {without: _TAKE_OF.format(usage=usage) for without, usage in _USAGE.items()}
 _RELEASE = "DELETE FROM budget_reservations WHERE user_key = ? AND id = ?"
 # A call whose record is not stored yet keeps its share, as a reservation linked to the record.
 _LINK = (
@@ -89,6 +114,15 @@ _LINK = (
     "VALUES (?, ?, ?, 1, ?, ?, ?)"
 )
 _IDS_AT_ONCE = 256
+_CLAIM = (
+    "INSERT INTO budget_alerts (scope, budget_key, kind, fraction, window_start, spent, limit_value, period, "
+    "resets_at, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_FIRED = (
+    "SELECT scope, budget_key, kind, fraction, window_start, spent, limit_value, period, resets_at, fired_at "
+    "FROM budget_alerts WHERE (? IS NULL OR fired_at >= ?) AND (? IS NULL OR fired_at < ?) ORDER BY fired_at"
+)
+_WINDOWS = "SELECT user_key, SUM(pico), SUM(requests) FROM budget_spend WHERE day >= ?"
 
 _PENDING = "generation_id IS NOT NULL AND (reconcile_status IS NULL{retry}) AND time >= ?"
 _CANDIDATE_COLUMNS = "record_id, generation_id, user, cost, time"
@@ -109,8 +143,16 @@ def _pico(amount: Decimal, *, up: bool) -> int:
     return whole + 1 if up and whole < scaled else whole
 
 
-def _params(user: str | None, since: float, now: float) -> dict[str, object]:
-    return {"key": user or "", "day": int(since // _DAY), "since": since, "now": now}
+def _params(key: str, held: str, since: float, now: float) -> dict[str, object]:
+    params: dict[str, object] = {"key": key, "held": held, "day": int(since // _DAY), "since": since, "now": now}
+    if _without(key):
+        params["path"] = '$."' + key[1 + len("metadata.") :] + '"'
+    return params
+
+
+def _without(key: str) -> bool:
+    """Whether ``key`` is the shared budget of the calls whose metadata lacks its scope's key."""
+    return key.startswith(SCOPE_MARK) and SCOPE_MARK not in key[1:]
 
 
 def _usd(pico: object) -> Decimal:
@@ -166,6 +208,9 @@ def _text(value: Decimal | None) -> str | None:
 class SQLiteBackend:
     """Budget reservations and reconciliation results in an :class:`SQLiteUsageStore`."""
 
+    scoped_budgets = True
+    """Budgets of another scope than ``"user"`` are kept (budget keys of ``store_key``, the spend rollup)."""
+
     def __init__(self, store: SQLiteUsageStore) -> None:
         self.store = store
         self.settles = SettleQueue(self._apply_settles)
@@ -181,7 +226,8 @@ class SQLiteBackend:
                 conn.execute("DELETE FROM budget_spend")
                 for ddl in _TRIGGERS:
                     conn.execute(ddl)
-                conn.execute(_FILL)
+                for fill in _FILL:
+                    conn.execute(fill)
         self._rollup = True
 
     # -- budgets -----------------------------------------------------------------------------------
@@ -189,7 +235,7 @@ class SQLiteBackend:
     def budget_reserve(self, reservation: Reservation, *, settle_all: bool = False) -> BudgetCheck:
         """Check and reserve in one write transaction (see the module docstring)."""
         r = reservation
-        key = r.user or ""
+        key, held = store_key(r.scope, r.user), held_key(r)
         self._ensure_rollup()
         settles = self.settles.take(everything=settle_all)
         sweep = self._sweeps.due(settles)
@@ -198,15 +244,15 @@ class SQLiteBackend:
                 if settles:
                     _apply(conn, settles)
                 if sweep:  # expired reservations and those whose records are stored no longer count
-                    conn.execute(_CLEANUP, (key, r.now))
-                usage = _params(r.user, r.since, r.now)
-                took = conn.execute(_TAKE, {
+                    conn.execute(_CLEANUP, (held, r.now))
+                usage = _params(key, held, r.since, r.now)
+                took = conn.execute(_TAKE[_without(key)], {
                     **usage, "id": r.id, "amount": format_cost(r.amount), "expires": r.expires_at, "slots": r.slots,
                     "max_pico": None if r.max_cost is None else _pico(r.max_cost, up=False),
                     "amount_pico": _pico(r.amount, up=True), "max_requests": r.max_requests}).fetchone()  # fmt: skip
                 if took is not None:
                     return _granted(int(took[0]))
-                return _usage(conn.execute(_USAGE, usage).fetchone())  # why it was refused
+                return _usage(conn.execute(_USAGE[_without(key)], usage).fetchone())  # why it was refused
         except BaseException as err:
             self.settles.restore(settles)
             if isinstance(err, sqlite3.Error):  # locked beyond busy_timeout, disk full, ...: the call is not sent
@@ -216,8 +262,9 @@ class SQLiteBackend:
     def budget_settle(self, reservation: Reservation, record_ids: Sequence[str], *, after: float = 0.0) -> None:
         """Queue the settle: applied by the next reserve step or within ``SettleQueue.delay`` seconds (once
         ``after`` has passed)."""
-        self.settles.add(Settle(reservation.user, reservation.id, tuple(record_ids), reservation.amount,
-                                reservation.now, reservation.expires_at, after))  # fmt: skip
+        key = held_key(reservation)
+        self.settles.add(Settle(key, reservation.id, tuple(record_ids), reservation.amount, reservation.now,
+                                reservation.expires_at, after))  # fmt: skip
 
     def _apply_settles(self, settles: list[Settle]) -> None:
         with self.store.transaction() as conn:
@@ -228,16 +275,53 @@ class SQLiteBackend:
         """Apply the settles still pending."""
         self.settles.close()
 
-    def budget_usage(self, user: str | None, since: float, now: float) -> BudgetUsage:
-        """Records and reservations of ``user`` in the window (a read, after this process's settles)."""
+    def budget_usage(
+        self, user: str | None, since: float, now: float, *, scope: str = "user", period: str = "day"
+    ) -> BudgetUsage:
+        """Records of ``user`` (the ``scope``'s key) in the window and reservations of its budget of ``period``
+        (a read, after this process's settles)."""
         self._ensure_rollup()
         self.settles.flush()
         # In a write transaction: it folds the inbox first, so the spend rollup has every record.
         with self.store.transaction() as conn:
-            check = _usage(conn.execute(_USAGE, _params(user, since, now)).fetchone())
+            key = store_key(scope, user)
+            params = _params(key, f"{key}{SCOPE_MARK}{period}", since, now)
+            check = _usage(conn.execute(_USAGE[_without(key)], params).fetchone())
         return BudgetUsage(
             spent=check.spent, requests=check.requests, reserved=check.reserved, in_flight=check.in_flight
         )
+
+    def budget_alert_claim(self, key: str, alert: BudgetAlert) -> bool:
+        """Insert the alert's row unless one of the same scope, store ``key``, kind, fraction and window is
+        there; returns whether this call inserted it (then it is this process's to fire)."""
+        row = (alert.scope, key, alert.kind, alert.fraction, alert.window_start.timestamp(), str(alert.spent),
+               str(alert.limit), alert.period, None if alert.resets_at is None else alert.resets_at.timestamp(),
+               alert.fired_at.timestamp())  # fmt: skip
+        try:
+            with self.store.transaction() as conn:
+                return conn.execute(_CLAIM, row).rowcount == 1
+        except sqlite3.Error as err:
+            raise UsageStoreError(f"cannot claim a budget alert in the ledger {self.store.path}: {err}") from err
+
+    def budget_alerts_fired(self, since: float | None, until: float | None) -> list[tuple[Any, ...]]:
+        """The rows of the alerts fired in ``[since, until)``, oldest first."""
+        return self.store._fetch(_FIRED, [since, since, until, until])
+
+    def budget_windows(self, scope: str, since: float) -> list[tuple[str, Decimal, int]]:
+        """``(store key, spent, requests)`` of every key of ``scope`` with records since ``since`` (a UTC
+        day boundary, or 0), from the spend rollup."""
+        self._ensure_rollup()
+        self.settles.flush()
+        with self.store.transaction() as conn:  # folds the inbox first
+            day = int(since // _DAY)
+            if scope == "user":
+                rows = conn.execute(_WINDOWS + " AND substr(user_key, 1, 1) <> ? GROUP BY user_key", (day, SCOPE_MARK))
+            else:
+                prefix = store_key(scope, None)
+                within = " AND (user_key = ? OR substr(user_key, 1, ?) = ?) GROUP BY user_key"
+                rows = conn.execute(_WINDOWS + within, (day, prefix, len(prefix) + 1, prefix + SCOPE_MARK))
+            found = rows.fetchall()
+        return [(key, _usd(pico), int(n)) for key, pico, n in found]
 
     # -- reconciliation ----------------------------------------------------------------------------
 

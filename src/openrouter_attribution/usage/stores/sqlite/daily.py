@@ -69,7 +69,10 @@ _WATCHED = ("time, user, model_requested, model_used, provider, kind, metadata, 
             "completion_tokens, cached_tokens, reasoning_tokens, cost, billed_cost, user_mismatch")  # fmt: skip
 
 DAILY_MIGRATION: tuple[str, ...] = (
-    f"""CREATE TABLE IF NOT EXISTS usage_daily (
+    # Built afresh from the records, whatever an earlier run left (a ledger set back to an older version).
+    *(f"DROP TRIGGER IF EXISTS usage_daily_{op}" for op in ("insert", "delete", "update")),
+    "DROP TABLE IF EXISTS usage_daily",
+    f"""CREATE TABLE usage_daily (
         day INTEGER NOT NULL,
         user TEXT,
         model TEXT,
@@ -80,10 +83,10 @@ DAILY_MIGRATION: tuple[str, ...] = (
         cost TEXT NOT NULL,
         reported_cost TEXT NOT NULL
     )""",
-    f"CREATE UNIQUE INDEX IF NOT EXISTS usage_daily_key ON usage_daily ({_KEY})",
-    f"CREATE TRIGGER IF NOT EXISTS usage_daily_insert AFTER INSERT ON usage_records BEGIN {_upsert('NEW', 1)} END",
-    f"CREATE TRIGGER IF NOT EXISTS usage_daily_delete AFTER DELETE ON usage_records BEGIN {_upsert('OLD', -1)} END",
-    f"CREATE TRIGGER IF NOT EXISTS usage_daily_update AFTER UPDATE OF {_WATCHED} ON usage_records "
+    f"CREATE UNIQUE INDEX usage_daily_key ON usage_daily ({_KEY})",
+    f"CREATE TRIGGER usage_daily_insert AFTER INSERT ON usage_records BEGIN {_upsert('NEW', 1)} END",
+    f"CREATE TRIGGER usage_daily_delete AFTER DELETE ON usage_records BEGIN {_upsert('OLD', -1)} END",
+    f"CREATE TRIGGER usage_daily_update AFTER UPDATE OF {_WATCHED} ON usage_records "
     f"BEGIN {_upsert('OLD', -1)} {_upsert('NEW', 1)} END",
     # The records already stored, one row per group (GROUP BY keeps NULL apart from '', as the key does).
     f"INSERT INTO usage_daily ({', '.join((*_GROUP, *_COUNTS, *_COSTS))}) SELECT "

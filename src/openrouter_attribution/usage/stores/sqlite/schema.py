@@ -51,6 +51,31 @@ BILLED: tuple[str, ...] = (
     "native_cached_tokens", "cancelled", "billed_user", "user_mismatch", "reconcile_status", "reconciled_at",
 )  # fmt: skip
 
+# Budget alerts (usage/budgets/alerts.py): one row per alert fired; its primary key is what makes an alert
+# fire once in the fleet (each process claims it with INSERT ... ON CONFLICT DO NOTHING). ``budget_key`` is
+# the budget's store key (budgets.keys.store_key). The spend triggers are dropped with the spend rollup:
+# the first budgeted call installs them again, with the rollup per metadata value, and refills it.
+BUDGET_ALERTS: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS budget_alerts (
+        scope TEXT NOT NULL,
+        budget_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        fraction REAL NOT NULL,
+        window_start REAL NOT NULL,
+        spent TEXT NOT NULL,
+        limit_value TEXT NOT NULL,
+        period TEXT NOT NULL,
+        resets_at REAL,
+        fired_at REAL NOT NULL,
+        PRIMARY KEY (scope, budget_key, kind, fraction, window_start)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS budget_alerts_fired ON budget_alerts (fired_at)",
+    "DROP TRIGGER IF EXISTS budget_spend_insert",
+    "DROP TRIGGER IF EXISTS budget_spend_delete",
+    "DROP TRIGGER IF EXISTS budget_spend_update",
+    "DELETE FROM budget_spend",
+)
+
 
 def _view(columns: tuple[str, ...]) -> str:
     # Every stored record once: what reads (and other tools) query. A migration adding a column to
@@ -150,6 +175,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP VIEW IF EXISTS usage_all",
         _view(COLUMNS),
     ),
+    BUDGET_ALERTS,
     # The daily rollup the dashboard's reads add up (daily.py), filled from the records already stored.
     DAILY_MIGRATION,
 )
