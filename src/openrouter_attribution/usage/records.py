@@ -14,11 +14,12 @@ the library: sums of many small floats drift, sums of Decimals do not.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import time as _time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime as _datetime
@@ -41,6 +42,7 @@ __all__ = [
     "UsageStoreError",
     "UsageTotals",
     "add_costs",
+    "sum_costs",
     "format_cost",
     "format_time",
     "metadata_from_json",
@@ -210,6 +212,11 @@ def add_costs(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     if b is None:
         return a
     return _EXACT.add(a, b)
+
+
+def sum_costs(costs: Iterable[Decimal]) -> Decimal:
+    """The exact sum of known costs (``0`` for none)."""
+    return functools.reduce(_EXACT.add, costs, Decimal(0))
 
 
 class _UsageRecordFields(NamedTuple):

@@ -51,6 +51,7 @@ from openrouter_attribution.usage.records import (
     format_cost,
     metadata_json,
     metadata_key,
+    sum_costs,
 )
 from openrouter_attribution.usage.stores.protocol import BackendOwner, Filters
 from openrouter_attribution.usage.stores.rows import COLUMNS, from_row, totals_row
@@ -94,14 +95,16 @@ class _DecimalSum:
     """SQLite aggregate: exact sum of decimal TEXT values, NULLs skipped, NULL if none."""
 
     def __init__(self) -> None:
-        self.total: Decimal | None = None
+        self.values: list[str] = []
 
     def step(self, value: str | None) -> None:
+        # The texts are kept and added up once at the end: a step (a call from SQLite into Python for
+        # every row it adds up) then does the least it can.
         if value is not None:
-            self.total = add_costs(self.total, Decimal(value))
+            self.values.append(value)
 
     def finalize(self) -> str | None:
-        return None if self.total is None else format_cost(self.total)
+        return None if not self.values else format_cost(sum_costs(map(Decimal, self.values)))
 
 
 def _decimal_add(a: str | None, b: str | None) -> str:
