@@ -109,7 +109,8 @@ def totals(
     fall in the ``None`` group). ``by=None`` returns exactly one overall row (zeros when nothing
     matches). ``where`` keeps the records equal to every filter given (``{"metadata.tenant": "acme",
     "kind": "chat"}``; names as :data:`~openrouter_attribution.usage.records.FILTERS` or
-    ``metadata.<key>``). Aggregates in the store when it can (SQL), otherwise in Python.
+    ``metadata.<key>``). Aggregates in the store when it can (SQL: whole UTC days from its daily rollup
+    when ``by`` and ``where`` name only keys it holds, see :func:`breakdown`), otherwise in Python.
 
     Raises:
         UsageQueryError: for an unknown ``by`` or filter, or an invalid time filter.
