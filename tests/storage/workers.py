@@ -165,6 +165,10 @@ def tenant_calls(location: str, base_url: str, api_key: str, proc: int, calls: i
                     return f"refused by {err.scope} {err.key}"
             return "sent"
 
+        # LangChain caches a model's serialized form (a cached_property) on its first call; on Python 3.12+
+        # threads making that first call at once can race in it (RuntimeError: dictionary changed size
+        # during iteration, inside langchain-core). Computed once here, before the threads start.
+        _ = model._serialized
         barrier.wait(120)  # type: ignore[attr-defined]
         with ThreadPoolExecutor(calls) as pool:
             outcomes = list(pool.map(one, range(calls)))
