@@ -35,7 +35,6 @@ from openrouter_attribution.usage.records import (
     UsageTotals,
     check_by,
     check_where,
-    metadata_key,
 )
 from openrouter_attribution.usage.stores.location import redact
 from openrouter_attribution.usage.stores.postgres import insert as pq_insert
@@ -132,32 +131,18 @@ _EMPTIED = "DELETE FROM usage_daily WHERE requests = 0"
 
 
 def _column(name: str) -> tuple[str, list[object]]:
-    """The SQL expression of a dimension (a :data:`TOTALS_BY` name or ``metadata.<key>``) and its parameters."""
-    key = metadata_key(name)
-    if key is None:
-        return _KEY_SQL[name], []
-    return "(metadata::jsonb ->> %s)", [key]
+    """The SQL expression of a group key (a :data:`TOTALS_BY` name or ``metadata.<key>``) and its parameters."""
+    return (_KEY_SQL[name], []) if name in _KEY_SQL else reads.column(name)
 
 
 def _where(
     since: float | None, until: float | None, user: str | None, where: Mapping[str, str] | None = None
 ) -> tuple[str, list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if since is not None:
-        clauses.append("time >= %s")
-        params.append(since)
-    if until is not None:
-        clauses.append("time < %s")
-        params.append(until)
-    if user is not None:
-        clauses.append('"user" = %s')
-        params.append(user)
-    for name, value in (where or {}).items():
-        column, column_params = _column(name)
-        clauses.append(f"{column} = %s")
-        params.extend((*column_params, value))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    """The condition of a time range, a user and ``where`` filters (the dashboard reads' condition)."""
+    filters = dict(where or {})
+    if user is not None and filters.setdefault("user", user) != user:
+        since, until = 0.0, 0.0  # two different users asked for: an empty range, so no record
+    return reads.where_sql(since, until, filters)
 
 
 def _import_psycopg() -> Any:

@@ -50,7 +50,6 @@ from openrouter_attribution.usage.records import (
     check_where,
     format_cost,
     metadata_json,
-    metadata_key,
     sum_costs,
 )
 from openrouter_attribution.usage.stores.protocol import BackendOwner, Filters
@@ -164,37 +163,19 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in str(err) or "busy" in str(err)
 
 
-# The SQL of each filter and grouping but the day and metadata.<key> (see _column).
-_FILTER_SQL = {**_KEY_SQL, "user": "user"}
-
-
 def _column(name: str) -> tuple[str, list[object]]:
-    """The SQL expression of a dimension (a :data:`TOTALS_BY` name or ``metadata.<key>``) and its parameters."""
-    key = metadata_key(name)
-    if key is None:
-        return _FILTER_SQL[name], []
-    return "json_extract(metadata, ?)", [f'$."{key}"']  # metadata_key admits no '"'
+    """The SQL expression of a group key (a :data:`TOTALS_BY` name or ``metadata.<key>``) and its parameters."""
+    return (_KEY_SQL[name], []) if name in _KEY_SQL else reads.column(name)
 
 
 def _where(
     since: float | None, until: float | None, user: str | None, where: Mapping[str, str] | None = None
 ) -> tuple[str, list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if since is not None:
-        clauses.append("time >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("time < ?")
-        params.append(until)
-    if user is not None:
-        clauses.append("user = ?")
-        params.append(user)
-    for name, value in (where or {}).items():
-        column, column_params = _column(name)
-        clauses.append(f"{column} = ?")
-        params.extend((*column_params, value))
-    return " AND ".join(clauses), params
+    """The condition of a time range, a user and ``where`` filters (the dashboard reads' condition)."""
+    filters = dict(where or {})
+    if user is not None and filters.setdefault("user", user) != user:
+        since, until = 0.0, 0.0  # two different users asked for: an empty range, so no record
+    return reads.where_sql(since, until, filters)
 
 
 class SQLiteUsageStore(BackendOwner["SQLiteBackend"]):
