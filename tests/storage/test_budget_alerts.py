@@ -74,8 +74,12 @@ def test_a_blocking_or_raising_on_alert_neither_delays_nor_fails_the_call(backen
             failing_model.invoke("Hello", user="app_failing_too")
             cost_model.invoke("Hello", user="app_cheap")  # far below 50%: no alert
             assert wait_for_alerts(60)
-        assert [(a.key, a.fraction, a.spent, a.limit, seen) for a, seen in arrived] == [
-            ("app_slow", 0.5, 1, 2, True), ("app_slow", 1.0, 2, 2, True)]  # fmt: skip
+        assert [(a.key, a.fraction, a.limit, seen) for a, seen in arrived] == [
+            ("app_slow", 0.5, 2, True), ("app_slow", 1.0, 2, True)]  # fmt: skip
+        # `spent` is the window's use when the alert was claimed: the 50% alert's check may run after the
+        # second call's record is stored already (the alerts thread races the calls), so 1 or 2.
+        assert arrived[0][0].spent in (1, 2)
+        assert arrived[1][0].spent == 2
         warnings = [r.getMessage() for r in caplog.records if "on_alert" in r.getMessage()]
         assert warnings == ["budget: on_alert raised RuntimeError; further failures of this budget are not logged"]
         assert sorted((a.key, a.fraction) for a in alerts_fired(ledger)) == [
